@@ -1,0 +1,97 @@
+"""API keys: created once and shown once, stored as a hash, verified with a short cache.
+
+A key reads `shk_<key id>_<secret>`. The key id finds the row; the secret is compared by hash in
+constant time. Verified keys are cached for `cache_ttl` seconds so that 1,000 gateway posts a
+second cost no database round trips; a revoked key stops working within that time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable, Sequence
+
+import asyncpg
+
+from services.common.auth.principal import ROLES, Principal, Role
+from services.common.errors import SafetyhubError
+
+PREFIX = "shk"
+
+
+class KeyError_(SafetyhubError):
+    """A key cannot be created as asked."""
+
+
+def _hash(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def _split(token: str) -> tuple[str, str] | None:
+    parts = token.split("_")
+    if len(parts) != 3 or parts[0] != PREFIX or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+async def create_key(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    tenant: str,
+    role: str,
+    sites: Sequence[str] | None = None,
+    description: str = "",
+) -> str:
+    """Store a new key and return it; this is the only time the secret exists in clear."""
+    if role not in ROLES:
+        raise KeyError_(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+    if not tenant:
+        raise KeyError_("a key needs a tenant")
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32).replace("_", "-")  # '_' separates the parts
+    await conn.execute(
+        "INSERT INTO api_keys (key_id, secret_hash, tenant, role, sites, description)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
+        key_id,
+        _hash(secret),
+        tenant,
+        role,
+        list(sites) if sites else None,
+        description,
+    )
+    return f"{PREFIX}_{key_id}_{secret}"
+
+
+class KeyVerifier:
+    def __init__(
+        self, pool: asyncpg.Pool, *, cache_ttl: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._pool = pool
+        self._ttl = cache_ttl
+        self._clock = clock
+        self._cache: dict[str, tuple[float, Principal]] = {}
+
+    async def verify(self, token: str) -> Principal | None:
+        now = self._clock()
+        cached = self._cache.get(token)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        parts = _split(token)
+        if parts is None:
+            return None
+        key_id, secret = parts
+        row = await self._pool.fetchrow(
+            "SELECT secret_hash, tenant, role, sites FROM api_keys WHERE key_id = $1 AND revoked_at IS NULL",
+            key_id,
+        )
+        if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), _hash(secret)):
+            return None
+        role: Role = row["role"]
+        sites = frozenset(row["sites"]) if row["sites"] is not None else None
+        principal = Principal(key_id=key_id, tenant=row["tenant"], role=role, sites=sites)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[token] = (now + self._ttl, principal)
+        return principal

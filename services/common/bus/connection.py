@@ -1,0 +1,43 @@
+"""The one NATS connection of a process."""
+
+from __future__ import annotations
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.errors import NoServersError
+from nats.errors import TimeoutError as NatsTimeoutError
+
+from services.common.errors import UnavailableError
+from services.common.logging import get_logger
+
+log = get_logger(__name__)
+
+
+async def connect_bus(url: str, *, name: str, connect_timeout: float = 5.0) -> NATS:
+    """Connect with endless reconnects: a NATS restart must not take a service down."""
+
+    async def on_disconnected() -> None:
+        log.warning("nats_disconnected", url=url)
+
+    async def on_reconnected() -> None:
+        log.info("nats_reconnected", url=url)
+
+    async def on_error(err: Exception) -> None:
+        log.warning("nats_error", error=str(err))
+
+    try:
+        return await nats.connect(
+            url,
+            name=name,
+            connect_timeout=connect_timeout,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            # While disconnected, publishes fail at once instead of piling up in a buffer that a
+            # crash would lose: the HTTP layer turns that into 503 and the client retries.
+            pending_size=0,
+            disconnected_cb=on_disconnected,
+            reconnected_cb=on_reconnected,
+            error_cb=on_error,
+        )
+    except (NoServersError, NatsTimeoutError, OSError) as err:
+        raise UnavailableError(f"NATS at {url} is unreachable: {err}") from err

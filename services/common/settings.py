@@ -1,0 +1,108 @@
+"""The hub's configuration: one YAML file (optional) plus environment overrides.
+
+Every key has a default, so `safetyhub up` runs with no file at all. The file is validated strictly
+(unknown keys rejected) and a bad one stops start-up with file, line and key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+from services.common.config.yaml_loader import load_yaml_file
+
+Positive = Annotated[int, msgspec.Meta(gt=0)]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+
+
+class HttpConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    host: str = "127.0.0.1"
+    # 0 picks a free port (tests); the chosen port is logged and written to the runtime file.
+    port: Port = 8080
+
+
+class StreamConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Limits of one JetStream stream. Retention is by age and size; the oldest go first."""
+
+    max_age_hours: PositiveFloat = 72.0
+    max_bytes_mb: int = -1  # -1: unlimited, bounded by max_age
+    # Window in which JetStream drops a second publish with the same Nats-Msg-Id. The store
+    # deduplicates forever; this window only saves work. Memory grows with rate x window.
+    duplicate_window_s: PositiveFloat = 120.0
+    replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
+    storage: Literal["file", "memory"] = "file"
+
+
+class BusConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    # None: the embedded nats-server in `up`; required in `run` (or SAFETYHUB_NATS_URL).
+    url: str | None = None
+    observations: StreamConfig = StreamConfig()
+    deadletter: StreamConfig = StreamConfig(max_age_hours=24.0 * 14)
+
+
+class DatabaseConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    url: str | None = None
+    pool_min: Annotated[int, msgspec.Meta(ge=1)] = 2
+    pool_max: Annotated[int, msgspec.Meta(ge=1)] = 10
+
+
+class IngestConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    max_items: Positive = 10_000
+    max_body_mb: Positive = 32
+    # Readings stamped further ahead than this are refused: a device clock that runs fast would
+    # otherwise write observations into days that have not happened yet.
+    max_future_s: PositiveFloat = 300.0
+    # Observations in flight to JetStream at once (per process), the back-pressure bound.
+    max_in_flight: Positive = 20_000
+
+
+class StoreConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    batch_max: Positive = 5_000
+    batch_wait_ms: Positive = 20
+    max_ack_pending: Positive = 40_000
+    ack_wait_s: PositiveFloat = 30.0
+
+
+class HubConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    http: HttpConfig = HttpConfig()
+    bus: BusConfig = BusConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    ingest: IngestConfig = IngestConfig()
+    store: StoreConfig = StoreConfig()
+    # Site files or globs, relative to the config file (or to the working directory without one).
+    sites: list[str] = msgspec.field(default_factory=lambda: ["sites/*.yaml"])
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+def load_config(path: Path | None, env: dict[str, str] | None = None) -> tuple[HubConfig, Path]:
+    """The configuration and the directory relative paths in it are resolved against."""
+    environ = os.environ if env is None else env
+    config = load_yaml_file(path, HubConfig) if path is not None else HubConfig()
+    base = path.resolve().parent if path is not None else Path.cwd()
+    nats_url = environ.get("SAFETYHUB_NATS_URL") or config.bus.url
+    db_url = environ.get("SAFETYHUB_DATABASE_URL") or config.database.url
+    config = msgspec.structs.replace(
+        config,
+        bus=msgspec.structs.replace(config.bus, url=nats_url),
+        database=msgspec.structs.replace(config.database, url=db_url),
+    )
+    return config, base
+
+
+def site_files(config: HubConfig, base: Path) -> list[Path]:
+    """Expand the configured site paths and globs, in a stable order."""
+    found: list[Path] = []
+    for pattern in config.sites:
+        candidate = Path(pattern)
+        root = candidate if candidate.is_absolute() else base / candidate
+        if any(ch in pattern for ch in "*?["):
+            anchor = Path(root.anchor) if root.is_absolute() else base
+            matches = sorted(anchor.glob(str(root.relative_to(anchor))))
+            found.extend(m for m in matches if m.is_file())
+        else:
+            found.append(root)
+    return found

@@ -1,0 +1,160 @@
+"""One process of the hub: connections, migrations, streams, the services asked for, one HTTP app.
+
+`safetyhub up` builds it with every service; `safetyhub run <service>` with one. Shutdown runs in
+stages so nothing accepted is lost: stop HTTP intake (in-flight requests finish, so every 202 was
+acknowledged by JetStream), stop consumers (the batch in hand is committed and acked), drain NATS,
+close the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+from aiohttp import web
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from services.common.auth.keys import KeyVerifier
+from services.common.bus.connection import connect_bus
+from services.common.bus.publisher import JetStreamPublisher
+from services.common.bus.streams import ensure_streams, hub_streams
+from services.common.db import migrations
+from services.common.db.pool import create_pool
+from services.common.http.middleware import MAX_BODY_BYTES, auth_middleware, problem_middleware
+from services.common.http.ops import ReadinessCheck, add_ops_routes
+from services.common.logging import get_logger
+from services.common.settings import HubConfig, site_files
+from services.common.sites.registry import SiteRegistry
+from services.ingest.api import IngestApi
+from services.store.api import StoreApi
+from services.store.service import StoreService
+
+log = get_logger(__name__)
+
+SERVICES = ("ingest", "store")
+MIGRATION_SOURCES = (("auth", "services.common.auth"), ("store", "services.store"))
+
+
+def all_migrations() -> list[migrations.Migration]:
+    return [m for component, package in MIGRATION_SOURCES for m in migrations.discover(component, package)]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    nats_url: str
+    database_url: str
+
+
+class Hub:
+    def __init__(
+        self, config: HubConfig, base: Path, endpoints: Endpoints, services: tuple[str, ...] = SERVICES
+    ):
+        unknown = set(services) - set(SERVICES)
+        if unknown:
+            raise ValueError(f"unknown services {sorted(unknown)}; known: {', '.join(SERVICES)}")
+        self.config = config
+        self._base = base
+        self._endpoints = endpoints
+        self._services = services
+        self._registry: SiteRegistry | None = None
+        self._nc: NATS | None = None
+        self._js: JetStreamContext | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._publisher: JetStreamPublisher | None = None
+        self._store: StoreService | None = None
+        self._runner: web.AppRunner | None = None
+        self.http_url = ""
+
+    @property
+    def registry(self) -> SiteRegistry:
+        if self._registry is None:
+            raise RuntimeError("hub not started")
+        return self._registry
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("hub not started")
+        return self._pool
+
+    async def start(self) -> None:
+        # Configuration first: a bad site file stops start-up before anything is touched.
+        files = site_files(self.config, self._base)
+        self._registry = await asyncio.to_thread(SiteRegistry.load, files)
+        log.info("sites_loaded", files=[str(f) for f in files], sites=len(self._registry.sites))
+
+        self._pool = await create_pool(
+            self._endpoints.database_url,
+            min_size=self.config.database.pool_min,
+            max_size=self.config.database.pool_max,
+        )
+        await migrations.apply(self._pool, all_migrations())
+        self._nc = await connect_bus(self._endpoints.nats_url, name="safetyhub")
+        self._js = self._nc.jetstream()
+        await ensure_streams(self._js, hub_streams(self.config.bus))
+
+        if "ingest" in self._services:
+            self._publisher = JetStreamPublisher(self._nc, max_in_flight=self.config.ingest.max_in_flight)
+            await self._publisher.start()
+        app = self._build_app(self._pool)
+        if "store" in self._services:
+            self._store = StoreService(self._pool, self._js, self.config.store)
+            await self._store.start()
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=15.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.http_url = f"http://{self.config.http.host}:{port}"
+        log.info("hub_started", services=list(self._services), http=self.http_url)
+
+    def _build_app(self, pool: asyncpg.Pool) -> web.Application:
+        verifier = KeyVerifier(pool)
+        max_body = self.config.ingest.max_body_mb * 1024 * 1024
+        app = web.Application(
+            client_max_size=max_body, middlewares=[problem_middleware, auth_middleware(verifier)]
+        )
+        app[MAX_BODY_BYTES] = max_body
+        add_ops_routes(app, self._readiness_checks())
+        registry = lambda: self.registry  # noqa: E731 - the registry object is swapped on reload
+        if self._publisher is not None:
+            IngestApi(registry, self._publisher, self.config.ingest).add_routes(app)
+        if "store" in self._services:
+            StoreApi(pool, registry).add_routes(app)
+        return app
+
+    def _readiness_checks(self) -> dict[str, ReadinessCheck]:
+        async def nats_ready() -> str | None:
+            return None if self._nc is not None and self._nc.is_connected else "not connected"
+
+        async def postgres_ready() -> str | None:
+            if self._pool is None:
+                return "no pool"
+            async with self._pool.acquire() as conn:
+                missing = await migrations.pending(conn, all_migrations())
+            return None if not missing else f"{len(missing)} migrations not applied"
+
+        return {"nats": nats_ready, "postgres": postgres_ready}
+
+    async def stop(self) -> None:
+        # 1. stop intake; requests in flight finish (their publishes are acknowledged or fail).
+        if self._runner is not None:
+            await self._runner.cleanup()
+        # 2. consumers finish and commit the batch in hand.
+        if self._store is not None:
+            await self._store.stop()
+        # 3. the bus: nothing is buffered client-side (pending_size=0), drain acks and subscriptions.
+        if self._publisher is not None:
+            await self._publisher.close()
+        if self._nc is not None and not self._nc.is_closed:
+            try:
+                await asyncio.wait_for(self._nc.drain(), timeout=10)
+            except Exception as err:
+                log.warning("nats_drain_failed", error=str(err))
+        # 4. the database.
+        if self._pool is not None:
+            await self._pool.close()
+        log.info("hub_stopped")

@@ -1,0 +1,101 @@
+"""What the `safetyhub` subcommands do, apart from argument parsing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+from services.common.auth.keys import create_key as store_key
+from services.common.db import migrations
+from services.common.db.pool import create_pool
+from services.common.errors import ConfigError
+from services.common.logging import get_logger
+from services.common.settings import HubConfig
+from services.hub.bootstrap import SERVICES, Endpoints, Hub, all_migrations
+from services.hub.runtime import database_url, hub_endpoints, redact, write_runtime_file
+
+log = get_logger(__name__)
+
+
+async def serve(config: HubConfig, base: Path, data_dir: Path, *, ready: asyncio.Event | None = None) -> int:
+    """`safetyhub up`: every service, embedded servers where none are configured, until a signal."""
+    from services.hub.cli import install_stop_signals
+
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    async with hub_endpoints(data_dir, config) as endpoints:
+        hub = Hub(config, base, endpoints)
+        try:
+            await hub.start()
+            write_runtime_file(data_dir, http_url=hub.http_url, endpoints=endpoints)
+            log.info(
+                "hub_ready",
+                http=hub.http_url,
+                nats=endpoints.nats_url,
+                postgres=redact(endpoints.database_url),
+                data_dir=str(data_dir),
+            )
+            if ready is not None:
+                ready.set()
+            await stop.wait()
+            log.info("hub_stopping")
+        finally:
+            await hub.stop()
+    return 0
+
+
+async def run_service(config: HubConfig, base: Path, service: str) -> int:
+    """`safetyhub run <service>`: one service against the external servers of the config/env."""
+    from services.hub.cli import install_stop_signals
+
+    if config.bus.url is None or config.database.url is None:
+        raise ConfigError(
+            "environment",
+            None,
+            "SAFETYHUB_NATS_URL / SAFETYHUB_DATABASE_URL",
+            "`run` needs external servers; set both (or bus.url and database.url)",
+        )
+    if service not in SERVICES:
+        raise ConfigError("command line", None, "service", f"unknown service {service!r}")
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    hub = Hub(config, base, Endpoints(config.bus.url, config.database.url), services=(service,))
+    try:
+        await hub.start()
+        await stop.wait()
+    finally:
+        await hub.stop()
+    return 0
+
+
+async def migrate(config: HubConfig, data_dir: Path) -> int:
+    async with database_url(data_dir, config) as url:
+        pool = await create_pool(url, min_size=1, max_size=2)
+        try:
+            applied = await migrations.apply(pool, all_migrations())
+        finally:
+            await pool.close()
+    print(
+        f"{len(applied)} migrations applied"
+        + "".join(f"\n  {m.component} {m.version:04d}_{m.name}" for m in applied)
+    )
+    return 0
+
+
+async def create_key(
+    config: HubConfig,
+    data_dir: Path,
+    *,
+    tenant: str,
+    role: str,
+    sites: Sequence[str] | None,
+    description: str,
+) -> str:
+    async with database_url(data_dir, config) as url:
+        pool = await create_pool(url, min_size=1, max_size=2)
+        try:
+            await migrations.apply(pool, all_migrations())
+            return await store_key(pool, tenant=tenant, role=role, sites=sites, description=description)
+        finally:
+            await pool.close()

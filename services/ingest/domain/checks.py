@@ -1,0 +1,76 @@
+"""Checks on posted observations that types alone cannot express. Pure: time is a parameter.
+
+Typed decoding (contract.py) catches shape errors; here the observation is checked against the
+site registry and the caller's key: the site exists and the key may post for it, the device is
+registered there and measures that kind, the unit matches, the time is not in the future.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from services.common.auth.principal import Principal
+from services.common.sites.registry import SiteRegistry
+from services.ingest.domain.contract import ObservationIn
+
+
+@dataclass(frozen=True, slots=True)
+class ItemError:
+    """Why item `index` of a request was refused, naming the field."""
+
+    index: int
+    field: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """The key may not post for this item's site: the whole request is refused (403)."""
+
+    index: int
+    site: str
+    reason: str
+
+
+def authorize(
+    item: ObservationIn, index: int, principal: Principal, registry: SiteRegistry
+) -> Refusal | None:
+    tenant = registry.tenant_of(item.site)
+    if tenant is None:
+        return None  # an unknown site is a validation error, reported by `check`
+    if not principal.may_ingest:
+        return Refusal(index, item.site, f"role '{principal.role}' may not post observations")
+    if not principal.may_access_site(item.site, tenant):
+        if tenant != principal.tenant:
+            reason = f"site '{item.site}' belongs to another tenant than this key's ('{principal.tenant}')"
+        else:
+            reason = f"this key may post only for sites {sorted(principal.sites or [])}"
+        return Refusal(index, item.site, reason)
+    return None
+
+
+def check(
+    item: ObservationIn, index: int, registry: SiteRegistry, now: datetime, max_future: timedelta
+) -> ItemError | None:
+    if registry.tenant_of(item.site) is None:
+        return ItemError(index, "site", f"unknown site '{item.site}'")
+    if registry.device(item.site, item.device) is None:
+        return ItemError(index, "device", f"device '{item.device}' is not registered at site '{item.site}'")
+    measure = registry.measure(item.site, item.device, item.kind)
+    if measure is None:
+        return ItemError(index, "kind", f"device '{item.device}' does not measure '{item.kind}'")
+    if item.unit is not None and item.unit != measure.unit:
+        return ItemError(
+            index, "unit", f"'{item.kind}' of '{item.device}' is in '{measure.unit}', not '{item.unit}'"
+        )
+    if item.value is None and item.confidence is None:
+        return ItemError(index, "value", "an observation needs a value (reading) or a confidence (detection)")
+    if item.time is not None:
+        if item.time.tzinfo is None:
+            return ItemError(index, "time", "time needs a UTC offset, e.g. 2026-11-22T09:15:00+09:00")
+        if item.time - now > max_future:
+            return ItemError(
+                index, "time", f"time is more than {int(max_future.total_seconds())} s in the future"
+            )
+    return None

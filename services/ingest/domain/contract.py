@@ -1,0 +1,52 @@
+"""What a gateway posts: one observation as JSON (the proto3 JSON mapping of `Observation`, flat).
+
+Field names are single words so the proto3 JSON name and the proto field name coincide; the
+envelope is built by the hub, except `id` and `correlationId` which a client may choose.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/-]+\Z")]
+Slug = Annotated[str, msgspec.Meta(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9-]*\Z")]
+DeviceId = Annotated[str, msgspec.Meta(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*\Z")]
+Kind = Annotated[str, msgspec.Meta(max_length=63, pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z")]
+Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+QualityName = Literal["good", "uncertain", "bad", "QUALITY_GOOD", "QUALITY_UNCERTAIN", "QUALITY_BAD"]
+
+
+class BoxIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    x: Fraction
+    y: Fraction
+    width: Fraction
+    height: Fraction
+
+
+class PositionIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    latitude: Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]
+    longitude: Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)]
+    altitude: float | None = None
+
+
+class ObservationIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    site: Slug
+    device: DeviceId
+    kind: Kind
+    id: ClientId | None = None
+    # RFC 3339 with an offset; absent means "now" (the hub's receive time).
+    time: datetime | None = None
+    value: float | None = None
+    unit: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    quality: QualityName = "good"
+    confidence: Fraction | None = None
+    box: BoxIn | None = None
+    snapshot: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
+    position: PositionIn | None = None
+    attributes: Annotated[
+        dict[str, Annotated[str, msgspec.Meta(max_length=256)]], msgspec.Meta(max_length=32)
+    ] = {}
+    correlation_id: ClientId | None = msgspec.field(default=None, name="correlationId")

@@ -1,0 +1,119 @@
+"""Turn a request body into typed observations and per-item errors. Pure, no I/O.
+
+Accepted bodies: one JSON object, a JSON array of objects, or NDJSON (one object per line). The
+whole array is decoded in one call when it is valid (the common case); only when it is not are
+items decoded one by one, so each error names its item index and field.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import msgspec
+
+from services.common.errors import SafetyhubError
+from services.ingest.domain.checks import ItemError
+from services.ingest.domain.contract import ObservationIn
+
+_ONE = msgspec.json.Decoder(ObservationIn)
+_MANY = msgspec.json.Decoder(list[ObservationIn])
+_RAW_LIST = msgspec.json.Decoder(list[msgspec.Raw])
+_ANY = msgspec.json.Decoder()
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+
+
+class MalformedBody(SafetyhubError):
+    """The body is not JSON / NDJSON at all (HTTP 400)."""
+
+
+class TooManyItems(SafetyhubError):
+    """More items than one request may carry (HTTP 413)."""
+
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__(f"the request carries {count} items; at most {limit} are accepted per request")
+
+
+@dataclass(slots=True)
+class Parsed:
+    items: list[tuple[int, ObservationIn]] = field(default_factory=list)
+    errors: list[ItemError] = field(default_factory=list)
+    count: int = 0
+
+
+def _field_of(path: str) -> str:
+    # "$.box.x" -> "box.x"; "$[3].value" was handled by decoding items one by one.
+    return path.lstrip(".")
+
+
+def item_error(index: int, err: msgspec.ValidationError) -> ItemError:
+    match = _AT.match(str(err))
+    message = match.group("msg") if match else str(err)
+    path = match.group("path") if match and match.group("path") else ""
+    name = _field_of(path)
+    unknown = re.match(r"Object contains unknown field `([^`]+)`", message)
+    missing = re.match(r"Object missing required field `([^`]+)`", message)
+    if unknown:
+        name = f"{name}.{unknown.group(1)}" if name else unknown.group(1)
+    elif missing:
+        name = f"{name}.{missing.group(1)}" if name else missing.group(1)
+    return ItemError(index, name, message)
+
+
+def _decode_each(raw_items: list[bytes], parsed: Parsed) -> None:
+    for index, raw in enumerate(raw_items):
+        try:
+            parsed.items.append((index, _ONE.decode(raw)))
+        except msgspec.ValidationError as err:
+            parsed.errors.append(item_error(index, err))
+        except msgspec.DecodeError as err:
+            parsed.errors.append(ItemError(index, "", f"malformed JSON: {err}"))
+
+
+def parse_json(body: bytes, max_items: int) -> Parsed:
+    start = body.lstrip()[:1]
+    parsed = Parsed()
+    if start == b"{":
+        parsed.count = 1
+        try:
+            parsed.items.append((0, _ONE.decode(body)))
+        except msgspec.ValidationError as err:
+            parsed.errors.append(item_error(0, err))
+        except msgspec.DecodeError as err:
+            raise MalformedBody(f"malformed JSON: {err}") from err
+        return parsed
+    if start != b"[":
+        try:
+            _ANY.decode(body)
+        except msgspec.DecodeError as err:
+            raise MalformedBody(f"malformed JSON: {err}") from err
+        raise MalformedBody("the body must be a JSON object or an array of objects")
+    try:
+        raw_items = _RAW_LIST.decode(body)
+    except msgspec.DecodeError as err:
+        raise MalformedBody(f"malformed JSON: {err}") from err
+    except msgspec.ValidationError as err:  # e.g. "[1, 2" is a decode error; "[]" fine
+        raise MalformedBody(str(err)) from err
+    parsed.count = len(raw_items)
+    if parsed.count > max_items:
+        raise TooManyItems(parsed.count, max_items)
+    try:
+        parsed.items = list(enumerate(_MANY.decode(body)))
+    except msgspec.ValidationError:
+        _decode_each([bytes(r) for r in raw_items], parsed)
+    return parsed
+
+
+def parse_ndjson(body: bytes, max_items: int) -> Parsed:
+    lines = [line for line in body.split(b"\n") if line.strip()]
+    if len(lines) > max_items:
+        raise TooManyItems(len(lines), max_items)
+    parsed = Parsed(count=len(lines))
+    for index, line in enumerate(lines):
+        try:
+            parsed.items.append((index, _ONE.decode(line)))
+        except msgspec.ValidationError as err:
+            parsed.errors.append(item_error(index, err))
+        except msgspec.DecodeError as err:
+            raise MalformedBody(f"line {index + 1}: malformed JSON: {err}") from err
+    return parsed

@@ -1,0 +1,14 @@
+"""Prometheus metrics of ingest."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+RECEIVED = Counter("safetyhub_ingest_received", "Observations received in requests (valid or not)")
+ACCEPTED = Counter("safetyhub_ingest_accepted", "Observations acknowledged by JetStream and answered 202")
+REJECTED = Counter("safetyhub_ingest_rejected", "Observations refused, by reason", ["reason"])
+REQUEST_SECONDS = Histogram(
+    "safetyhub_ingest_request_seconds",
+    "Time from request received to answer, accepted requests",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)

@@ -1,0 +1,47 @@
+"""Write observation rows in batches: COPY into a session-temporary stage, then one INSERT.
+
+COPY cannot skip rows that already exist, and redelivery must not fail a batch, so rows are copied
+into a temporary table and moved with `INSERT ... ON CONFLICT DO NOTHING`. One transaction per
+batch: the consumer acks the batch only after it commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from services.common.db.pool import TRANSIENT_DB_ERRORS
+from services.common.errors import UnavailableError
+from services.store.rows import COLUMNS, Row
+
+_STAGE = "observations_stage"
+_CREATE_STAGE = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (LIKE observations INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
+_MOVE = f"INSERT INTO observations SELECT * FROM {_STAGE} ON CONFLICT DO NOTHING"
+
+
+class ObservationWriter:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        # Backends (by server pid) whose session already has the stage table.
+        self._staged: set[int] = set()
+
+    async def write(self, rows: Sequence[Row]) -> int:
+        """Store rows; return how many were new (the rest were duplicates)."""
+        try:
+            async with self._pool.acquire() as conn:
+                pid = conn.get_server_pid()
+                if pid not in self._staged:
+                    await conn.execute(_CREATE_STAGE)
+                    self._staged.add(pid)
+                async with conn.transaction():
+                    await conn.copy_records_to_table(_STAGE, records=rows, columns=COLUMNS)
+                    status = await conn.execute(_MOVE)
+        except asyncpg.exceptions.UndefinedTableError as err:
+            self._staged.clear()  # a new backend reused a pid we knew: create the stage again
+            raise UnavailableError(f"stage table missing, retrying: {err}") from err
+        except TRANSIENT_DB_ERRORS as err:
+            raise UnavailableError(f"PostgreSQL unavailable: {err}") from err
+        return int(status.rsplit(" ", 1)[-1])
