@@ -76,6 +76,9 @@ class HubConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only
     # Site files or globs, relative to the config file (or to the working directory without one).
     sites: list[str] = msgspec.field(default_factory=lambda: ["sites/*.yaml"])
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Worker processes of `safetyhub up`, each running every service and sharing the HTTP port.
+    # One is enough for a plant's sensors; more use more cores (see the README's performance).
+    workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
 
 
 def load_config(path: Path | None, env: dict[str, str] | None = None) -> tuple[HubConfig, Path]:

@@ -38,6 +38,13 @@ SERVICES = ("ingest", "store")
 MIGRATION_SOURCES = (("auth", "services.common.auth"), ("store", "services.store"))
 
 
+async def load_sites(config: HubConfig, base: Path) -> SiteRegistry:
+    files = site_files(config, base)
+    registry = await asyncio.to_thread(SiteRegistry.load, files)
+    log.info("sites_loaded", files=[str(f) for f in files], sites=len(registry.sites))
+    return registry
+
+
 def all_migrations() -> list[migrations.Migration]:
     return [m for component, package in MIGRATION_SOURCES for m in migrations.discover(component, package)]
 
@@ -50,7 +57,14 @@ class Endpoints:
 
 class Hub:
     def __init__(
-        self, config: HubConfig, base: Path, endpoints: Endpoints, services: tuple[str, ...] = SERVICES
+        self,
+        config: HubConfig,
+        base: Path,
+        endpoints: Endpoints,
+        services: tuple[str, ...] = SERVICES,
+        *,
+        reuse_port: bool = False,
+        registry: SiteRegistry | None = None,
     ):
         unknown = set(services) - set(SERVICES)
         if unknown:
@@ -59,7 +73,8 @@ class Hub:
         self._base = base
         self._endpoints = endpoints
         self._services = services
-        self._registry: SiteRegistry | None = None
+        self._reuse_port = reuse_port
+        self._registry = registry
         self._nc: NATS | None = None
         self._js: JetStreamContext | None = None
         self._pool: asyncpg.Pool | None = None
@@ -82,9 +97,8 @@ class Hub:
 
     async def start(self) -> None:
         # Configuration first: a bad site file stops start-up before anything is touched.
-        files = site_files(self.config, self._base)
-        self._registry = await asyncio.to_thread(SiteRegistry.load, files)
-        log.info("sites_loaded", files=[str(f) for f in files], sites=len(self._registry.sites))
+        if self._registry is None:
+            self._registry = await load_sites(self.config, self._base)
 
         self._pool = await create_pool(
             self._endpoints.database_url,
@@ -105,7 +119,9 @@ class Hub:
             await self._store.start()
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=15.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port)
+        site = web.TCPSite(
+            self._runner, self.config.http.host, self.config.http.port, reuse_port=self._reuse_port
+        )
         await site.start()
         port = self._runner.addresses[0][1]
         self.http_url = f"http://{self.config.http.host}:{port}"

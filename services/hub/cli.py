@@ -6,8 +6,9 @@ import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -30,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run every service in one process with embedded NATS and PostgreSQL")
     common(up)
     up.add_argument("--http-port", type=int, help="HTTP port (default 8080; 0 picks a free one)")
+    up.add_argument("--workers", type=int, help="worker processes sharing the HTTP port (default 1)")
 
     demo = sub.add_parser("demo", help="`up` plus a simulated Ulsan plant and a live terminal view")
     common(demo)
@@ -64,6 +66,11 @@ def _config(args: argparse.Namespace) -> tuple[HubConfig, Path]:
     port = getattr(args, "http_port", None)
     if port is not None:
         config = msgspec.structs.replace(config, http=msgspec.structs.replace(config.http, port=port))
+    workers = getattr(args, "workers", None)
+    if workers is not None:
+        if not 1 <= workers <= 64:
+            raise ConfigError("command line", None, "--workers", "must be between 1 and 64")
+        config = msgspec.structs.replace(config, workers=workers)
     return config, base
 
 
@@ -85,7 +92,7 @@ async def _up(args: argparse.Namespace) -> int:
 
     config, base = _config(args)
     configure_logging(config.log_level)
-    return await serve(config, base, _data_dir(args))
+    return await serve(config, base, _data_dir(args), config_path=args.config)
 
 
 async def _demo(args: argparse.Namespace) -> int:
@@ -124,11 +131,20 @@ async def _keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_async(main: Coroutine[Any, Any, int]) -> int:
+    """Run on uvloop where it is installed, else on asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {"up": _up, "demo": _demo, "run": _run, "migrate": _migrate, "keys": _keys_create}
     try:
-        return asyncio.run(handlers[args.command](args))
+        return run_async(handlers[args.command](args))
     except ConfigError as err:
         print(f"safetyhub: configuration error: {err}", file=sys.stderr)
         return 2

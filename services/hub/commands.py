@@ -12,37 +12,74 @@ from services.common.db.pool import create_pool
 from services.common.errors import ConfigError
 from services.common.logging import get_logger
 from services.common.settings import HubConfig
-from services.hub.bootstrap import SERVICES, Endpoints, Hub, all_migrations
+from services.common.sites.registry import SiteRegistry
+from services.hub.bootstrap import SERVICES, Endpoints, Hub, all_migrations, load_sites
 from services.hub.runtime import database_url, hub_endpoints, redact, write_runtime_file
+from services.hub.supervisor import Supervisor, WorkerPlan, free_port
 
 log = get_logger(__name__)
 
 
-async def serve(config: HubConfig, base: Path, data_dir: Path, *, ready: asyncio.Event | None = None) -> int:
+async def serve(config: HubConfig, base: Path, data_dir: Path, *, config_path: Path | None = None) -> int:
     """`safetyhub up`: every service, embedded servers where none are configured, until a signal."""
     from services.hub.cli import install_stop_signals
 
+    # Site files are checked before any server starts: a typo must not cost a database start-up.
+    registry = await load_sites(config, base)
     stop = asyncio.Event()
     install_stop_signals(stop)
     async with hub_endpoints(data_dir, config) as endpoints:
-        hub = Hub(config, base, endpoints)
-        try:
-            await hub.start()
-            write_runtime_file(data_dir, http_url=hub.http_url, endpoints=endpoints)
-            log.info(
-                "hub_ready",
-                http=hub.http_url,
-                nats=endpoints.nats_url,
-                postgres=redact(endpoints.database_url),
-                data_dir=str(data_dir),
-            )
-            if ready is not None:
-                ready.set()
-            await stop.wait()
-            log.info("hub_stopping")
-        finally:
-            await hub.stop()
+        if config.workers == 1:
+            await _serve_in_process(config, base, data_dir, endpoints, stop, registry=registry)
+        else:
+            await _serve_workers(config, data_dir, endpoints, stop, config_path)
     return 0
+
+
+async def _serve_in_process(
+    config: HubConfig,
+    base: Path,
+    data_dir: Path,
+    endpoints: Endpoints,
+    stop: asyncio.Event,
+    *,
+    registry: SiteRegistry,
+) -> None:
+    hub = Hub(config, base, endpoints, registry=registry)
+    try:
+        await hub.start()
+        _announce(data_dir, hub.http_url, endpoints)
+        await stop.wait()
+        log.info("hub_stopping")
+    finally:
+        await hub.stop()
+
+
+async def _serve_workers(
+    config: HubConfig, data_dir: Path, endpoints: Endpoints, stop: asyncio.Event, config_path: Path | None
+) -> None:
+    host = config.http.host
+    port = config.http.port or free_port(host)
+    supervisor = Supervisor(WorkerPlan(config.workers, host, port, data_dir, config_path, endpoints))
+    try:
+        await supervisor.start()
+        _announce(data_dir, supervisor.http_url, endpoints, workers=config.workers)
+        await supervisor.run_until(stop)
+        log.info("hub_stopping")
+    finally:
+        await supervisor.stop()
+
+
+def _announce(data_dir: Path, http_url: str, endpoints: Endpoints, *, workers: int = 1) -> None:
+    write_runtime_file(data_dir, http_url=http_url, endpoints=endpoints)
+    log.info(
+        "hub_ready",
+        http=http_url,
+        nats=endpoints.nats_url,
+        postgres=redact(endpoints.database_url),
+        data_dir=str(data_dir),
+        workers=workers,
+    )
 
 
 async def run_service(config: HubConfig, base: Path, service: str) -> int:

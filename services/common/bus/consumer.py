@@ -29,7 +29,9 @@ from services.common.logging import get_logger
 
 log = get_logger(__name__)
 
-CONSUMER_LAG = Gauge("safetyhub_consumer_lag", "Messages in the stream not yet delivered", ["consumer"])
+CONSUMER_LAG = Gauge(
+    "safetyhub_consumer_lag", "Messages in the stream not yet delivered", ["consumer"], multiprocess_mode="max"
+)
 T = TypeVar("T")
 
 

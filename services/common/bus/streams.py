@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType
 from nats.js.api import StreamConfig as JsStreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError
 
 from services.common.logging import get_logger
 from services.common.settings import BusConfig, StreamConfig
@@ -60,8 +60,11 @@ async def ensure_streams(js: JetStreamContext, specs: list[StreamSpec]) -> None:
         try:
             await js.stream_info(spec.name)
         except NotFoundError:
-            await js.add_stream(wanted)
-            log.info("stream_created", stream=spec.name, subjects=spec.subjects)
-            continue
+            try:
+                await js.add_stream(wanted)
+                log.info("stream_created", stream=spec.name, subjects=spec.subjects)
+                continue
+            except BadRequestError:  # another worker created it a moment ago: update instead
+                pass
         await js.update_stream(wanted)
         log.info("stream_updated", stream=spec.name)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from urllib.parse import quote, unquote
 
 SPEC_VERSION = "1.0"
-PROTOBUF = "application/protobuf"
 MSG_ID = "Nats-Msg-Id"
 
 
@@ -19,8 +18,13 @@ def _encode(value: str) -> str:
     return quote(value, safe="!\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~")
 
 
-def ce_headers(*, id: str, type: str, source: str, time: str, content_type: str = PROTOBUF) -> dict[str, str]:
-    """Headers of one CloudEvent in binary mode, plus the JetStream dedup id."""
+def ce_headers(*, id: str, type: str, source: str, time: str) -> dict[str, str]:
+    """Headers of one CloudEvent in binary mode, plus the JetStream dedup id.
+
+    `datacontenttype` is left out on purpose: every safetyhub type (`org.safetyhub.*.vN`) is a
+    protobuf message of proto/safetyhub, so the type names the encoding, and each header costs
+    every publisher and every consumer a parse per message.
+    """
     return {
         MSG_ID: id,
         "ce-specversion": SPEC_VERSION,
@@ -28,7 +32,6 @@ def ce_headers(*, id: str, type: str, source: str, time: str, content_type: str 
         "ce-type": type,
         "ce-source": _encode(source),
         "ce-time": time,
-        "ce-datacontenttype": content_type,
     }
 
 

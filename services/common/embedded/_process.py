@@ -154,19 +154,36 @@ async def stop_child(
         raise EmbeddedServerError(f"process {proc.pid} did not exit even after SIGKILL")
 
 
-def is_live(pid: int, names: frozenset[str]) -> bool:
-    """True if `pid` is running (not a zombie) and is one of `names`: pid files outlive their pids."""
+@dataclass(frozen=True)
+class Expected:
+    """How to recognise our server behind the pid in a pid file.
+
+    Pids are reused, even by another nats-server or postgres on the same host (a system service), so
+    the name is not enough: its command line must also mention our data dir.
+    """
+
+    name: str
+    path: Path
+
+
+def is_live(pid: int, expected: Expected) -> bool:
+    """True if `pid` is our server and running (not a zombie)."""
     try:
         process = psutil.Process(pid)
-        return process.status() != psutil.STATUS_ZOMBIE and process.name() in names
+        return (
+            process.status() != psutil.STATUS_ZOMBIE
+            and process.name() == expected.name
+            and str(expected.path) in " ".join(process.cmdline())
+        )
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
 
 
-async def stop_orphan(pid: int, names: frozenset[str], sig: signal.Signals, grace_s: float) -> None:
+async def stop_orphan(pid: int, expected: Expected, sig: signal.Signals, grace_s: float) -> None:
     """Stop a server a previous, killed hub left behind; it is not our child, so poll instead of wait."""
+    loop = asyncio.get_running_loop()
     for signum, wait_s in ((sig, grace_s), (signal.SIGKILL, 5.0)):
-        if not is_live(pid, names):
+        if not is_live(pid, expected):
             return
         try:
             os.kill(pid, signum)
@@ -174,12 +191,12 @@ async def stop_orphan(pid: int, names: frozenset[str], sig: signal.Signals, grac
             return
         except PermissionError as err:
             raise EmbeddedServerError(
-                f"a server left by a previous hub (pid {pid}) runs under another user and cannot be "
-                "stopped from here; stop it and retry"
+                f"{expected.name} (pid {pid}), left running by a previous hub, belongs to another user "
+                "and cannot be stopped from here; stop it and retry"
             ) from err
-        deadline = asyncio.get_running_loop().time() + wait_s
+        deadline = loop.time() + wait_s
         # Not our child: there is no wait() or event for its exit, only polling.
-        while is_live(pid, names) and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+        while is_live(pid, expected) and loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(_POLL_S)
-    if is_live(pid, names):
-        raise EmbeddedServerError(f"a server left by a previous hub (pid {pid}) does not exit")
+    if is_live(pid, expected):
+        raise EmbeddedServerError(f"{expected.name} (pid {pid}), left by a previous hub, does not exit")

@@ -47,10 +47,13 @@ class DataDirLock:
     def acquire(self) -> None:
         if self._fd is not None:
             return
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        # os.open makes the fd non-inheritable, so the servers we spawn do not keep the lock alive
-        # after the hub dies.
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            # os.open makes the fd non-inheritable, so the servers we spawn do not keep the lock
+            # alive after the hub dies.
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise EmbeddedServerError(f"cannot open the data dir lock {self._path}: {err}") from err
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:

@@ -9,6 +9,7 @@ import asyncio
 import shutil
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import nats
@@ -16,9 +17,8 @@ import nats.errors
 
 from services.common.errors import EmbeddedServerError
 
-from ._process import free_port, is_live, log_offset, log_since, spawn, stop_child, stop_orphan
+from ._process import Expected, free_port, is_live, log_offset, log_since, spawn, stop_child, stop_orphan
 
-_NAMES = frozenset({"nats-server"})
 _READY_DEADLINE_S = 10.0
 _POLL_S = 0.02
 
@@ -34,13 +34,28 @@ def find_nats_server() -> str:
     return found
 
 
+@dataclass(frozen=True)
+class _Layout:
+    root: Path
+
+    @property
+    def store(self) -> Path:
+        return self.root / "nats"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.store / "nats-server.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "logs" / "nats-server.log"
+
+
 class EmbeddedNats:
     """One nats-server with JetStream on 127.0.0.1, owned by this process."""
 
     def __init__(self, data_dir: Path, *, port: int | None = None) -> None:
-        self._store = data_dir / "nats"
-        self._pid_file = self._store / "nats-server.pid"
-        self._log = data_dir / "logs" / "nats-server.log"
+        self._data_dir = data_dir
         self._requested_port = port
         self._port: int | None = None
         self._proc: asyncio.subprocess.Process | None = None
@@ -60,23 +75,28 @@ class EmbeddedNats:
         if self._proc is not None and self._proc.returncode is None:
             return self.url
         binary = find_nats_server()
-        await asyncio.to_thread(self._make_dirs)
-        await self._stop_orphan()
+        # Resolved, because the path in its command line is how a later hub recognises an orphan.
+        layout = _Layout(await asyncio.to_thread(self._data_dir.resolve))
+        try:
+            await asyncio.to_thread(_make_dirs, layout)
+        except OSError as err:
+            raise EmbeddedServerError(f"cannot prepare {layout.store}: {err}") from err
+        await _stop_orphan(layout)
         # A port we picked can be taken between probing and binding; one retry covers that race.
         attempts = 1 if self._requested_port is not None else 2
         for attempt in range(attempts):
             port = self._requested_port or free_port()
-            offset = log_offset(self._log)
+            offset = log_offset(layout.log)
             argv = [binary, "-js", "-a", "127.0.0.1", "-p", str(port)]
-            argv += ["-sd", str(self._store), "-P", str(self._pid_file)]
-            proc = await spawn(argv, log_path=self._log, death_signal=signal.SIGTERM)
+            argv += ["-sd", str(layout.store), "-P", str(layout.pid_file)]
+            proc = await spawn(argv, log_path=layout.log, death_signal=signal.SIGTERM)
             self._proc, self._port = proc, port
             try:
                 await self._wait_ready(proc)
             except EmbeddedServerError:
                 await self.stop()
                 self._port = None
-                output = log_since(self._log, offset)
+                output = log_since(layout.log, offset)
                 if attempt + 1 < attempts and "address already in use" in output:
                     continue
                 raise EmbeddedServerError(f"nats-server did not become ready:\n{output}") from None
@@ -88,18 +108,6 @@ class EmbeddedNats:
         proc, self._proc = self._proc, None
         if proc is not None:
             await stop_child(proc, signal.SIGTERM, timeout)
-
-    def _make_dirs(self) -> None:
-        self._store.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._log.parent.mkdir(parents=True, exist_ok=True)
-
-    async def _stop_orphan(self) -> None:
-        try:
-            text = self._pid_file.read_text().strip()
-        except FileNotFoundError:
-            return
-        if text.isdigit() and is_live(int(text), _NAMES):
-            await stop_orphan(int(text), _NAMES, signal.SIGTERM, grace_s=10.0)
 
     async def _wait_ready(self, proc: asyncio.subprocess.Process) -> None:
         loop = asyncio.get_running_loop()
@@ -137,3 +145,19 @@ class EmbeddedNats:
         finally:
             await nc.close()
         return True
+
+
+def _make_dirs(layout: _Layout) -> None:
+    layout.store.mkdir(parents=True, exist_ok=True, mode=0o700)
+    layout.log.parent.mkdir(parents=True, exist_ok=True)
+
+
+async def _stop_orphan(layout: _Layout) -> None:
+    # A server left by a hub that was SIGKILLed where the death signal was unavailable.
+    try:
+        text = layout.pid_file.read_text().strip()
+    except FileNotFoundError:
+        return
+    expected = Expected("nats-server", layout.store)
+    if text.isdigit() and is_live(int(text), expected):
+        await stop_orphan(int(text), expected, signal.SIGTERM, grace_s=10.0)

@@ -28,6 +28,7 @@ from services.common.errors import EmbeddedServerError
 
 from ._pg_runtime import check_reachable, let_enter, pg_account, prepare_binaries
 from ._process import (
+    Expected,
     RunAs,
     free_port,
     is_live,
@@ -39,7 +40,6 @@ from ._process import (
     stop_orphan,
 )
 
-_NAMES = frozenset({"postgres"})
 _SUPERUSER = "postgres"
 _READY_DEADLINE_S = 30.0
 _POLL_S = 0.02
@@ -85,7 +85,10 @@ class _Layout:
 
 
 def _dsn(password: str, port: int, database: str) -> str:
-    return f"postgresql://{_SUPERUSER}:{quote(password, safe='')}@127.0.0.1:{port}/{quote(database, safe='')}"
+    # Loopback only, so TLS adds nothing; and with sslmode's default (prefer) asyncpg reads
+    # ~/.postgresql/, which fails when HOME is not readable by the running account.
+    user, secret, db = _SUPERUSER, quote(password, safe=""), quote(database, safe="")
+    return f"postgresql://{user}:{secret}@127.0.0.1:{port}/{db}?sslmode=disable"
 
 
 def _read_postmaster_pid(cluster: Path) -> tuple[int, int] | None:
@@ -122,9 +125,9 @@ class EmbeddedPostgres:
     @staticmethod
     def running_dsn(data_dir: Path, *, database: str = "safetyhub") -> str | None:
         """The DSN of a server already running on `data_dir`, or None."""
-        layout = _Layout(data_dir)
+        layout = _Layout(data_dir.resolve())
         found = _read_postmaster_pid(layout.cluster)
-        if found is None or not is_live(found[0], _NAMES):
+        if found is None or not is_live(found[0], Expected("postgres", layout.cluster)):
             return None
         try:
             password = layout.password.read_text().strip()
@@ -139,7 +142,10 @@ class EmbeddedPostgres:
         account = pg_account()
         layout = _Layout(await asyncio.to_thread(self._data_dir.resolve))
         await self._stop_orphan(layout.cluster)
-        bin_dir = await asyncio.to_thread(_prepare, layout, account)
+        try:
+            bin_dir = await asyncio.to_thread(_prepare, layout, account)
+        except OSError as err:
+            raise EmbeddedServerError(f"cannot prepare {layout.pg}: {err}") from err
         if not (layout.cluster / "PG_VERSION").is_file():
             await _initdb(layout, bin_dir, account)
         try:
@@ -178,9 +184,9 @@ class EmbeddedPostgres:
 
     async def _stop_orphan(self, cluster: Path) -> None:
         # A server left by a hub that was SIGKILLed where the death signal was unavailable.
-        found = _read_postmaster_pid(cluster)
-        if found is not None and is_live(found[0], _NAMES):
-            await stop_orphan(found[0], _NAMES, signal.SIGINT, grace_s=30.0)
+        found, expected = _read_postmaster_pid(cluster), Expected("postgres", cluster)
+        if found is not None and is_live(found[0], expected):
+            await stop_orphan(found[0], expected, signal.SIGINT, grace_s=30.0)
 
     async def _wait_ready(self, proc: asyncio.subprocess.Process, port: int, password: str) -> Any:
         loop = asyncio.get_running_loop()
@@ -223,7 +229,10 @@ def _prepare(layout: _Layout, account: RunAs | None) -> Path:
 
 
 async def _initdb(layout: _Layout, bin_dir: Path, account: RunAs | None) -> None:
-    await asyncio.to_thread(_prepare_staging, layout, account)
+    try:
+        await asyncio.to_thread(_prepare_staging, layout, account)
+    except OSError as err:
+        raise EmbeddedServerError(f"cannot prepare {layout.staging}: {err}") from err
     argv = [str(bin_dir / "initdb"), "-D", str(layout.staging), "-U", _SUPERUSER]
     argv += ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={layout.password}"]
     argv += ["-E", "UTF8", "--no-locale", "--no-instructions"]

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable, Mapping
 
 import msgspec
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
 # A readiness check returns None when fine, or a short reason why not.
 ReadinessCheck = Callable[[], Awaitable[str | None]]
+
+
+def _render_metrics() -> bytes:
+    # Under `up --workers N` every worker writes its samples to PROMETHEUS_MULTIPROC_DIR; any of
+    # them answers a scrape with the sum over all, so the figures do not depend on which one.
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
 
 
 def add_ops_routes(app: web.Application, checks: Mapping[str, ReadinessCheck]) -> None:
@@ -32,7 +43,7 @@ def add_ops_routes(app: web.Application, checks: Mapping[str, ReadinessCheck]) -
         )
 
     async def metrics(_: web.Request) -> web.Response:
-        payload = await asyncio.to_thread(generate_latest, REGISTRY)
+        payload = await asyncio.to_thread(_render_metrics)
         return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app.router.add_get("/healthz", healthz)

@@ -15,6 +15,9 @@ from services.common.sites.registry import SiteRegistry
 from services.ingest.domain.contract import ObservationIn
 
 
+_GOOD = frozenset({"good", "QUALITY_GOOD"})
+
+
 @dataclass(frozen=True, slots=True)
 class ItemError:
     """Why item `index` of a request was refused, naming the field."""
@@ -64,8 +67,9 @@ def check(
         return ItemError(
             index, "unit", f"'{item.kind}' of '{item.device}' is in '{measure.unit}', not '{item.unit}'"
         )
-    if item.value is None and item.confidence is None:
-        return ItemError(index, "value", "an observation needs a value (reading) or a confidence (detection)")
+    if item.value is None and item.confidence is None and item.quality in _GOOD:
+        # A device reporting a fault (quality bad or uncertain) may have no value to give.
+        return ItemError(index, "value", "a good observation needs a value (reading) or a confidence (detection)")
     if item.time is not None:
         if item.time.tzinfo is None:
             return ItemError(index, "time", "time needs a UTC offset, e.g. 2026-11-22T09:15:00+09:00")

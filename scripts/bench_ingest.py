@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+"""Ingest benchmark: observations/s accepted and stored end to end, against a bare JetStream publisher.
+
+Starts `safetyhub up` (embedded NATS and PostgreSQL) in a temporary data dir, then:
+1. baseline: a bare nats-py publisher sends the same observations (one message each, the same
+   protobuf payload and headers) to a scratch stream on the same NATS server and waits for every
+   JetStream acknowledgement: once with nats-py's `publish_async` (the stock API), once pipelined;
+2. load: N concurrent keep-alive connections POST batches to /v1/observations for --seconds;
+3. waits until PostgreSQL holds every accepted observation and reads, per row, the time from the
+   POST (each observation's `time` is stamped when its batch is sent) to the row's commit.
+
+Prints the figures, then one JSON line. Not a test: CI does not run it.
+Usage: scripts/bench_ingest.py [--seconds 30] [--batch 1000] [--connections 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import msgspec
+import nats
+import psutil
+from nats.js.api import StorageType, StreamConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from services.common.contracts.cloudevents import ce_headers  # noqa: E402
+from services.common.sites.registry import SiteRegistry  # noqa: E402
+from services.ingest.domain.contract import ObservationIn  # noqa: E402
+from services.ingest.encode import to_message  # noqa: E402
+
+TENANT = "ulsan-refining"
+SITE = "ulsan-refinery"
+
+
+def _points(registry: SiteRegistry) -> list[tuple[str, str, str]]:
+    site = registry.site(SITE)
+    assert site is not None
+    return [(d.id, m.kind, m.unit) for d in site.devices for m in d.measures]
+
+
+def _batch(points: list[tuple[str, str, str]], run: str, start: int, size: int) -> bytes:
+    now = datetime.now(UTC).isoformat()
+    items = []
+    for n in range(start, start + size):
+        device, kind, unit = points[n % len(points)]
+        items.append(
+            {"id": f"{run}-{n}", "site": SITE, "device": device, "kind": kind, "unit": unit,
+             "value": float(n % 97) / 10.0, "time": now}
+        )
+    return msgspec.json.encode(items)
+
+
+async def _start_hub(data_dir: Path, workers: int) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    log = open(data_dir.parent / "hub.log", "wb")  # noqa: SIM115 - lives as long as the hub
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.hub.cli", "up", "--data-dir", str(data_dir), "--http-port", "0",
+         "--workers", str(workers)],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+    )
+    runtime = data_dir / "runtime.json"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"hub exited early; see {data_dir.parent / 'hub.log'}")
+        if runtime.exists():
+            info = json.loads(runtime.read_text())
+            if info.get("pid") == proc.pid:
+                return proc, info
+        await asyncio.sleep(0.1)
+    raise SystemExit("hub did not start within 60 s")
+
+
+def _create_key(data_dir: Path) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "services.hub.cli", "keys", "create", "--data-dir", str(data_dir),
+         "--tenant", TENANT, "--role", "gateway"],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def _raw_messages(points: list[tuple[str, str, str]], count: int) -> list[tuple[str, bytes, dict[str, str]]]:
+    """The same observations as the hub publishes: protobuf payload, CloudEvents headers."""
+    now = datetime.now(UTC)
+    out = []
+    for n in range(count):
+        device, kind, unit = points[n % len(points)]
+        item = ObservationIn(id=f"raw-{n}", site=SITE, device=device, kind=kind, unit=unit, value=n / 10.0, time=now)
+        msg = to_message(item, tenant=TENANT, source="/bench", received=now)
+        out.append((msg.subject.replace("obs.", "bench.", 1), msg.payload, msg.headers))
+    return out
+
+
+async def _baseline(nats_url: str, points: list[tuple[str, str, str]], count: int) -> dict[str, float]:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream(publish_async_max_pending=20_000)
+    messages = _raw_messages(points, count)
+    rates: dict[str, float] = {}
+    for mode in ("publish_async", "pipelined"):
+        stream = "BENCH_RAW"
+        try:
+            await js.delete_stream(stream)
+        except Exception:
+            pass
+        await js.add_stream(StreamConfig(name=stream, subjects=["bench.>"], storage=StorageType.FILE))
+        started = time.perf_counter()
+        if mode == "publish_async":
+            for subject, payload, headers in messages:
+                await js.publish_async(subject, payload, headers=dict(headers))
+            await js.publish_async_completed()
+        else:
+            inbox = nc.new_inbox()
+            left = len(messages)
+            done = asyncio.get_running_loop().create_future()
+
+            async def on_ack(_: object) -> None:
+                nonlocal left
+                left -= 1
+                if left == 0:
+                    done.set_result(None)
+
+            sub = await nc.subscribe(inbox + ".*", cb=on_ack, pending_msgs_limit=-1)
+            for n, (subject, payload, headers) in enumerate(messages):
+                await nc.publish(subject, payload, reply=f"{inbox}.{n}", headers=headers)
+                if n % 20_000 == 19_999:
+                    while left > len(messages) - n + 20_000:
+                        await asyncio.sleep(0.001)
+            await done
+            await sub.unsubscribe()
+        rates[mode] = count / (time.perf_counter() - started)
+        info = await js.stream_info(stream)
+        assert info.state.messages == count, f"{mode}: stream holds {info.state.messages} of {count}"
+        await js.delete_stream(stream)
+    await nc.close()
+    return rates
+
+
+async def _load(url: str, key: str, points: list[tuple[str, str, str]], args: argparse.Namespace, run: str):
+    latencies: list[float] = []
+    accepted = 0
+    failures: dict[int, int] = {}
+    counter = 0
+    stop_at = time.monotonic() + args.seconds
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal accepted, counter
+        while time.monotonic() < stop_at:
+            start = counter
+            counter += args.batch
+            body = _batch(points, run, start, args.batch)
+            sent = time.perf_counter()
+            async with session.post(url + "/v1/observations", data=body, headers=headers) as resp:
+                payload = await resp.read()
+                if resp.status == 202:
+                    accepted += len(msgspec.json.decode(payload)["accepted"])
+                    latencies.append(time.perf_counter() - sent)
+                else:
+                    failures[resp.status] = failures.get(resp.status, 0) + 1
+                    await asyncio.sleep(0.05)
+
+    connector = aiohttp.TCPConnector(limit=args.connections)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(args.connections)))
+        elapsed = time.perf_counter() - started
+    return accepted, elapsed, latencies, failures
+
+
+async def _wait_stored(dsn: str, run: str, expected: int, deadline_s: float = 120.0) -> asyncpg.Record:
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + deadline_s
+        while True:
+            row = await conn.fetchrow(
+                "SELECT count(*) AS n, min(time) AS first_sent, max(stored) AS last_stored,"
+                " percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM stored - time)) AS p50,"
+                " percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM stored - time)) AS p99"
+                " FROM observations WHERE id LIKE $1",
+                f"{run}-%",
+            )
+            if row["n"] >= expected or time.monotonic() > deadline:
+                return row
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--baseline-count", type=int, default=200_000)
+    parser.add_argument("--workers", type=int, default=2, help="hub worker processes (safetyhub up --workers)")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="safetyhub-bench-"))
+    os.chmod(workdir, 0o755)  # the embedded PostgreSQL runs unprivileged when we are root
+    data_dir = workdir / "data"
+    registry = SiteRegistry.load([ROOT / "sites" / "ulsan-demo.yaml"])
+    points = _points(registry)
+    proc, info = await _start_hub(data_dir, args.workers)
+    hub = psutil.Process(proc.pid)
+    peak_rss = 0
+    sampling = True
+
+    async def sample_rss() -> None:
+        # The hub's own processes: the supervisor and its workers, not nats-server or PostgreSQL.
+        nonlocal peak_rss
+        while sampling:
+            try:
+                procs = [hub] + [c for c in hub.children() if "services.hub.worker" in " ".join(c.cmdline())]
+                peak_rss = max(peak_rss, sum(p.memory_info().rss for p in procs))
+            except psutil.Error:
+                pass
+            await asyncio.sleep(0.2)
+
+    sampler = asyncio.create_task(sample_rss())
+    try:
+        key = await asyncio.to_thread(_create_key, data_dir)
+        baseline = await _baseline(info["nats_url"], points, args.baseline_count)
+        run = f"bench{int(time.time())}"
+        accepted, elapsed, latencies, failures = await _load(info["http_url"], key, points, args, run)
+        row = await _wait_stored(info["database_url"], run, accepted)
+    finally:
+        sampling = False
+        await sampler
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    stored = int(row["n"])
+    span = (row["last_stored"] - row["first_sent"]).total_seconds()
+    stored_per_s = stored / span if span > 0 else 0.0
+    accepted_per_s = accepted / elapsed
+    lat_ms = sorted(x * 1000 for x in latencies)
+    figures = {
+        "seconds": round(elapsed, 1),
+        "batch_size": args.batch,
+        "connections": args.connections,
+        "workers": args.workers,
+        "accepted": accepted,
+        "stored": stored,
+        "lost": accepted - stored,
+        "accepted_per_s": round(accepted_per_s),
+        "stored_per_s": round(stored_per_s),
+        "post_p50_ms": round(statistics.median(lat_ms), 1) if lat_ms else None,
+        "post_p99_ms": round(lat_ms[int(len(lat_ms) * 0.99) - 1], 1) if lat_ms else None,
+        "e2e_p50_ms": round(float(row["p50"]) * 1000, 1),
+        "e2e_p99_ms": round(float(row["p99"]) * 1000, 1),
+        "peak_rss_mb": round(peak_rss / 1024 / 1024, 1),
+        "raw_publish_async_per_s": round(baseline["publish_async"]),
+        "raw_pipelined_per_s": round(baseline["pipelined"]),
+        "ratio_to_raw_publish": round(stored_per_s / baseline["publish_async"], 2),
+        "ratio_to_raw_pipelined": round(stored_per_s / baseline["pipelined"], 2),
+        "http_failures": failures,
+    }
+    print(f"accepted {accepted} in {elapsed:.1f} s = {accepted_per_s:,.0f} obs/s; stored {stored} ({stored_per_s:,.0f} obs/s end to end)")
+    print(f"POST latency p50 {figures['post_p50_ms']} ms, p99 {figures['post_p99_ms']} ms;"
+          f" POST to row p50 {figures['e2e_p50_ms']} ms, p99 {figures['e2e_p99_ms']} ms")
+    print(f"peak RSS of the hub (supervisor and {args.workers} workers) {figures['peak_rss_mb']} MB")
+    print(f"bare nats-py on the same server: publish_async {baseline['publish_async']:,.0f} msg/s,"
+          f" pipelined {baseline['pipelined']:,.0f} msg/s")
+    print(f"ratio stored/raw: {figures['ratio_to_raw_publish']} (publish_async), {figures['ratio_to_raw_pipelined']} (pipelined)")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

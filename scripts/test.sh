@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, types, unit, integration and end-to-end tests.
+# Creates .venv if missing and installs the project with its dev extras first.
+# Tests run against embedded NATS and PostgreSQL, or the servers named by SAFETYHUB_NATS_URL /
+# SAFETYHUB_DATABASE_URL (the suite owns those servers: never point it at production).
+# Extra arguments go to pytest, e.g. scripts/test.sh tests/unit -k parse
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/_venv.sh dev
+
+echo "== ruff" >&2
+.venv/bin/ruff check services tests scripts
+echo "== mypy --strict services/" >&2
+.venv/bin/mypy
+echo "== generated contracts are fresh, and tests" >&2
+exec .venv/bin/python -m pytest "$@"

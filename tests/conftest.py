@@ -1,0 +1,162 @@
+"""Shared fixtures: real NATS (JetStream) and PostgreSQL, embedded or named by the environment.
+
+SAFETYHUB_NATS_URL / SAFETYHUB_DATABASE_URL point the suite at external servers; otherwise one
+embedded nats-server and one embedded PostgreSQL serve the whole session. Isolation per test: a
+fresh database (CREATE DATABASE) and the hub's streams deleted before the test. The suite owns
+the servers it is given: do not point it at production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+import msgspec
+import nats
+import pytest
+
+from services.common.auth.keys import create_key
+from services.common.bus.streams import DEADLETTER, OBSERVATIONS
+from services.common.embedded import EmbeddedNats, EmbeddedPostgres
+from services.common.settings import HttpConfig, HubConfig, StoreConfig
+from services.hub.bootstrap import Endpoints, Hub
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_SITES = REPO / "sites" / "ulsan-demo.yaml"
+EXTRA_SITE = REPO / "tests" / "fixtures" / "second-refinery-site.yaml"
+T = TypeVar("T")
+
+
+def reachable_temp_dir(prefix: str) -> Path:
+    # Not pytest's tmp_path: it sits under a 0700 /tmp/pytest-of-<user>, which the unprivileged
+    # account the embedded PostgreSQL runs as (when tests run as root) cannot traverse.
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture(scope="session")
+def session_dir() -> Iterator[Path]:
+    path = reachable_temp_dir("safetyhub-tests-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+async def postgres_admin_url(session_dir: Path) -> AsyncIterator[str]:
+    external = os.environ.get("SAFETYHUB_DATABASE_URL")
+    if external:
+        yield external
+        return
+    server = EmbeddedPostgres(session_dir / "pg")
+    url = await server.start()
+    yield url
+    await server.stop()
+
+
+@pytest.fixture(scope="session")
+async def nats_server_url(session_dir: Path) -> AsyncIterator[str]:
+    external = os.environ.get("SAFETYHUB_NATS_URL")
+    if external:
+        yield external
+        return
+    server = EmbeddedNats(session_dir / "nats")
+    url = await server.start()
+    yield url
+    await server.stop()
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+@pytest.fixture
+async def database_url(postgres_admin_url: str) -> AsyncIterator[str]:
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    admin = await asyncpg.connect(postgres_admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield with_database(postgres_admin_url, name)
+    admin = await asyncpg.connect(postgres_admin_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def nats_url(nats_server_url: str) -> str:
+    """The session's NATS server with the hub's streams removed, so each test starts empty."""
+    nc = await nats.connect(nats_server_url)
+    js = nc.jetstream()
+    for stream in (OBSERVATIONS, DEADLETTER):
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.delete_stream(stream)
+    await nc.close()
+    return nats_server_url
+
+
+def hub_config(**overrides: object) -> HubConfig:
+    """Defaults for tests: a free port, the demo sites, short redelivery so recovery is quick."""
+    base = HubConfig(
+        http=HttpConfig(port=0),
+        sites=[str(DEMO_SITES), str(EXTRA_SITE)],
+        store=StoreConfig(ack_wait_s=2.0, batch_wait_ms=5),
+    )
+    return msgspec.structs.replace(base, **overrides)
+
+
+@dataclass
+class RunningHub:
+    hub: Hub
+    url: str
+    keys: dict[str, str]
+    session: aiohttp.ClientSession
+
+    def auth(self, key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[key]}"}
+
+
+@pytest.fixture
+async def running_hub(nats_url: str, database_url: str) -> AsyncIterator[RunningHub]:
+    hub = Hub(hub_config(), REPO, Endpoints(nats_url, database_url))
+    await hub.start()
+    keys = {
+        "gateway": await create_key(hub.pool, tenant="ulsan-refining", role="gateway"),
+        "gateway_cdu_only": await create_key(
+            hub.pool, tenant="ulsan-refining", role="gateway", sites=["ulsan-refinery"]
+        ),
+        "mipo_gateway": await create_key(hub.pool, tenant="mipo-petrochem", role="gateway"),
+        "viewer": await create_key(hub.pool, tenant="ulsan-refining", role="viewer"),
+        "mipo_viewer": await create_key(hub.pool, tenant="mipo-petrochem", role="viewer"),
+    }
+    async with aiohttp.ClientSession() as session:
+        yield RunningHub(hub, hub.http_url, keys, session)
+    await hub.stop()
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float = 15.0, what: str = "") -> T:
+    """Poll `probe` until it returns something truthy, or fail after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = await probe()
+        if result:
+            return result
+        if loop.time() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what or probe}")
+        await asyncio.sleep(0.05)

@@ -1,0 +1,281 @@
+"""POST /v1/observations and GET /v1/observations against a hub on real NATS and PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import msgspec
+import pytest
+
+from tests.conftest import RunningHub, eventually
+
+pytestmark = pytest.mark.integration
+
+SITE = "ulsan-refinery"
+PROBLEM = "application/problem+json"
+
+
+def reading(n: int = 0, **fields: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "site": SITE,
+        "device": "gd-cdu1-101",
+        "kind": "gas.h2s",
+        "unit": "ppm",
+        "value": 1.5 + n,
+        "time": (datetime(2026, 11, 22, 9, 0, tzinfo=UTC) + timedelta(seconds=n)).isoformat(),
+    }
+    item.update(fields)
+    return item
+
+
+async def post(
+    hub: RunningHub,
+    body: Any,
+    *,
+    key: str = "gateway",
+    content_type: str = "application/json",
+    raw: bytes | None = None,
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    data = raw if raw is not None else msgspec.json.encode(body)
+    headers = {**hub.auth(key), "Content-Type": content_type} if key else {"Content-Type": content_type}
+    # A file-like body: aiohttp warns (an error here) when large raw bytes are sent in one write.
+    async with hub.session.post(hub.url + "/v1/observations", data=io.BytesIO(data), headers=headers) as resp:
+        payload = msgspec.json.decode(await resp.read()) if resp.content_length != 0 else {}
+        return resp.status, payload, dict(resp.headers)
+
+
+async def get(hub: RunningHub, key: str = "viewer", **params: str) -> tuple[int, dict[str, Any]]:
+    async with hub.session.get(hub.url + "/v1/observations", params=params, headers=hub.auth(key)) as resp:
+        return resp.status, msgspec.json.decode(await resp.read())
+
+
+async def stored_count(hub: RunningHub) -> int:
+    count: int = await hub.hub.pool.fetchval("SELECT count(*) FROM observations")
+    return count
+
+
+async def test_a_posted_batch_is_stored_and_queryable(running_hub: RunningHub) -> None:
+    batch = [reading(n, id=f"batch-{n}") for n in range(3)]
+    status, body, _ = await post(running_hub, batch)
+    assert status == 202
+    assert body == {"accepted": ["batch-0", "batch-1", "batch-2"], "rejected": []}
+
+    async def all_three() -> dict[str, Any] | None:
+        _, page = await get(running_hub, site=SITE)
+        return page if len(page["items"]) == 3 else None
+
+    page = await eventually(all_three, what="three observations in the store")
+    newest = page["items"][0]
+    assert newest["id"] == "batch-2"  # newest first
+    assert newest["value"] == 3.5 and newest["unit"] == "ppm" and newest["quality"] == "good"
+    assert newest["tenant"] == "ulsan-refining" and newest["device"] == "gd-cdu1-101"
+
+
+async def test_the_same_id_twice_is_stored_once(running_hub: RunningHub) -> None:
+    item = reading(0, id="dup-1")
+    for _ in range(2):
+        status, body, _ = await post(running_hub, [item])
+        assert status == 202 and body["accepted"] == ["dup-1"]
+    # A retried post without ids derives the same ids, so it is deduplicated too.
+    anonymous = [reading(5), reading(6)]
+    first = await post(running_hub, anonymous)
+    second = await post(running_hub, anonymous)
+    assert first[1]["accepted"] == second[1]["accepted"]
+
+    await eventually(lambda: _count_is(running_hub, 3), what="three distinct rows")
+    rows = await running_hub.hub.pool.fetch("SELECT id FROM observations WHERE id = 'dup-1'")
+    assert len(rows) == 1
+
+
+async def _count_is(hub: RunningHub, expected: int) -> bool:
+    return await stored_count(hub) == expected
+
+
+async def test_ndjson_is_accepted(running_hub: RunningHub) -> None:
+    lines = b"\n".join(msgspec.json.encode(reading(n, id=f"nd-{n}")) for n in range(4)) + b"\n"
+    status, body, _ = await post(running_hub, None, raw=lines, content_type="application/x-ndjson")
+    assert status == 202
+    assert body["accepted"] == ["nd-0", "nd-1", "nd-2", "nd-3"]
+
+
+async def test_malformed_json_is_400_problem(running_hub: RunningHub) -> None:
+    status, body, headers = await post(running_hub, None, raw=b'[{"site": "ulsan-refinery",')
+    assert status == 400
+    assert headers["Content-Type"].startswith(PROBLEM)
+    assert body["status"] == 400 and body["title"] == "Malformed body" and "malformed JSON" in body["detail"]
+
+
+async def test_wrong_content_type_is_415(running_hub: RunningHub) -> None:
+    status, body, headers = await post(
+        running_hub, None, raw=b"site=x", content_type="application/x-www-form-urlencoded"
+    )
+    assert status == 415
+    assert headers["Content-Type"].startswith(PROBLEM)
+    assert "application/json" in body["detail"]
+
+
+async def test_too_many_items_is_413(running_hub: RunningHub) -> None:
+    limit = running_hub.hub.config.ingest.max_items
+    status, body, _ = await post(running_hub, [reading(0)] * (limit + 1))
+    assert status == 413
+    assert str(limit) in body["detail"]
+    assert await stored_count(running_hub) == 0
+
+
+async def test_a_body_over_the_size_limit_is_413(running_hub: RunningHub) -> None:
+    limit = running_hub.hub.config.ingest.max_body_mb * 1024 * 1024
+    status, body, headers = await post(running_hub, None, raw=b"[" + b" " * limit + b"]")
+    assert status == 413
+    assert headers["Content-Type"].startswith(PROBLEM)
+    assert str(limit) in body["detail"]
+
+
+async def test_invalid_items_are_422_naming_index_and_field(running_hub: RunningHub) -> None:
+    status, body, headers = await post(
+        running_hub, [reading(0, value="high"), reading(1, device="gd-nope-999")]
+    )
+    assert status == 422
+    assert headers["Content-Type"].startswith(PROBLEM)
+    assert body["errors"] == [
+        {"index": 0, "field": "value", "detail": "Expected `float | null`, got `str`"},
+        {
+            "index": 1,
+            "field": "device",
+            "detail": "device 'gd-nope-999' is not registered at site 'ulsan-refinery'",
+        },
+    ]
+    assert await stored_count(running_hub) == 0
+
+
+async def test_a_mixed_batch_accepts_the_valid_items_and_lists_the_rest(running_hub: RunningHub) -> None:
+    batch = [reading(0, id="ok-0"), reading(1, id="bad-1", unit="ppb"), reading(2, id="ok-2", unexpected=1)]
+    status, body, _ = await post(running_hub, batch)
+    assert status == 202
+    assert body["accepted"] == ["ok-0"]
+    assert [(e["index"], e["field"]) for e in body["rejected"]] == [(1, "unit"), (2, "unexpected")]
+    await eventually(lambda: _count_is(running_hub, 1), what="the one valid row")
+
+
+async def test_a_missing_or_unknown_key_is_401(running_hub: RunningHub) -> None:
+    status, body, headers = await post(running_hub, [reading(0)], key="")
+    assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer")
+    running_hub.keys["forged"] = "shk_000000000000_not-a-real-secret"
+    status, body, _ = await post(running_hub, [reading(0)], key="forged")
+    assert status == 401 and "unknown or revoked" in body["detail"]
+
+
+async def test_a_gateway_key_for_site_a_is_refused_for_site_b(running_hub: RunningHub) -> None:
+    other_site = reading(0, site="ulsan-refinery-east", device="gd-hcr1-101")
+    status, body, _ = await post(running_hub, [reading(1), other_site], key="gateway_cdu_only")
+    assert status == 403
+    assert body["errors"] == [{"index": 1, "field": "site", "detail": body["detail"]}]
+    assert "ulsan-refinery" in body["detail"]
+    # Another tenant's site is refused with the reason, and nothing of the request is accepted.
+    status, body, _ = await post(running_hub, [reading(0)], key="mipo_gateway")
+    assert status == 403 and "another tenant" in body["detail"]
+    # The unrestricted key of the tenant may post for both.
+    status, _, _ = await post(running_hub, [reading(1), other_site], key="gateway")
+    assert status == 202
+    await eventually(lambda: _count_is(running_hub, 2), what="rows of the permitted post only")
+
+
+async def test_roles_separate_posting_from_reading(running_hub: RunningHub) -> None:
+    status, body, _ = await post(running_hub, [reading(0)], key="viewer")
+    assert status == 403 and "viewer" in body["detail"]
+    status, body = await get(running_hub, key="gateway")
+    assert status == 403
+
+
+async def test_query_filters_pages_and_tenant_scope(running_hub: RunningHub) -> None:
+    batch = [reading(n, id=f"q-{n}") for n in range(5)]
+    batch.append(reading(9, id="q-lel", kind="gas.lel", unit="%LEL", value=4.0))
+    assert (await post(running_hub, batch))[0] == 202
+    await eventually(lambda: _count_is(running_hub, 6), what="six rows")
+
+    status, page = await get(running_hub, site=SITE, kind="gas.h2s", limit="2")
+    assert status == 200 and [i["id"] for i in page["items"]] == ["q-4", "q-3"]
+    seen = [i["id"] for i in page["items"]]
+    while page["next"]:
+        _, page = await get(running_hub, site=SITE, kind="gas.h2s", limit="2", cursor=page["next"])
+        seen += [i["id"] for i in page["items"]]
+    assert seen == ["q-4", "q-3", "q-2", "q-1", "q-0"]
+
+    since = (datetime(2026, 11, 22, 9, 0, 2, tzinfo=UTC)).isoformat()
+    _, page = await get(running_hub, site=SITE, kind="gas.h2s", since=since)
+    assert [i["id"] for i in page["items"]] == ["q-4", "q-3", "q-2"]
+
+    # Another tenant's viewer sees none of it, and may not name the site.
+    _, page = await get(running_hub, key="mipo_viewer")
+    assert page["items"] == []
+    status, _ = await get(running_hub, key="mipo_viewer", site=SITE)
+    assert status == 403
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"since": "yesterday"}, "since"),
+        ({"cursor": "@@@"}, "cursor"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+async def test_bad_query_parameters_are_400_naming_the_field(
+    running_hub: RunningHub, params: dict[str, str], field: str
+) -> None:
+    status, body = await get(running_hub, **params)
+    assert status == 400
+    assert body["errors"][0]["field"] == field
+
+
+async def test_health_readiness_and_metrics(running_hub: RunningHub) -> None:
+    async with running_hub.session.get(running_hub.url + "/healthz") as resp:
+        assert resp.status == 200
+    async with running_hub.session.get(running_hub.url + "/readyz") as resp:
+        assert resp.status == 200
+        assert (await resp.json())["checks"] == {"nats": "ok", "postgres": "ok"}
+    await post(running_hub, [reading(0, id="m-1")])
+    async with running_hub.session.get(running_hub.url + "/metrics") as resp:
+        text = await resp.text()
+    assert "safetyhub_ingest_accepted_total" in text
+    assert "safetyhub_store_stored_total" in text
+
+
+async def test_the_stored_row_keeps_detection_details(running_hub: RunningHub, database_url: str) -> None:
+    detection = {
+        "id": "det-1",
+        "site": SITE,
+        "device": "cam-tf-501",
+        "kind": "vision.smoke",
+        "confidence": 0.87,
+        "box": {"x": 0.1, "y": 0.2, "width": 0.3, "height": 0.25},
+        "snapshot": "s3://snapshots/cam-tf-501/det-1.jpg",
+        "position": {"latitude": 35.4731, "longitude": 129.3512},
+        "attributes": {"model": "smoke-v2"},
+    }
+    status, body, _ = await post(running_hub, [detection])
+    assert status == 202, body
+
+    async def stored() -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await running_hub.hub.pool.fetchrow(
+            "SELECT * FROM observations WHERE id = 'det-1'"
+        )
+        return row
+
+    await eventually(stored, what="the detection row")
+    _, page = await get(running_hub, site=SITE, device="cam-tf-501")
+    item = page["items"][0]
+    assert item["confidence"] == pytest.approx(0.87)
+    assert item["box"] == {
+        "x": pytest.approx(0.1),
+        "y": pytest.approx(0.2),
+        "width": pytest.approx(0.3),
+        "height": pytest.approx(0.25),
+    }
+    assert item["snapshot"] == detection["snapshot"]
+    assert item["position"] == detection["position"]
+    assert item["attributes"] == {"model": "smoke-v2"}

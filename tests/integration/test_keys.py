@@ -1,0 +1,153 @@
+"""API keys against a real PostgreSQL: created once, stored as a hash, verified, revoked."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from services.common.auth.keys import KeyError_, KeyVerifier, create_key
+from services.common.auth.principal import Principal
+from services.common.db import migrations
+from services.common.db.pool import create_pool
+from services.hub.bootstrap import all_migrations
+
+pytestmark = pytest.mark.integration
+
+TTL = 30.0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    await migrations.apply(pool, all_migrations())
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def verifier(pool: asyncpg.Pool, clock: FakeClock) -> KeyVerifier:
+    return KeyVerifier(pool, cache_ttl=TTL, clock=clock)
+
+
+def key_id(token: str) -> str:
+    return token.split("_")[1]
+
+
+def secret(token: str) -> str:
+    return token.split("_")[2]
+
+
+async def test_a_new_key_verifies_as_its_tenant_role_and_sites(
+    pool: asyncpg.Pool, verifier: KeyVerifier
+) -> None:
+    scoped = await create_key(pool, tenant="acme", role="gateway", sites=["refinery", "tank-farm"])
+    tenant_wide = await create_key(pool, tenant="acme", role="viewer")
+
+    assert await verifier.verify(scoped) == Principal(
+        key_id=key_id(scoped), tenant="acme", role="gateway", sites=frozenset({"refinery", "tank-farm"})
+    )
+    assert await verifier.verify(tenant_wide) == Principal(
+        key_id=key_id(tenant_wide), tenant="acme", role="viewer", sites=None
+    )
+    assert key_id(scoped) != key_id(tenant_wide)
+
+
+async def test_keys_of_different_tenants_do_not_mix(pool: asyncpg.Pool, verifier: KeyVerifier) -> None:
+    acme = await create_key(pool, tenant="acme", role="gateway")
+    other = await create_key(pool, tenant="other", role="gateway")
+
+    acme_principal, other_principal = await verifier.verify(acme), await verifier.verify(other)
+
+    assert acme_principal is not None
+    assert other_principal is not None
+    assert (acme_principal.tenant, other_principal.tenant) == ("acme", "other")
+
+
+async def test_a_tampered_secret_does_not_verify(pool: asyncpg.Pool, verifier: KeyVerifier) -> None:
+    token = await create_key(pool, tenant="acme", role="gateway")
+    assert await verifier.verify(token) is not None  # cached now: the cache must not leak to others
+
+    flipped = "A" if secret(token)[-1] != "A" else "B"
+    assert await verifier.verify(token[:-1] + flipped) is None
+    assert await verifier.verify(token[:-1]) is None
+    # Another key's secret under this key's id.
+    other = await create_key(pool, tenant="acme", role="gateway")
+    assert await verifier.verify(f"shk_{key_id(token)}_{secret(other)}") is None
+
+
+async def test_an_unknown_key_id_does_not_verify(pool: asyncpg.Pool, verifier: KeyVerifier) -> None:
+    token = await create_key(pool, tenant="acme", role="gateway")
+
+    assert await verifier.verify(f"shk_000000000000_{secret(token)}") is None
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "shk",
+        "shk_",
+        "shk__secret",
+        "shk_abc_",
+        "shk_abc",
+        "shk_a_b_c",
+        "key_abc_secret",
+        "Bearer shk_a_b",
+    ],
+)
+async def test_a_malformed_token_does_not_verify(verifier: KeyVerifier, token: str) -> None:
+    assert await verifier.verify(token) is None
+
+
+async def test_only_a_hash_of_the_secret_is_stored(pool: asyncpg.Pool) -> None:
+    token = await create_key(pool, tenant="acme", role="admin", description="ops laptop")
+
+    row = await pool.fetchrow("SELECT * FROM api_keys WHERE key_id = $1", key_id(token))
+    assert row is not None
+    assert bytes(row["secret_hash"]) == hashlib.sha256(secret(token).encode()).digest()
+    everything = await pool.fetchval(
+        "SELECT row_to_json(k)::text FROM api_keys k WHERE key_id = $1", key_id(token)
+    )
+    assert secret(token) not in everything
+    assert token not in everything
+    assert (row["tenant"], row["role"], row["description"]) == ("acme", "admin", "ops laptop")
+
+
+async def test_a_key_for_an_unknown_role_is_refused(pool: asyncpg.Pool) -> None:
+    with pytest.raises(KeyError_, match="unknown role 'root'"):
+        await create_key(pool, tenant="acme", role="root")
+    assert await pool.fetchval("SELECT count(*) FROM api_keys") == 0
+
+
+async def test_a_revoked_key_stops_verifying_once_the_cache_expires(
+    pool: asyncpg.Pool, verifier: KeyVerifier, clock: FakeClock
+) -> None:
+    token = await create_key(pool, tenant="acme", role="gateway")
+    assert await verifier.verify(token) is not None
+
+    await pool.execute("UPDATE api_keys SET revoked_at = now() WHERE key_id = $1", key_id(token))
+
+    clock.now += TTL - 1
+    assert await verifier.verify(token) is not None, "within the ttl the cached answer stands"
+    clock.now += 2
+    assert await verifier.verify(token) is None
+    clock.now += 1
+    assert await verifier.verify(token) is None, "a refusal is not turned back into a cached yes"
+    # A fresh verifier (another worker process) refuses it at once.
+    assert await KeyVerifier(pool, cache_ttl=TTL, clock=clock).verify(token) is None

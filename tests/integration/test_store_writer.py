@@ -1,0 +1,155 @@
+"""The observation writer and daily partitions against a real PostgreSQL.
+
+Rows are made the way the store makes them: an observation encoded by ingest (`to_message`), then
+decoded by the store's `observation_row`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from nats.aio.msg import Msg
+
+from services.common.db import migrations
+from services.common.db.pool import create_pool
+from services.hub.bootstrap import all_migrations
+from services.ingest.domain.contract import BoxIn, ObservationIn
+from services.ingest.encode import to_message
+from services.store.partitions import ensure_partitions, partition_name
+from services.store.rows import Row, observation_row
+from services.store.writer import ObservationWriter
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+TODAY = NOW.date()
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, min_size=1, max_size=4)
+    await migrations.apply(pool, all_migrations())
+    yield pool
+    await pool.close()
+
+
+def row(n: int, *, at: datetime = NOW, device: str = "gd-101", **fields: object) -> Row:
+    item = ObservationIn(
+        site="refinery", device=device, kind="gas.h2s", id=f"obs-{n:05d}", time=at, value=float(n), **fields
+    )
+    out = to_message(item, tenant="acme", source="test", received=at + timedelta(seconds=1))
+    # The message as the consumer would receive it; observation_row reads subject and data only.
+    return observation_row(Msg(_client=None, subject=out.subject, data=out.payload, headers=out.headers))
+
+
+async def partitions(pool: asyncpg.Pool) -> set[str]:
+    names = await pool.fetch(
+        "SELECT inhrelid::regclass::text AS name FROM pg_inherits WHERE inhparent = 'observations'::regclass"
+    )
+    return {r["name"] for r in names}
+
+
+async def stored(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    return await pool.fetch("SELECT *, tableoid::regclass::text AS part FROM observations ORDER BY id")
+
+
+async def test_ensure_partitions_prepares_a_week_back_to_three_days_ahead_once(pool: asyncpg.Pool) -> None:
+    created = await ensure_partitions(pool, TODAY)
+
+    names = await partitions(pool)
+    expected = {partition_name(TODAY + timedelta(days=d)) for d in range(-7, 4)}
+    assert created == len(expected)
+    assert names == expected | {"observations_default"}
+
+    assert await ensure_partitions(pool, TODAY) == 0
+    assert await partitions(pool) == names
+
+
+async def test_the_next_day_only_adds_what_is_missing(pool: asyncpg.Pool) -> None:
+    await ensure_partitions(pool, TODAY)
+
+    assert await ensure_partitions(pool, TODAY + timedelta(days=1)) == 1
+    assert partition_name(TODAY + timedelta(days=4)) in await partitions(pool)
+
+
+async def test_write_stores_rows_that_read_back_as_written(pool: asyncpg.Pool) -> None:
+    await ensure_partitions(pool, TODAY)
+    writer = ObservationWriter(pool)
+    rows = [
+        row(1),
+        row(2, device="gd-102", unit="ppm", quality="uncertain"),
+        row(3, confidence=0.9, box=BoxIn(x=0.1, y=0.2, width=0.3, height=0.4), attributes={"zone": "cdu-1"}),
+    ]
+
+    assert await writer.write(rows) == 3
+
+    got = await stored(pool)
+    assert [r["id"] for r in got] == ["obs-00001", "obs-00002", "obs-00003"]
+    assert {r["part"] for r in got} == {partition_name(TODAY)}
+    first, second, third = got
+    assert (first["time"], first["tenant"], first["site"], first["device"], first["kind"]) == (
+        NOW,
+        "acme",
+        "refinery",
+        "gd-101",
+        "gas.h2s",
+    )
+    assert first["value"] == 1.0
+    assert first["received"] == NOW + timedelta(seconds=1)
+    assert first["detail"] is None
+    assert (second["device"], second["unit"], second["quality"]) == ("gd-102", "ppm", 2)
+    assert third["confidence"] == pytest.approx(0.9)
+    detail = json.loads(third["detail"])
+    # The box travels as proto float32: equal to what was posted to about seven digits.
+    assert detail["box"] == pytest.approx({"x": 0.1, "y": 0.2, "width": 0.3, "height": 0.4}, abs=1e-6)
+    assert detail["attributes"] == {"zone": "cdu-1"}
+
+
+async def test_redelivered_rows_are_never_stored_twice(pool: asyncpg.Pool) -> None:
+    await ensure_partitions(pool, TODAY)
+    writer = ObservationWriter(pool)
+    batch = [row(n) for n in range(5)]
+    assert await writer.write(batch) == 5
+
+    assert await writer.write(batch) == 0
+    assert await writer.write([row(3), row(4), row(5)]) == 1
+    # One batch can hold the same message twice (redelivered while the first was still buffered).
+    assert await writer.write([row(6), row(6)]) == 1
+
+    assert [r["id"] for r in await stored(pool)] == [f"obs-{n:05d}" for n in range(7)]
+
+
+async def test_concurrent_batches_on_several_connections_are_all_stored(pool: asyncpg.Pool) -> None:
+    await ensure_partitions(pool, TODAY)
+    writer = ObservationWriter(pool)
+    batches = [[row(b * 100 + n) for n in range(50)] for b in range(8)]
+
+    counts = await asyncio.gather(*(writer.write(batch) for batch in batches))
+
+    assert counts == [50] * 8
+    assert await pool.fetchval("SELECT count(*) FROM observations") == 400
+
+
+async def test_a_row_thirty_days_back_lands_in_the_default_partition_and_reads_back(
+    pool: asyncpg.Pool,
+) -> None:
+    await ensure_partitions(pool, TODAY)
+    writer = ObservationWriter(pool)
+    old = NOW - timedelta(days=30)
+
+    assert await writer.write([row(1, at=old), row(2)]) == 2
+    assert await writer.write([row(1, at=old)]) == 0, "the default partition deduplicates too"
+
+    got = await pool.fetch(
+        "SELECT id, time, tableoid::regclass::text AS part FROM observations"
+        " WHERE site = $1 AND time >= $2 AND time < $3",
+        "refinery",
+        old - timedelta(hours=1),
+        old + timedelta(hours=1),
+    )
+    assert [(r["id"], r["time"], r["part"]) for r in got] == [("obs-00001", old, "observations_default")]

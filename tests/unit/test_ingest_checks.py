@@ -1,0 +1,226 @@
+"""Checks against the site registry and the caller's key: which field is refused, or why the key is."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.common.auth.principal import Principal
+from services.common.sites.registry import SiteRegistry
+from services.ingest.domain.checks import Refusal, authorize, check
+from services.ingest.domain.contract import ObservationIn
+
+REPO = Path(__file__).resolve().parents[2]
+NOW = datetime(2026, 11, 22, 0, 15, tzinfo=UTC)
+MAX_FUTURE = timedelta(seconds=300)
+KST = timezone(timedelta(hours=9))
+
+
+@pytest.fixture(scope="module")
+def registry() -> SiteRegistry:
+    return SiteRegistry.load(
+        [REPO / "sites" / "ulsan-demo.yaml", REPO / "tests" / "fixtures" / "second-refinery-site.yaml"]
+    )
+
+
+def observation(**changes: Any) -> ObservationIn:
+    fields: dict[str, Any] = {
+        "site": "ulsan-refinery",
+        "device": "gd-cdu1-101",
+        "kind": "gas.h2s",
+        "value": 4.5,
+        "unit": "ppm",
+        "time": NOW - timedelta(seconds=2),
+    }
+    fields.update(changes)
+    return ObservationIn(**fields)
+
+
+def refused_field(item: ObservationIn, registry: SiteRegistry, index: int = 0) -> str | None:
+    error = check(item, index, registry, NOW, MAX_FUTURE)
+    return None if error is None else error.field
+
+
+def gateway(sites: frozenset[str] | None = None, tenant: str = "ulsan-refining") -> Principal:
+    return Principal(key_id="k1", tenant=tenant, role="gateway", sites=sites)
+
+
+# ---------------------------------------------------------------- check
+
+
+def test_a_registered_reading_passes(registry: SiteRegistry) -> None:
+    assert check(observation(), 0, registry, NOW, MAX_FUTURE) is None
+
+
+def test_a_detection_with_a_confidence_and_no_value_passes(registry: SiteRegistry) -> None:
+    item = observation(device="cam-tf-501", kind="vision.flame", unit="1", value=None, confidence=0.8)
+
+    assert refused_field(item, registry) is None
+
+
+def test_the_unit_may_be_left_out(registry: SiteRegistry) -> None:
+    assert refused_field(observation(unit=None), registry) is None
+
+
+def test_a_site_from_another_file_is_known(registry: SiteRegistry) -> None:
+    item = observation(site="ulsan-refinery-east", device="gd-hcr1-101")
+
+    assert refused_field(item, registry) is None
+
+
+def test_an_unknown_site_is_refused_naming_site(registry: SiteRegistry) -> None:
+    error = check(observation(site="busan-refinery"), 4, registry, NOW, MAX_FUTURE)
+
+    assert error is not None
+    assert (error.index, error.field) == (4, "site")
+    assert "busan-refinery" in error.detail
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "gd-cdu1-999",
+        "gd-btx-101",  # registered, but at mipo-aromatics
+        "GD-CDU1-101",
+    ],
+)
+def test_a_device_not_registered_at_the_site_is_refused_naming_device(
+    registry: SiteRegistry, device: str
+) -> None:
+    error = check(observation(device=device), 2, registry, NOW, MAX_FUTURE)
+
+    assert error is not None
+    assert (error.index, error.field) == (2, "device")
+    assert device in error.detail
+
+
+def test_a_kind_the_device_does_not_measure_is_refused_naming_kind(registry: SiteRegistry) -> None:
+    # gd-cdu1-101 measures gas.lel and gas.h2s, not carbon monoxide.
+    error = check(observation(kind="gas.co"), 0, registry, NOW, MAX_FUTURE)
+
+    assert error is not None
+    assert error.field == "kind"
+    assert "gas.co" in error.detail
+
+
+@pytest.mark.parametrize("unit", ["ppb", "PPM", "%LEL"])
+def test_a_unit_other_than_the_registered_one_is_refused_naming_unit(
+    registry: SiteRegistry, unit: str
+) -> None:
+    error = check(observation(unit=unit), 0, registry, NOW, MAX_FUTURE)
+
+    assert error is not None
+    assert error.field == "unit"
+    assert "ppm" in error.detail  # tells the gateway which unit is expected
+
+
+@pytest.mark.parametrize("quality", ["good", "QUALITY_GOOD"])
+def test_a_good_observation_without_value_or_confidence_is_refused_naming_value(
+    registry: SiteRegistry, quality: str
+) -> None:
+    assert refused_field(observation(value=None, quality=quality), registry) == "value"
+
+
+@pytest.mark.parametrize("quality", ["bad", "QUALITY_BAD", "uncertain", "QUALITY_UNCERTAIN"])
+def test_a_faulty_device_may_report_without_a_value(registry: SiteRegistry, quality: str) -> None:
+    assert refused_field(observation(value=None, quality=quality), registry) is None
+
+
+def test_a_time_without_utc_offset_is_refused_naming_time(registry: SiteRegistry) -> None:
+    naive = datetime(2026, 11, 22, 9, 15)
+
+    assert refused_field(observation(time=naive), registry) == "time"
+
+
+def test_a_time_beyond_max_future_is_refused_naming_time(registry: SiteRegistry) -> None:
+    error = check(observation(time=NOW + timedelta(minutes=10)), 0, registry, NOW, MAX_FUTURE)
+
+    assert error is not None
+    assert error.field == "time"
+    assert "300" in error.detail
+
+
+def test_the_future_limit_holds_in_any_utc_offset(registry: SiteRegistry) -> None:
+    ahead = (NOW + timedelta(minutes=10)).astimezone(KST)
+
+    assert refused_field(observation(time=ahead), registry) == "time"
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        NOW + timedelta(minutes=1),
+        NOW + MAX_FUTURE,
+        (NOW + timedelta(minutes=1)).astimezone(KST),
+        NOW - timedelta(days=3),
+    ],
+)
+def test_a_time_within_max_future_or_in_the_past_is_accepted(
+    registry: SiteRegistry, moment: datetime
+) -> None:
+    assert refused_field(observation(time=moment), registry) is None
+
+
+def test_no_time_is_accepted(registry: SiteRegistry) -> None:
+    assert refused_field(observation(time=None), registry) is None
+
+
+# ---------------------------------------------------------------- authorize
+
+
+def test_a_gateway_of_the_tenant_may_post_for_every_site_of_the_tenant(registry: SiteRegistry) -> None:
+    for site, device in [("ulsan-refinery", "gd-cdu1-101"), ("ulsan-refinery-east", "gd-hcr1-101")]:
+        assert authorize(observation(site=site, device=device), 0, gateway(), registry) is None
+
+
+def test_an_admin_may_post(registry: SiteRegistry) -> None:
+    admin = Principal(key_id="k2", tenant="ulsan-refining", role="admin", sites=None)
+
+    assert authorize(observation(), 0, admin, registry) is None
+
+
+def test_a_key_of_another_tenant_is_refused(registry: SiteRegistry) -> None:
+    refusal = authorize(observation(), 5, gateway(tenant="mipo-petrochem"), registry)
+
+    assert isinstance(refusal, Refusal)
+    assert (refusal.index, refusal.site) == (5, "ulsan-refinery")
+    assert "tenant" in refusal.reason
+
+
+def test_a_key_limited_to_one_site_is_refused_for_another_site_naming_the_allowed_sites(
+    registry: SiteRegistry,
+) -> None:
+    key = gateway(sites=frozenset({"ulsan-refinery"}))
+    item = observation(site="ulsan-refinery-east", device="gd-hcr1-101")
+
+    refusal = authorize(item, 1, key, registry)
+
+    assert isinstance(refusal, Refusal)
+    assert (refusal.index, refusal.site) == (1, "ulsan-refinery-east")
+    # Names the site the key may post for (not merely repeating the refused one).
+    assert re.search(r"ulsan-refinery(?!-east)", refusal.reason)
+
+
+def test_a_key_limited_to_one_site_may_post_for_that_site(registry: SiteRegistry) -> None:
+    assert authorize(observation(), 0, gateway(sites=frozenset({"ulsan-refinery"})), registry) is None
+
+
+@pytest.mark.parametrize("role", ["viewer", "responder", "operator"])
+def test_a_role_that_may_not_ingest_is_refused_naming_the_role(registry: SiteRegistry, role: str) -> None:
+    key = Principal(key_id="k3", tenant="ulsan-refining", role=role, sites=None)  # type: ignore[arg-type]
+
+    refusal = authorize(observation(), 0, key, registry)
+
+    assert isinstance(refusal, Refusal)
+    assert role in refusal.reason
+
+
+def test_an_unknown_site_is_left_to_check_as_a_field_error(registry: SiteRegistry) -> None:
+    item = observation(site="busan-refinery")
+
+    assert authorize(item, 0, gateway(), registry) is None
+    assert refused_field(item, registry) == "site"

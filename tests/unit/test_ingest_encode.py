@@ -1,0 +1,207 @@
+"""The bus message of an accepted observation: subject, CloudEvents headers, payload and its id."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from ulid import ULID
+
+from services.common.bus.publisher import OutgoingMessage
+from services.common.contracts import Observation, Quality
+from services.ingest.domain.contract import BoxIn, ObservationIn, PositionIn
+from services.ingest.encode import to_message
+
+KST = timezone(timedelta(hours=9))
+MEASURED = datetime(2026, 11, 22, 9, 15, 0, 123456, tzinfo=KST)
+RECEIVED = datetime(2026, 11, 22, 0, 15, 1, 500000, tzinfo=UTC)
+TENANT = "ulsan-refining"
+SOURCE = "/ingest/keys/k1"
+
+
+def observation(**changes: Any) -> ObservationIn:
+    fields: dict[str, Any] = {
+        "site": "ulsan-refinery",
+        "device": "gd-cdu1-101",
+        "kind": "gas.h2s",
+        "value": 12.5,
+        "unit": "ppm",
+        "time": MEASURED,
+    }
+    fields.update(changes)
+    return ObservationIn(**fields)
+
+
+def encode(item: ObservationIn, received: datetime = RECEIVED) -> OutgoingMessage:
+    return to_message(item, tenant=TENANT, source=SOURCE, received=received)
+
+
+def decoded(message: OutgoingMessage) -> Observation:
+    return Observation.FromString(message.payload)
+
+
+def ulid_time(message_id: str) -> datetime:
+    return ULID.from_str(message_id).datetime
+
+
+def test_the_subject_names_tenant_site_and_device() -> None:
+    assert encode(observation()).subject == "obs.ulsan-refining.ulsan-refinery.gd-cdu1-101"
+
+
+def test_the_headers_are_a_cloudevent_whose_id_is_the_dedup_id() -> None:
+    message = encode(observation())
+    obs = decoded(message)
+    headers = message.headers
+
+    assert headers["Nats-Msg-Id"] == headers["ce-id"] == obs.envelope.id != ""
+    assert headers["ce-specversion"] == "1.0"
+    assert headers["ce-type"] == "org.safetyhub.observation.v1"
+    assert headers["ce-source"] == SOURCE
+
+
+def test_ce_time_is_the_measurement_time_in_rfc3339_utc() -> None:
+    ce_time = encode(observation()).headers["ce-time"]
+
+    assert ce_time == "2026-11-22T00:15:00.123456Z"
+    assert datetime.fromisoformat(ce_time) == MEASURED
+
+
+def test_the_payload_round_trips_a_reading() -> None:
+    obs = decoded(encode(observation(quality="uncertain", attributes={"loop": "4-20mA", "firmware": "2.1"})))
+
+    assert (obs.device, obs.kind, obs.value, obs.unit) == ("gd-cdu1-101", "gas.h2s", 12.5, "ppm")
+    assert obs.quality == Quality.QUALITY_UNCERTAIN
+    assert obs.envelope.time.ToDatetime(tzinfo=UTC) == MEASURED
+    assert obs.received.ToDatetime(tzinfo=UTC) == RECEIVED
+    assert dict(obs.attributes) == {"loop": "4-20mA", "firmware": "2.1"}
+    assert (obs.envelope.tenant, obs.envelope.site, obs.envelope.source) == (TENANT, "ulsan-refinery", SOURCE)
+    assert obs.envelope.type == "org.safetyhub.observation.v1"
+    assert obs.envelope.schema_version == 1
+    assert not obs.HasField("confidence")
+    assert not obs.HasField("box")
+
+
+def test_the_payload_round_trips_a_detection_with_box_and_position() -> None:
+    item = observation(
+        device="cam-tf-501",
+        kind="vision.flame",
+        unit="1",
+        value=None,
+        confidence=0.875,
+        box=BoxIn(x=0.25, y=0.5, width=0.125, height=0.0625),
+        position=PositionIn(latitude=35.47187, longitude=129.351, altitude=18.5),
+        snapshot="s3://frames/cam-tf-501/0001.jpg",
+    )
+
+    obs = decoded(encode(item))
+
+    assert not obs.HasField("value")
+    assert obs.confidence == 0.875
+    assert (obs.box.x, obs.box.y, obs.box.width, obs.box.height) == (0.25, 0.5, 0.125, 0.0625)
+    assert (obs.position.latitude, obs.position.longitude) == (35.47187, 129.351)
+    assert obs.position.altitude == 18.5
+    assert obs.snapshot == "s3://frames/cam-tf-501/0001.jpg"
+
+
+def test_a_position_without_altitude_has_none() -> None:
+    obs = decoded(encode(observation(position=PositionIn(latitude=35.4, longitude=129.3))))
+
+    assert obs.HasField("position")
+    assert not obs.position.HasField("altitude")
+
+
+def test_a_zero_value_is_kept_as_a_value() -> None:
+    obs = decoded(encode(observation(value=0.0)))
+
+    assert obs.HasField("value")
+    assert obs.value == 0.0
+
+
+@pytest.mark.parametrize(
+    ("name", "quality"),
+    [
+        ("good", Quality.QUALITY_GOOD),
+        ("bad", Quality.QUALITY_BAD),
+        ("QUALITY_BAD", Quality.QUALITY_BAD),
+        ("QUALITY_UNCERTAIN", Quality.QUALITY_UNCERTAIN),
+    ],
+)
+def test_quality_names_map_to_the_enum(name: str, quality: int) -> None:
+    assert decoded(encode(observation(quality=name))).quality == quality
+
+
+def test_without_a_time_the_observation_is_stamped_with_the_receive_time() -> None:
+    message = encode(observation(time=None))
+    obs = decoded(message)
+
+    assert obs.envelope.time.ToDatetime(tzinfo=UTC) == RECEIVED
+    assert datetime.fromisoformat(message.headers["ce-time"]) == RECEIVED
+
+
+def test_a_client_chosen_id_is_kept_everywhere() -> None:
+    message = encode(observation(id="gw-7:000123"))
+
+    assert message.headers["Nats-Msg-Id"] == message.headers["ce-id"] == "gw-7:000123"
+    assert decoded(message).envelope.id == "gw-7:000123"
+
+
+def test_the_correlation_id_defaults_to_the_id_and_a_client_one_is_kept() -> None:
+    own = decoded(encode(observation()))
+    chosen = decoded(encode(observation(correlation_id="shift-42")))
+
+    assert own.envelope.correlation_id == own.envelope.id
+    assert chosen.envelope.correlation_id == "shift-42"
+    assert chosen.envelope.id != "shift-42"
+
+
+def test_without_a_client_id_the_same_reading_gets_the_same_id() -> None:
+    # A gateway retrying a POST after a timeout: the retry arrives later but must deduplicate.
+    first = encode(observation(), received=RECEIVED)
+    retry = encode(observation(), received=RECEIVED + timedelta(seconds=30))
+
+    assert first.headers["Nats-Msg-Id"] == retry.headers["Nats-Msg-Id"]
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"value": 12.6},
+        {"time": MEASURED + timedelta(milliseconds=1)},
+        {"time": MEASURED + timedelta(microseconds=1)},
+        {"kind": "gas.lel", "unit": "%LEL"},
+        {"device": "gd-cdu1-102"},
+        {"site": "ulsan-refinery-east"},
+        {"value": None, "confidence": 0.5},
+    ],
+)
+def test_without_a_client_id_a_different_reading_gets_a_different_id(other: dict[str, Any]) -> None:
+    assert encode(observation()).headers["ce-id"] != encode(observation(**other)).headers["ce-id"]
+
+
+def test_the_same_reading_of_another_tenant_gets_a_different_id() -> None:
+    mine = encode(observation())
+    theirs = to_message(observation(), tenant="mipo-petrochem", source=SOURCE, received=RECEIVED)
+
+    assert mine.headers["ce-id"] != theirs.headers["ce-id"]
+
+
+def test_a_derived_id_is_a_ulid_stamped_with_the_observation_time() -> None:
+    message_id = encode(observation()).headers["ce-id"]
+
+    assert len(message_id) == 26
+    assert str(ULID.from_str(message_id)) == message_id
+    assert ulid_time(message_id) == MEASURED.replace(microsecond=123000)
+
+
+def test_derived_ids_sort_by_observation_time_not_by_arrival() -> None:
+    times = [MEASURED + timedelta(seconds=s) for s in (0, 0.002, 1, 60, 86_400)]
+    # Encoded newest first and each received later than the one before.
+    ids = [
+        encode(observation(time=moment, value=float(n)), received=RECEIVED + timedelta(seconds=n)).headers[
+            "ce-id"
+        ]
+        for n, moment in enumerate(reversed(times))
+    ]
+
+    assert sorted(ids) == list(reversed(ids))

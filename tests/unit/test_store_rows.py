@@ -1,0 +1,150 @@
+"""What the store writes for a bus message, what it dead-letters, and how long it backs off."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import msgspec
+import pytest
+
+from services.common.bus.consumer import Poison, retry_delay
+from services.common.contracts import Observation
+from services.ingest.domain.contract import BoxIn, ObservationIn, PositionIn
+from services.ingest.encode import to_message
+from services.store.rows import COLUMNS, observation_row
+
+MEASURED = datetime(2026, 11, 22, 9, 15, 0, 123456, tzinfo=timezone(timedelta(hours=9)))
+RECEIVED = datetime(2026, 11, 22, 0, 15, 1, 500000, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class FakeMsg:
+    subject: str
+    data: bytes
+
+
+def message(**changes: Any) -> FakeMsg:
+    fields: dict[str, Any] = {
+        "site": "ulsan-refinery",
+        "device": "gd-cdu1-101",
+        "kind": "gas.h2s",
+        "value": 12.5,
+        "unit": "ppm",
+        "time": MEASURED,
+    }
+    fields.update(changes)
+    out = to_message(ObservationIn(**fields), tenant="ulsan-refining", source="/k/1", received=RECEIVED)
+    return FakeMsg(out.subject, out.payload)
+
+
+def row(msg: FakeMsg) -> dict[str, Any]:
+    return dict(zip(COLUMNS, observation_row(msg), strict=True))  # type: ignore[arg-type]
+
+
+def test_a_reading_becomes_a_row_with_its_columns() -> None:
+    msg = message(id="gw-7:000123")
+
+    assert row(msg) == {
+        "id": "gw-7:000123",
+        "time": MEASURED,
+        "tenant": "ulsan-refining",
+        "site": "ulsan-refinery",
+        "device": "gd-cdu1-101",
+        "kind": "gas.h2s",
+        "value": 12.5,
+        "unit": "ppm",
+        "quality": 1,
+        "confidence": None,
+        "snapshot": None,
+        "detail": None,
+        "received": RECEIVED,
+    }
+
+
+def test_row_times_are_utc_aware() -> None:
+    stored = row(message())
+
+    assert stored["time"].utcoffset() == timedelta(0)
+    assert stored["received"].utcoffset() == timedelta(0)
+
+
+def test_a_detection_keeps_confidence_snapshot_and_its_details() -> None:
+    stored = row(
+        message(
+            device="cam-tf-501",
+            kind="vision.flame",
+            unit="1",
+            value=None,
+            confidence=0.875,
+            quality="bad",
+            snapshot="s3://frames/0001.jpg",
+            box=BoxIn(x=0.25, y=0.5, width=0.125, height=0.0625),
+            position=PositionIn(latitude=35.47187, longitude=129.351, altitude=18.5),
+            attributes={"model": "yolo-fire-v3"},
+        )
+    )
+
+    assert stored["value"] is None
+    assert stored["confidence"] == 0.875
+    assert stored["quality"] == 3
+    assert stored["snapshot"] == "s3://frames/0001.jpg"
+    assert msgspec.json.decode(stored["detail"]) == {
+        "box": {"x": 0.25, "y": 0.5, "width": 0.125, "height": 0.0625},
+        "position": {"latitude": 35.47187, "longitude": 129.351, "altitude": 18.5},
+        "attributes": {"model": "yolo-fire-v3"},
+    }
+
+
+def test_a_value_of_zero_is_stored_as_zero_not_as_missing() -> None:
+    assert row(message(value=0.0))["value"] == 0.0
+
+
+@pytest.mark.parametrize("data", [b"\xff\xff\xff\xff", b"garbage bytes", b'{"id": "x"}'])
+def test_bytes_that_are_not_an_observation_are_poison(data: bytes) -> None:
+    with pytest.raises(Poison):
+        observation_row(FakeMsg("obs.ulsan-refining.ulsan-refinery.gd-cdu1-101", data))  # type: ignore[arg-type]
+
+
+def test_an_observation_without_identity_is_poison() -> None:
+    with pytest.raises(Poison):
+        observation_row(FakeMsg("obs.ulsan-refining.ulsan-refinery.gd-cdu1-101", b""))  # type: ignore[arg-type]
+    obs = Observation(device="gd-cdu1-101", kind="gas.h2s")
+    obs.envelope.tenant, obs.envelope.site = "ulsan-refining", "ulsan-refinery"  # no id
+    with pytest.raises(Poison):
+        observation_row(
+            FakeMsg("obs.ulsan-refining.ulsan-refinery.gd-cdu1-101", obs.SerializeToString())  # type: ignore[arg-type]
+        )
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "obs.mipo-petrochem.ulsan-refinery.gd-cdu1-101",
+        "obs.ulsan-refining.ulsan-refinery-east.gd-cdu1-101",
+        "obs.ulsan-refining.ulsan-refinery.gd-cdu1-102",
+        "deadletter.obs.ulsan-refining.ulsan-refinery.gd-cdu1-101",
+    ],
+)
+def test_a_subject_that_does_not_match_the_envelope_is_poison(subject: str) -> None:
+    with pytest.raises(Poison, match="subject"):
+        observation_row(FakeMsg(subject, message().data))  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- consumer back-off
+
+
+@pytest.mark.parametrize(
+    ("deliveries", "delay"),
+    [(0, 0.5), (1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (7, 30.0), (8, 30.0), (50, 30.0)],
+)
+def test_retry_delay_starts_at_half_a_second_and_doubles_up_to_30_s(deliveries: int, delay: float) -> None:
+    assert retry_delay(deliveries) == delay
+
+
+@pytest.mark.parametrize("deliveries", [1_024, 1_025, 5_000, 1_000_000])
+def test_retry_delay_stays_at_30_s_however_often_a_message_was_delivered(deliveries: int) -> None:
+    # JetStream keeps counting redeliveries through a long outage (no max_deliver is set):
+    # at 30 s each, the 1025th delivery comes about 8.5 hours into a database outage.
+    assert retry_delay(deliveries) == 30.0
