@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/_venv.sh
+ensure_venv
 
 # As root, PostgreSQL runs as an unprivileged account that must be able to reach the data dir.
 # A checkout under a private home (mode 0700) is not reachable: use a shared place and say so.

@@ -6,7 +6,8 @@
 # Extra arguments go to pytest, e.g. scripts/test.sh tests/unit -k parse
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/_venv.sh dev
+. scripts/_venv.sh
+ensure_venv dev
 
 echo "== ruff" >&2
 .venv/bin/ruff check services tests scripts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import re
 from datetime import UTC, date, datetime, timedelta, timezone
 
@@ -118,7 +119,7 @@ def test_a_fresh_database_gets_partitions_from_a_week_back_to_three_days_ahead()
     assert len(days) == 11
     assert days[0] == date(2026, 2, 23)
     assert days[-1] == date(2026, 3, 5)
-    assert all(b - a == timedelta(days=1) for a, b in zip(days, days[1:], strict=False))
+    assert all(b - a == timedelta(days=1) for a, b in itertools.pairwise(days))
 
 
 def test_later_runs_only_add_today_and_the_days_ahead() -> None:

@@ -65,7 +65,8 @@ Handler = Callable[[list[T]], Awaitable[Sequence[Rejection]]]
 
 def retry_delay(deliveries: int) -> float:
     """Back-off before redelivery after a transient failure: 0.5 s doubling to 30 s."""
-    return float(min(30.0, 0.5 * 2 ** max(0, deliveries - 1)))
+    # Cap the exponent, not just the result: 2 ** 1024 does not fit a float.
+    return float(min(30.0, 0.5 * 2 ** min(max(0, deliveries - 1), 16)))
 
 
 class DurableConsumer(Generic[T]):

@@ -13,9 +13,9 @@ MSG_ID = "Nats-Msg-Id"
 
 
 def _encode(value: str) -> str:
-    if value.isascii() and value.isprintable() and " " not in value:
+    if value.isascii() and value.isprintable() and not any(c in value for c in ' "%'):
         return value
-    return quote(value, safe="!\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~")
+    return quote(value, safe="!#$&'()*+,-./:;<=>?@[\\]^_`{|}~")
 
 
 def ce_headers(*, id: str, type: str, source: str, time: str) -> dict[str, str]:

@@ -40,7 +40,7 @@ class ObservationIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_
     # RFC 3339 with an offset; absent means "now" (the hub's receive time).
     time: datetime | None = None
     value: float | None = None
-    unit: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    unit: Annotated[str, msgspec.Meta(min_length=1, max_length=32)] | None = None
     quality: QualityName = "good"
     confidence: Fraction | None = None
     box: BoxIn | None = None

@@ -60,6 +60,16 @@ def item_error(index: int, err: msgspec.ValidationError) -> ItemError:
     return ItemError(index, name, message)
 
 
+def _raise_if_malformed(raw: bytes, *, where: str = "") -> None:
+    """Typed decoding stops at the first bad field, before it would see a syntax error further
+    on; a body that is not JSON at all must be reported as such (400), not as a bad field (422).
+    Only runs on the error path, so valid requests do not pay for it."""
+    try:
+        _ANY.decode(raw)
+    except msgspec.DecodeError as err:
+        raise MalformedBody(f"{where}malformed JSON: {err}") from err
+
+
 def _decode_each(raw_items: list[bytes], parsed: Parsed) -> None:
     for index, raw in enumerate(raw_items):
         try:
@@ -78,6 +88,7 @@ def parse_json(body: bytes, max_items: int) -> Parsed:
         try:
             parsed.items.append((0, _ONE.decode(body)))
         except msgspec.ValidationError as err:
+            _raise_if_malformed(body)
             parsed.errors.append(item_error(0, err))
         except msgspec.DecodeError as err:
             raise MalformedBody(f"malformed JSON: {err}") from err
@@ -113,6 +124,7 @@ def parse_ndjson(body: bytes, max_items: int) -> Parsed:
         try:
             parsed.items.append((index, _ONE.decode(line)))
         except msgspec.ValidationError as err:
+            _raise_if_malformed(line, where=f"line {index + 1}: ")
             parsed.errors.append(item_error(index, err))
         except msgspec.DecodeError as err:
             raise MalformedBody(f"line {index + 1}: malformed JSON: {err}") from err

@@ -10,7 +10,7 @@ CREATE TABLE observations (
     value      double precision,
     unit       text             NOT NULL DEFAULT '',
     quality    smallint         NOT NULL DEFAULT 0,
-    confidence real,
+    confidence double precision,
     snapshot   text,
     detail     jsonb,            -- box, position, attributes: present on detections, rare on readings
     received   timestamptz      NOT NULL,

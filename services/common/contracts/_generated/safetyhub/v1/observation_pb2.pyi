@@ -47,7 +47,9 @@ Global___Quality: _TypeAlias = Quality  # noqa: Y015
 
 @_typing.final
 class BoundingBox(_message.Message):
-    """Box of a detection in a camera frame, normalised to 0..1 of the frame (origin top-left)."""
+    """Box of a detection in a camera frame, normalised to 0..1 of the frame (origin top-left).
+    Doubles, not floats: a client posting 0.1 must read back 0.1, not 0.10000000149011612.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
