@@ -10,13 +10,14 @@ Starts `safetyhub up` (embedded NATS and PostgreSQL) in a temporary data dir, th
    POST (each observation's `time` is stamped when its batch is sent) to the row's commit.
 
 Prints the figures, then one JSON line. Not a test: CI does not run it.
-Usage: scripts/bench_ingest.py [--seconds 30] [--batch 1000] [--connections 8]
+Usage: scripts/bench_ingest.py [--seconds 30] [--batch 1000] [--connections 8] [--workers 2] [--rate N]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -39,10 +40,9 @@ from nats.js.api import StorageType, StreamConfig
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from services.common.contracts.cloudevents import ce_headers  # noqa: E402
-from services.common.sites.registry import SiteRegistry  # noqa: E402
-from services.ingest.domain.contract import ObservationIn  # noqa: E402
-from services.ingest.encode import to_message  # noqa: E402
+from services.common.sites.registry import SiteRegistry
+from services.ingest.domain.contract import ObservationIn
+from services.ingest.encode import to_message
 
 TENANT = "ulsan-refining"
 SITE = "ulsan-refinery"
@@ -60,19 +60,29 @@ def _batch(points: list[tuple[str, str, str]], run: str, start: int, size: int) 
     for n in range(start, start + size):
         device, kind, unit = points[n % len(points)]
         items.append(
-            {"id": f"{run}-{n}", "site": SITE, "device": device, "kind": kind, "unit": unit,
-             "value": float(n % 97) / 10.0, "time": now}
+            {
+                "id": f"{run}-{n}",
+                "site": SITE,
+                "device": device,
+                "kind": kind,
+                "unit": unit,
+                "value": float(n % 97) / 10.0,
+                "time": now,
+            }
         )
     return msgspec.json.encode(items)
 
 
+def _spawn_hub(data_dir: Path, workers: int) -> subprocess.Popen[bytes]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "services.hub.cli", "up", "--data-dir", str(data_dir)]
+    command += ["--http-port", "0", "--workers", str(workers)]
+    with (data_dir.parent / "hub.log").open("wb") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
 async def _start_hub(data_dir: Path, workers: int) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
-    log = open(data_dir.parent / "hub.log", "wb")  # noqa: SIM115 - lives as long as the hub
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.hub.cli", "up", "--data-dir", str(data_dir), "--http-port", "0",
-         "--workers", str(workers)],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )
+    proc = await asyncio.to_thread(_spawn_hub, data_dir, workers)
     runtime = data_dir / "runtime.json"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -88,9 +98,23 @@ async def _start_hub(data_dir: Path, workers: int) -> tuple[subprocess.Popen[byt
 
 def _create_key(data_dir: Path) -> str:
     out = subprocess.run(
-        [sys.executable, "-m", "services.hub.cli", "keys", "create", "--data-dir", str(data_dir),
-         "--tenant", TENANT, "--role", "gateway"],
-        cwd=ROOT, check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "services.hub.cli",
+            "keys",
+            "create",
+            "--data-dir",
+            str(data_dir),
+            "--tenant",
+            TENANT,
+            "--role",
+            "gateway",
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return out.stdout.strip().splitlines()[-1]
 
@@ -101,10 +125,34 @@ def _raw_messages(points: list[tuple[str, str, str]], count: int) -> list[tuple[
     out = []
     for n in range(count):
         device, kind, unit = points[n % len(points)]
-        item = ObservationIn(id=f"raw-{n}", site=SITE, device=device, kind=kind, unit=unit, value=n / 10.0, time=now)
+        item = ObservationIn(
+            id=f"raw-{n}", site=SITE, device=device, kind=kind, unit=unit, value=n / 10.0, time=now
+        )
         msg = to_message(item, tenant=TENANT, source="/bench", received=now)
         out.append((msg.subject.replace("obs.", "bench.", 1), msg.payload, msg.headers))
     return out
+
+
+async def _pipelined(nc: nats.NATS, messages: list[tuple[str, bytes, dict[str, str]]]) -> None:
+    """Core-NATS publishes with reply inboxes, up to 20,000 unacknowledged: the hub's own path."""
+    inbox = nc.new_inbox()
+    window = asyncio.Semaphore(20_000)
+    left = len(messages)
+    done = asyncio.get_running_loop().create_future()
+
+    async def on_ack(_: object) -> None:
+        nonlocal left
+        window.release()
+        left -= 1
+        if left == 0:
+            done.set_result(None)
+
+    sub = await nc.subscribe(inbox + ".*", cb=on_ack, pending_msgs_limit=-1)
+    for n, (subject, payload, headers) in enumerate(messages):
+        await window.acquire()
+        await nc.publish(subject, payload, reply=f"{inbox}.{n}", headers=headers)
+    await done
+    await sub.unsubscribe()
 
 
 async def _baseline(nats_url: str, points: list[tuple[str, str, str]], count: int) -> dict[str, float]:
@@ -114,10 +162,8 @@ async def _baseline(nats_url: str, points: list[tuple[str, str, str]], count: in
     rates: dict[str, float] = {}
     for mode in ("publish_async", "pipelined"):
         stream = "BENCH_RAW"
-        try:
+        with contextlib.suppress(Exception):
             await js.delete_stream(stream)
-        except Exception:
-            pass
         await js.add_stream(StreamConfig(name=stream, subjects=["bench.>"], storage=StorageType.FILE))
         started = time.perf_counter()
         if mode == "publish_async":
@@ -125,24 +171,7 @@ async def _baseline(nats_url: str, points: list[tuple[str, str, str]], count: in
                 await js.publish_async(subject, payload, headers=dict(headers))
             await js.publish_async_completed()
         else:
-            inbox = nc.new_inbox()
-            left = len(messages)
-            done = asyncio.get_running_loop().create_future()
-
-            async def on_ack(_: object) -> None:
-                nonlocal left
-                left -= 1
-                if left == 0:
-                    done.set_result(None)
-
-            sub = await nc.subscribe(inbox + ".*", cb=on_ack, pending_msgs_limit=-1)
-            for n, (subject, payload, headers) in enumerate(messages):
-                await nc.publish(subject, payload, reply=f"{inbox}.{n}", headers=headers)
-                if n % 20_000 == 19_999:
-                    while left > len(messages) - n + 20_000:
-                        await asyncio.sleep(0.001)
-            await done
-            await sub.unsubscribe()
+            await _pipelined(nc, messages)
         rates[mode] = count / (time.perf_counter() - started)
         info = await js.stream_info(stream)
         assert info.state.messages == count, f"{mode}: stream holds {info.state.messages} of {count}"
@@ -159,9 +188,17 @@ async def _load(url: str, key: str, points: list[tuple[str, str, str]], args: ar
     stop_at = time.monotonic() + args.seconds
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
 
+    # With --rate, each connection sends one batch per interval (an offered load, for latency at a
+    # sustainable rate); without it, as fast as the hub answers (for throughput).
+    interval = args.batch * args.connections / args.rate if args.rate > 0 else 0.0
+
     async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal accepted, counter
+        next_send = time.monotonic()
         while time.monotonic() < stop_at:
+            if interval:
+                await asyncio.sleep(max(0.0, next_send - time.monotonic()))
+                next_send += interval
             start = counter
             counter += args.batch
             body = _batch(points, run, start, args.batch)
@@ -203,12 +240,19 @@ async def _wait_stored(dsn: str, run: str, expected: int, deadline_s: float = 12
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--baseline-count", type=int, default=200_000)
-    parser.add_argument("--workers", type=int, default=2, help="hub worker processes (safetyhub up --workers)")
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="offered observations/s (default: as fast as possible)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="hub worker processes (safetyhub up --workers)"
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="safetyhub-bench-"))
@@ -256,6 +300,7 @@ async def main() -> None:
         "batch_size": args.batch,
         "connections": args.connections,
         "workers": args.workers,
+        "offered_per_s": args.rate or None,
         "accepted": accepted,
         "stored": stored,
         "lost": accepted - stored,
@@ -272,14 +317,23 @@ async def main() -> None:
         "ratio_to_raw_pipelined": round(stored_per_s / baseline["pipelined"], 2),
         "http_failures": failures,
     }
-    print(f"accepted {accepted} in {elapsed:.1f} s = {accepted_per_s:,.0f} obs/s; stored {stored} ({stored_per_s:,.0f} obs/s end to end)")
-    print(f"POST latency p50 {figures['post_p50_ms']} ms, p99 {figures['post_p99_ms']} ms;"
-          f" POST to row p50 {figures['e2e_p50_ms']} ms, p99 {figures['e2e_p99_ms']} ms")
-    print(f"peak RSS of the hub (supervisor and {args.workers} workers) {figures['peak_rss_mb']} MB")
-    print(f"bare nats-py on the same server: publish_async {baseline['publish_async']:,.0f} msg/s,"
-          f" pipelined {baseline['pipelined']:,.0f} msg/s")
-    print(f"ratio stored/raw: {figures['ratio_to_raw_publish']} (publish_async), {figures['ratio_to_raw_pipelined']} (pipelined)")
+    _report(figures)
     print(json.dumps(figures))
+
+
+def _report(f: dict[str, object]) -> None:
+    print(f"accepted {f['accepted']} in {f['seconds']} s = {f['accepted_per_s']} obs/s")
+    print(f"stored {f['stored']} = {f['stored_per_s']} obs/s end to end; lost {f['lost']}")
+    print(f"POST latency p50 {f['post_p50_ms']} ms, p99 {f['post_p99_ms']} ms")
+    print(f"POST to row in PostgreSQL p50 {f['e2e_p50_ms']} ms, p99 {f['e2e_p99_ms']} ms")
+    print(f"peak RSS of the hub (supervisor and {f['workers']} workers) {f['peak_rss_mb']} MB")
+    print(
+        f"bare nats-py, same server: publish_async {f['raw_publish_async_per_s']} msg/s,"
+        f" pipelined {f['raw_pipelined_per_s']} msg/s"
+    )
+    print(
+        f"ratio stored/raw: {f['ratio_to_raw_publish']} (publish_async), {f['ratio_to_raw_pipelined']} (pipelined)"
+    )
 
 
 if __name__ == "__main__":

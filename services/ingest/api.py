@@ -67,6 +67,9 @@ class IngestApi:
     async def post_observations(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
         principal = principal_of(request)
+        if not principal.may_ingest:
+            metrics.REJECTED.labels("forbidden").inc()
+            raise Problem(403, "Forbidden", f"role '{principal.role}' may not post observations")
         content_type = request.content_type
         if content_type not in JSON_TYPES and content_type not in NDJSON_TYPES:
             metrics.REJECTED.labels("unsupported_media_type").inc()
@@ -125,8 +128,8 @@ class IngestApi:
             raise Problem(
                 503,
                 "Service unavailable",
-                "The event bus is unreachable; nothing of this request was accepted. Retry it: "
-                "ids make the retry safe.",
+                "The event bus is unreachable; nothing of this request was accepted. Retry it:"
+                " items with an id or a time are deduplicated, so a retry never doubles them.",
                 headers={"Retry-After": "2"},
             ) from err
         except PublishRejected as err:

@@ -58,6 +58,12 @@ def observation_row(msg: Msg) -> Row:
     env = obs.envelope
     if not env.id or not env.tenant or not env.site or not obs.device or not obs.kind:
         raise Poison("observation lacks id, tenant, site, device or kind")
+    if (
+        "\x00" in obs.unit
+        or "\x00" in obs.snapshot
+        or any("\x00" in k + v for k, v in obs.attributes.items())
+    ):
+        raise Poison("a text field holds U+0000, which PostgreSQL cannot store")
     expected = f"obs.{env.tenant}.{env.site}.{obs.device}"
     if msg.subject != expected:
         raise Poison(f"subject {msg.subject} does not match the envelope ({expected})")

@@ -135,6 +135,22 @@ async def test_a_key_for_an_unknown_role_is_refused(pool: asyncpg.Pool) -> None:
     assert await pool.fetchval("SELECT count(*) FROM api_keys") == 0
 
 
+async def test_a_key_limited_to_no_sites_never_grants_every_site(
+    pool: asyncpg.Pool, verifier: KeyVerifier
+) -> None:
+    # `sites=None` means "every site of the tenant". An empty list is a caller asking for a key
+    # limited to nothing (e.g. `--sites ,` on the command line, or a filtered list that came out
+    # empty); widening it to the whole tenant fails open. Refusing it, or a key for no site, is fine.
+    try:
+        token = await create_key(pool, tenant="acme", role="gateway", sites=[])
+    except KeyError_:
+        return
+    principal = await verifier.verify(token)
+
+    assert principal is not None
+    assert not principal.may_access_site("refinery", "acme"), f"sites=[] was stored as {principal.sites}"
+
+
 async def test_a_revoked_key_stops_verifying_once_the_cache_expires(
     pool: asyncpg.Pool, verifier: KeyVerifier, clock: FakeClock
 ) -> None:

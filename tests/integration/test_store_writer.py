@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import msgspec
 import pytest
 from nats.aio.msg import Msg
 
@@ -42,7 +43,11 @@ def row(n: int, *, at: datetime = NOW, device: str = "gd-101", **fields: object)
     item = ObservationIn(
         site="refinery", device=device, kind="gas.h2s", id=f"obs-{n:05d}", time=at, value=float(n), **fields
     )
-    out = to_message(item, tenant="acme", source="test", received=at + timedelta(seconds=1))
+    return row_of(item, received=at + timedelta(seconds=1))
+
+
+def row_of(item: ObservationIn, *, received: datetime = NOW) -> Row:
+    out = to_message(item, tenant="acme", source="test", received=received)
     # The message as the consumer would receive it; observation_row reads subject and data only.
     return observation_row(Msg(_client=None, subject=out.subject, data=out.payload, headers=out.headers))
 
@@ -68,6 +73,22 @@ async def test_ensure_partitions_prepares_a_week_back_to_three_days_ahead_once(p
 
     assert await ensure_partitions(pool, TODAY) == 0
     assert await partitions(pool) == names
+
+
+async def test_workers_starting_together_create_each_partition_once(
+    database_url: str, pool: asyncpg.Pool
+) -> None:
+    # `safetyhub up` runs the store in every worker; they all prepare partitions at start.
+    pools = [await create_pool(database_url, min_size=1, max_size=1) for _ in range(4)]
+    try:
+        created = await asyncio.gather(*(ensure_partitions(p, TODAY) for p in pools))
+    finally:
+        for p in pools:
+            await p.close()
+
+    expected = {partition_name(TODAY + timedelta(days=d)) for d in range(-7, 4)}
+    assert sum(created) == len(expected)
+    assert await partitions(pool) == expected | {"observations_default"}
 
 
 async def test_the_next_day_only_adds_what_is_missing(pool: asyncpg.Pool) -> None:
@@ -153,3 +174,30 @@ async def test_a_row_thirty_days_back_lands_in_the_default_partition_and_reads_b
         old + timedelta(hours=1),
     )
     assert [(r["id"], r["time"], r["part"]) for r in got] == [("obs-00001", old, "observations_default")]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"snapshot": "frames/cam-7/0001.jpg\u0000"},
+        {"attributes": {"note": "operator\u0000"}},
+        {"attributes": {"zone\u0000": "cdu-1"}},
+    ],
+    ids=["nul-in-snapshot", "nul-in-attribute-value", "nul-in-attribute-key"],
+)
+async def test_what_the_ingest_contract_accepts_the_store_can_keep(
+    pool: asyncpg.Pool, extra: dict[str, object]
+) -> None:
+    # Ingest answers 202 once an item decodes and passes its checks (none of which look at
+    # snapshot or attributes); the store must then be able to write it, or the gateway was told
+    # "accepted" for an observation that can only end in DEADLETTER after poison_after retries.
+    body = msgspec.json.encode(
+        {"site": "refinery", "device": "gd-101", "kind": "gas.h2s", "value": 1.0, **extra}
+    )
+    try:
+        item = msgspec.json.decode(body, type=ObservationIn)
+    except msgspec.ValidationError:
+        return  # refused at the door with a 400 naming the field: also right
+    await ensure_partitions(pool, TODAY)
+
+    assert await ObservationWriter(pool).write([row_of(item)]) == 1

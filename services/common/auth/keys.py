@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 import asyncpg
 
 from services.common.auth.principal import ROLES, Principal, Role
-from services.common.errors import SafetyhubError
+from services.common.db.pool import TRANSIENT_DB_ERRORS
+from services.common.errors import SafetyhubError, UnavailableError
 
 PREFIX = "shk"
 
@@ -49,6 +50,9 @@ async def create_key(
         raise KeyError_(f"unknown role {role!r}; one of {', '.join(ROLES)}")
     if not tenant:
         raise KeyError_("a key needs a tenant")
+    if sites is not None and not list(sites):
+        # An empty list must not silently mean "every site" (NULL in the table).
+        raise KeyError_("a key limited to no sites could do nothing; omit --sites for all sites")
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32).replace("_", "-")  # '_' separates the parts
     await conn.execute(
@@ -58,7 +62,7 @@ async def create_key(
         _hash(secret),
         tenant,
         role,
-        list(sites) if sites else None,
+        list(sites) if sites is not None else None,
         description,
     )
     return f"{PREFIX}_{key_id}_{secret}"
@@ -82,10 +86,14 @@ class KeyVerifier:
         if parts is None:
             return None
         key_id, secret = parts
-        row = await self._pool.fetchrow(
-            "SELECT secret_hash, tenant, role, sites FROM api_keys WHERE key_id = $1 AND revoked_at IS NULL",
-            key_id,
-        )
+        try:
+            row = await self._pool.fetchrow(
+                "SELECT secret_hash, tenant, role, sites FROM api_keys"
+                " WHERE key_id = $1 AND revoked_at IS NULL",
+                key_id,
+            )
+        except TRANSIENT_DB_ERRORS as err:
+            raise UnavailableError("cannot check the API key: PostgreSQL is unreachable") from err
         if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), _hash(secret)):
             return None
         role: Role = row["role"]

@@ -30,7 +30,10 @@ from services.common.logging import get_logger
 log = get_logger(__name__)
 
 CONSUMER_LAG = Gauge(
-    "safetyhub_consumer_lag", "Messages in the stream not yet delivered", ["consumer"], multiprocess_mode="max"
+    "safetyhub_consumer_lag",
+    "Messages in the stream not yet delivered",
+    ["consumer"],
+    multiprocess_mode="max",
 )
 T = TypeVar("T")
 
@@ -128,8 +131,11 @@ class DurableConsumer(Generic[T]):
             _, pending = await asyncio.wait([self._run_task], timeout=grace)
             for task in pending:
                 task.cancel()
+        # Bounded: on Python 3.11 a cancellation that lands while a request's reply is being
+        # handed over can be swallowed (asyncio.wait_for); the loops also check `_stopping`.
         tasks = [t for t in (self._run_task, self._lag_task) if t is not None]
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
         log.info("consumer_stopped", consumer=self._spec.durable, unprocessed=len(self._buffer))
 
     async def _on_message(self, msg: Msg) -> None:
@@ -215,7 +221,7 @@ class DurableConsumer(Generic[T]):
 
     async def _watch_lag(self) -> None:
         gauge = CONSUMER_LAG.labels(self._spec.durable)
-        while True:
+        while not self._stopping:
             with contextlib.suppress(Exception):
                 info = await self._js.consumer_info(self._spec.stream, self._spec.durable)
                 gauge.set(info.num_pending or 0)

@@ -10,6 +10,7 @@ rate with CloudEvents headers. It uses only nats-py's public API.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -60,7 +61,8 @@ class JetStreamPublisher:
 
     async def close(self) -> None:
         if self._sub is not None:
-            await self._sub.unsubscribe()
+            with contextlib.suppress(Exception):  # the connection may already be closed
+                await self._sub.unsubscribe()
             self._sub = None
         for batch in self._waiting.values():
             if not batch.done.done():

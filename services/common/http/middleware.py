@@ -15,7 +15,7 @@ log = get_logger(__name__)
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 MAX_BODY_BYTES: web.AppKey[int] = web.AppKey("max_body_bytes", int)
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.yaml"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _HTTP_TITLES = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}
 
 

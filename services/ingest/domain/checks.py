@@ -14,7 +14,6 @@ from services.common.auth.principal import Principal
 from services.common.sites.registry import SiteRegistry
 from services.ingest.domain.contract import ObservationIn
 
-
 _GOOD = frozenset({"good", "QUALITY_GOOD"})
 
 
@@ -69,7 +68,9 @@ def check(
         )
     if item.value is None and item.confidence is None and item.quality in _GOOD:
         # A device reporting a fault (quality bad or uncertain) may have no value to give.
-        return ItemError(index, "value", "a good observation needs a value (reading) or a confidence (detection)")
+        return ItemError(
+            index, "value", "a good observation needs a value (reading) or a confidence (detection)"
+        )
     if item.time is not None:
         if item.time.tzinfo is None:
             return ItemError(index, "time", "time needs a UTC offset, e.g. 2026-11-22T09:15:00+09:00")

@@ -16,6 +16,13 @@ Slug = Annotated[str, msgspec.Meta(min_length=1, max_length=63, pattern=r"^[a-z0
 DeviceId = Annotated[str, msgspec.Meta(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*\Z")]
 Kind = Annotated[str, msgspec.Meta(max_length=63, pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z")]
 Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+# PostgreSQL text and jsonb cannot hold U+0000: refuse it at the door (422 naming the field) rather
+# than accept an observation the store could never write.
+_NO_NUL = r"^[^\x00]*\Z"
+Text32 = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=_NO_NUL)]
+Reference = Annotated[str, msgspec.Meta(max_length=2048, pattern=_NO_NUL)]
+AttrKey = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=_NO_NUL)]
+AttrValue = Annotated[str, msgspec.Meta(max_length=256, pattern=_NO_NUL)]
 QualityName = Literal["good", "uncertain", "bad", "QUALITY_GOOD", "QUALITY_UNCERTAIN", "QUALITY_BAD"]
 
 
@@ -40,13 +47,11 @@ class ObservationIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_
     # RFC 3339 with an offset; absent means "now" (the hub's receive time).
     time: datetime | None = None
     value: float | None = None
-    unit: Annotated[str, msgspec.Meta(min_length=1, max_length=32)] | None = None
+    unit: Text32 | None = None
     quality: QualityName = "good"
     confidence: Fraction | None = None
     box: BoxIn | None = None
-    snapshot: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
+    snapshot: Reference | None = None
     position: PositionIn | None = None
-    attributes: Annotated[
-        dict[str, Annotated[str, msgspec.Meta(max_length=256)]], msgspec.Meta(max_length=32)
-    ] = {}
+    attributes: Annotated[dict[AttrKey, AttrValue], msgspec.Meta(max_length=32)] = {}
     correlation_id: ClientId | None = msgspec.field(default=None, name="correlationId")
