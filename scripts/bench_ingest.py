@@ -332,7 +332,8 @@ def _report(f: dict[str, object]) -> None:
         f" pipelined {f['raw_pipelined_per_s']} msg/s"
     )
     print(
-        f"ratio stored/raw: {f['ratio_to_raw_publish']} (publish_async), {f['ratio_to_raw_pipelined']} (pipelined)"
+        f"ratio stored/raw: {f['ratio_to_raw_publish']} (publish_async),"
+        f" {f['ratio_to_raw_pipelined']} (pipelined)"
     )
 
 

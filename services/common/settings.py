@@ -40,12 +40,16 @@ class StreamConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
 class BusConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     # None: the embedded nats-server in `up`; required in `run` (or SAFETYHUB_NATS_URL).
     url: str | None = None
+    # Port of the embedded nats-server; None picks a free one at each start.
+    embedded_port: Port | None = None
     observations: StreamConfig = StreamConfig()
     deadletter: StreamConfig = StreamConfig(max_age_hours=24.0 * 14)
 
 
 class DatabaseConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     url: str | None = None
+    # Port of the embedded PostgreSQL; None picks a free one at each start.
+    embedded_port: Port | None = None
     pool_min: Annotated[int, msgspec.Meta(ge=1)] = 2
     pool_max: Annotated[int, msgspec.Meta(ge=1)] = 10
 

@@ -34,13 +34,13 @@ async def hub_endpoints(data_dir: Path, config: HubConfig) -> AsyncIterator[Endp
         async with contextlib.AsyncExitStack() as stack:
             nats_url = config.bus.url
             if nats_url is None:
-                nats = EmbeddedNats(data_dir)
+                nats = EmbeddedNats(data_dir, port=config.bus.embedded_port)
                 nats_url = await nats.start()
                 stack.push_async_callback(nats.stop)
                 log.info("embedded_nats_started", url=nats_url)
             database_url = config.database.url
             if database_url is None:
-                postgres = EmbeddedPostgres(data_dir)
+                postgres = EmbeddedPostgres(data_dir, port=config.database.embedded_port)
                 database_url = await postgres.start()
                 stack.push_async_callback(postgres.stop)
                 log.info("embedded_postgres_started", dsn=redact(database_url))
