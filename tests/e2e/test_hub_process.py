@@ -217,10 +217,8 @@ async def test_a_second_hub_on_the_same_data_dir_is_refused(workdir: Path) -> No
     assert hub.stop() == 0
 
 
-def test_a_bad_config_file_stops_start_up_naming_file_line_and_key(workdir: Path) -> None:
-    config = workdir / "bad.yaml"
-    config.write_text("http:\n  port: 8080\nstore:\n  batch_mx: 10\n")
-    result = subprocess.run(
+def _up_with(config: Path, workdir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [*CLI, "up", "--data-dir", str(workdir / "data"), "--config", str(config)],
         cwd=REPO,
         capture_output=True,
@@ -228,6 +226,12 @@ def test_a_bad_config_file_stops_start_up_naming_file_line_and_key(workdir: Path
         timeout=60,
         check=False,
     )
+
+
+def test_a_bad_config_file_stops_start_up_naming_file_line_and_key(workdir: Path) -> None:
+    config = workdir / "bad.yaml"
+    config.write_text("http:\n  port: 8080\nstore:\n  batch_mx: 10\n")
+    result = _up_with(config, workdir)
     assert result.returncode == 2
     assert f"{config}:4: store.batch_mx" in result.stderr
     assert not (workdir / "data").exists()  # nothing was started
@@ -240,14 +244,7 @@ def test_a_bad_site_file_stops_start_up_before_any_server(workdir: Path) -> None
     line = next(n for n, row in enumerate(text.splitlines(), start=1) if "typ: gas_detector" in row)
     config = workdir / "hub.yaml"
     config.write_text(f"sites: ['{sites}']\n")
-    result = subprocess.run(
-        [*CLI, "up", "--data-dir", str(workdir / "data"), "--config", str(config)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _up_with(config, workdir)
     assert result.returncode == 2
     assert f"{sites}:{line}: sites[0].devices[0].typ" in result.stderr
     assert not (workdir / "data" / "pg").exists()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,25 +12,10 @@ from services.common.bus.publisher import OutgoingMessage
 from services.common.contracts import Observation, Quality
 from services.ingest.domain.contract import BoxIn, ObservationIn, PositionIn
 from services.ingest.encode import to_message
+from tests.builders import MEASURED, RECEIVED, observation
 
-KST = timezone(timedelta(hours=9))
-MEASURED = datetime(2026, 11, 22, 9, 15, 0, 123456, tzinfo=KST)
-RECEIVED = datetime(2026, 11, 22, 0, 15, 1, 500000, tzinfo=UTC)
 TENANT = "ulsan-refining"
 SOURCE = "/ingest/keys/k1"
-
-
-def observation(**changes: Any) -> ObservationIn:
-    fields: dict[str, Any] = {
-        "site": "ulsan-refinery",
-        "device": "gd-cdu1-101",
-        "kind": "gas.h2s",
-        "value": 12.5,
-        "unit": "ppm",
-        "time": MEASURED,
-    }
-    fields.update(changes)
-    return ObservationIn(**fields)
 
 
 def encode(item: ObservationIn, received: datetime = RECEIVED) -> OutgoingMessage:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 import msgspec
@@ -11,12 +11,10 @@ import pytest
 
 from services.common.bus.consumer import Poison, retry_delay
 from services.common.contracts import Observation
-from services.ingest.domain.contract import BoxIn, ObservationIn, PositionIn
+from services.ingest.domain.contract import BoxIn, PositionIn
 from services.ingest.encode import to_message
 from services.store.rows import COLUMNS, observation_row
-
-MEASURED = datetime(2026, 11, 22, 9, 15, 0, 123456, tzinfo=timezone(timedelta(hours=9)))
-RECEIVED = datetime(2026, 11, 22, 0, 15, 1, 500000, tzinfo=UTC)
+from tests.builders import MEASURED, RECEIVED, observation
 
 
 @dataclass(frozen=True)
@@ -26,16 +24,7 @@ class FakeMsg:
 
 
 def message(**changes: Any) -> FakeMsg:
-    fields: dict[str, Any] = {
-        "site": "ulsan-refinery",
-        "device": "gd-cdu1-101",
-        "kind": "gas.h2s",
-        "value": 12.5,
-        "unit": "ppm",
-        "time": MEASURED,
-    }
-    fields.update(changes)
-    out = to_message(ObservationIn(**fields), tenant="ulsan-refining", source="/k/1", received=RECEIVED)
+    out = to_message(observation(**changes), tenant="ulsan-refining", source="/k/1", received=RECEIVED)
     return FakeMsg(out.subject, out.payload)
 
 
