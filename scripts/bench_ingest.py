@@ -192,9 +192,10 @@ async def _load(url: str, key: str, points: list[tuple[str, str, str]], args: ar
     # sustainable rate); without it, as fast as the hub answers (for throughput).
     interval = args.batch * args.connections / args.rate if args.rate > 0 else 0.0
 
-    async def worker(session: aiohttp.ClientSession) -> None:
+    async def worker(session: aiohttp.ClientSession, slot: int) -> None:
         nonlocal accepted, counter
-        next_send = time.monotonic()
+        # Staggered, so the connections do not all send in the same instant and queue up.
+        next_send = time.monotonic() + slot * interval / args.connections
         while time.monotonic() < stop_at:
             if interval:
                 await asyncio.sleep(max(0.0, next_send - time.monotonic()))
@@ -215,7 +216,7 @@ async def _load(url: str, key: str, points: list[tuple[str, str, str]], args: ar
     connector = aiohttp.TCPConnector(limit=args.connections)
     async with aiohttp.ClientSession(connector=connector) as session:
         started = time.perf_counter()
-        await asyncio.gather(*(worker(session) for _ in range(args.connections)))
+        await asyncio.gather(*(worker(session, slot) for slot in range(args.connections)))
         elapsed = time.perf_counter() - started
     return accepted, elapsed, latencies, failures
 
