@@ -69,6 +69,9 @@ class StoreConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_on
     batch_wait_ms: Positive = 20
     max_ack_pending: Positive = 40_000
     ack_wait_s: PositiveFloat = 30.0
+    # Days of observation history kept in PostgreSQL; older daily partitions are dropped whole.
+    # 0 keeps everything. The stream keeps its own, shorter window (bus.observations.max_age_hours).
+    retention_days: Annotated[int, msgspec.Meta(ge=0)] = 30
 
 
 class HubConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):

@@ -16,7 +16,7 @@ from services.common.bus.streams import OBSERVATIONS
 from services.common.logging import get_logger
 from services.common.settings import StoreConfig
 from services.store import metrics
-from services.store.partitions import ensure_partitions
+from services.store.partitions import drop_expired, ensure_partitions
 from services.store.rows import Row, observation_row
 from services.store.writer import ObservationWriter
 
@@ -34,6 +34,7 @@ class StoreService:
         today: Callable[[], date] = lambda: datetime.now(UTC).date(),
     ) -> None:
         self._pool = pool
+        self._retention_days = config.retention_days
         self._writer = ObservationWriter(pool)
         self._today = today
         spec = ConsumerSpec(
@@ -60,6 +61,7 @@ class StoreService:
 
     async def start(self) -> None:
         await ensure_partitions(self._pool, self._today())
+        await drop_expired(self._pool, self._today(), self._retention_days)
         await self._consumer.start()
         self._maintenance = asyncio.create_task(self._keep_partitions(), name="store-partitions")
 
@@ -75,5 +77,6 @@ class StoreService:
             await asyncio.sleep(3600)
             try:
                 await ensure_partitions(self._pool, self._today())
+                await drop_expired(self._pool, self._today(), self._retention_days)
             except Exception:
                 log.exception("partition_maintenance_failed")
