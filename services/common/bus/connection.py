@@ -16,7 +16,11 @@ log = get_logger(__name__)
 async def connect_bus(url: str, *, name: str, connect_timeout: float = 5.0) -> NATS:
     """Connect with endless reconnects: a NATS restart must not take a service down."""
 
+    connection: list[NATS] = []  # set below; the callbacks need to know whether we are closing
+
     async def on_disconnected() -> None:
+        if connection and (connection[0].is_draining or connection[0].is_closed):
+            return  # our own drain at shutdown, not an outage
         log.warning("nats_disconnected", url=url)
 
     async def on_reconnected() -> None:
@@ -26,7 +30,7 @@ async def connect_bus(url: str, *, name: str, connect_timeout: float = 5.0) -> N
         log.warning("nats_error", error=str(err))
 
     try:
-        return await nats.connect(
+        nc = await nats.connect(
             url,
             name=name,
             connect_timeout=connect_timeout,
@@ -44,3 +48,5 @@ async def connect_bus(url: str, *, name: str, connect_timeout: float = 5.0) -> N
         )
     except (NoServersError, NatsTimeoutError, OSError) as err:
         raise UnavailableError(f"NATS at {url} is unreachable: {err}") from err
+    connection.append(nc)
+    return nc
