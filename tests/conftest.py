@@ -46,6 +46,14 @@ def reachable_temp_dir(prefix: str) -> Path:
     return path
 
 
+@pytest.fixture
+def reachable_dir() -> Iterator[Path]:
+    """A directory of this test that the embedded PostgreSQL's account can reach; removed after."""
+    path = reachable_temp_dir("safetyhub-test-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def session_dir() -> Iterator[Path]:
     path = reachable_temp_dir("safetyhub-tests-")

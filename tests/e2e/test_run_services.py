@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,16 +22,9 @@ import pytest
 
 from services.common.auth.keys import create_key
 from services.hub.supervisor import free_port
-from tests.conftest import DEMO_SITES, REPO, eventually, reachable_temp_dir
+from tests.conftest import DEMO_SITES, REPO, eventually
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    path = reachable_temp_dir("safetyhub-run-")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -85,8 +77,9 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 async def test_ingest_and_store_as_separate_processes(
-    workdir: Path, nats_url: str, database_url: str, session: aiohttp.ClientSession
+    reachable_dir: Path, nats_url: str, database_url: str, session: aiohttp.ClientSession
 ) -> None:
+    workdir = reachable_dir
     with (
         service("ingest", workdir, nats_url, database_url) as (ingest_url, ingest),
         service("store", workdir, nats_url, database_url) as (store_url, store),

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -14,20 +12,14 @@ import pytest
 from services.common.auth.keys import create_key
 from services.common.embedded import EmbeddedNats
 from services.hub.bootstrap import Endpoints, Hub
-from tests.conftest import REPO, eventually, hub_config, reachable_temp_dir
+from tests.conftest import REPO, eventually, hub_config
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def nats_dir() -> Iterator[Path]:
-    """The JetStream store of a nats-server of this test alone, so it can be stopped and restarted."""
-    path = reachable_temp_dir("safetyhub-nats-")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-async def test_503_while_the_bus_is_down_then_recovery(nats_dir: Path, database_url: str) -> None:
+async def test_503_while_the_bus_is_down_then_recovery(reachable_dir: Path, database_url: str) -> None:
+    # A nats-server of this test alone, so it can be stopped and started again on the same store.
+    nats_dir = reachable_dir
     private_nats = EmbeddedNats(nats_dir)
     await private_nats.start()
     hub = Hub(hub_config(), REPO, Endpoints(private_nats.url, database_url))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +13,12 @@ from services.common.auth.principal import Principal
 from services.common.sites.registry import SiteRegistry
 from services.ingest.domain.checks import Refusal, authorize, check
 from services.ingest.domain.contract import ObservationIn
+from tests.builders import KST
+from tests.builders import observation as build_observation
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 22, 0, 15, tzinfo=UTC)
 MAX_FUTURE = timedelta(seconds=300)
-KST = timezone(timedelta(hours=9))
 
 
 @pytest.fixture(scope="module")
@@ -28,16 +29,8 @@ def registry() -> SiteRegistry:
 
 
 def observation(**changes: Any) -> ObservationIn:
-    fields: dict[str, Any] = {
-        "site": "ulsan-refinery",
-        "device": "gd-cdu1-101",
-        "kind": "gas.h2s",
-        "value": 4.5,
-        "unit": "ppm",
-        "time": NOW - timedelta(seconds=2),
-    }
-    fields.update(changes)
-    return ObservationIn(**fields)
+    """A reading taken two seconds before NOW, the checks' clock."""
+    return build_observation(**{"time": NOW - timedelta(seconds=2), **changes})
 
 
 def refused_field(item: ObservationIn, registry: SiteRegistry, index: int = 0) -> str | None:
