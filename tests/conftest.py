@@ -28,9 +28,11 @@ import pytest
 
 from services.common.auth.keys import create_key
 from services.common.bus.streams import DEADLETTER, OBSERVATIONS
+from services.common.db import migrations
+from services.common.db.pool import create_pool
 from services.common.embedded import EmbeddedNats, EmbeddedPostgres
 from services.common.settings import HttpConfig, HubConfig, StoreConfig
-from services.hub.bootstrap import Endpoints, Hub
+from services.hub.bootstrap import Endpoints, Hub, all_migrations
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_SITES = REPO / "sites" / "ulsan-demo.yaml"
@@ -104,6 +106,15 @@ async def database_url(postgres_admin_url: str) -> AsyncIterator[str]:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def migrated_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on this test's fresh database with every migration applied."""
+    pool = await create_pool(database_url, min_size=1, max_size=4)
+    await migrations.apply(pool, all_migrations())
+    yield pool
+    await pool.close()
 
 
 @pytest.fixture

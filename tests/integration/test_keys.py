@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 from services.common.auth.keys import KeyError_, KeyVerifier, create_key
 from services.common.auth.principal import Principal
-from services.common.db import migrations
-from services.common.db.pool import create_pool
-from services.hub.bootstrap import all_migrations
 
 pytestmark = pytest.mark.integration
 
@@ -28,11 +24,8 @@ class FakeClock:
 
 
 @pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, min_size=1, max_size=2)
-    await migrations.apply(pool, all_migrations())
-    yield pool
-    await pool.close()
+def pool(migrated_pool: asyncpg.Pool) -> asyncpg.Pool:
+    return migrated_pool
 
 
 @pytest.fixture

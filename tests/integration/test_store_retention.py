@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 import pytest
 
-from services.common.db import migrations
-from services.hub.bootstrap import all_migrations
 from services.store.partitions import drop_expired, ensure_partitions, expired, partition_name
 
 pytestmark = pytest.mark.integration
@@ -17,11 +14,8 @@ TODAY = date(2026, 11, 22)
 
 
 @pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
-    await migrations.apply(pool, all_migrations())
-    yield pool
-    await pool.close()
+def pool(migrated_pool: asyncpg.Pool) -> asyncpg.Pool:
+    return migrated_pool
 
 
 async def _insert(pool: asyncpg.Pool, row_id: str, day: date) -> None:

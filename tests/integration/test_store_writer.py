@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -16,9 +15,7 @@ import msgspec
 import pytest
 from nats.aio.msg import Msg
 
-from services.common.db import migrations
 from services.common.db.pool import create_pool
-from services.hub.bootstrap import all_migrations
 from services.ingest.domain.contract import BoxIn, ObservationIn
 from services.ingest.encode import to_message
 from services.store.partitions import ensure_partitions, partition_name
@@ -32,11 +29,8 @@ TODAY = NOW.date()
 
 
 @pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, min_size=1, max_size=4)
-    await migrations.apply(pool, all_migrations())
-    yield pool
-    await pool.close()
+def pool(migrated_pool: asyncpg.Pool) -> asyncpg.Pool:
+    return migrated_pool
 
 
 def row(n: int, *, at: datetime = NOW, device: str = "gd-101", **fields: object) -> Row:
