@@ -23,8 +23,9 @@ from services.common.settings import IngestConfig
 from services.common.sites.registry import SiteRegistry
 from services.ingest import metrics
 from services.ingest.domain.checks import ItemError, authorize, check
+from services.ingest.domain.contract import ObservationIn
 from services.ingest.domain.parse import MalformedBody, Parsed, TooManyItems, parse_json, parse_ndjson
-from services.ingest.encode import to_message
+from services.ingest.encode import HEADER_ROOM, encode_observations
 
 JSON_TYPES = frozenset({"application/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson"})
@@ -97,17 +98,38 @@ class IngestApi:
 
         now = self._clock()
         errors = parsed.errors
-        valid = []
+        valid: list[ObservationIn] = []
+        positions: list[int] = []
         for index, item in parsed.items:
             error = check(item, index, registry, now, self._max_future)
             if error is None:
                 valid.append(item)
+                positions.append(index)
             else:
                 errors.append(error)
+
+        encoded = encode_observations(
+            valid,
+            tenant=principal.tenant,
+            source=f"/ingest/keys/{principal.key_id}",
+            received=now,
+            max_payload=self._publisher.max_payload - HEADER_ROOM,
+        )
+        for oversized in encoded.oversized:
+            errors.append(
+                ItemError(
+                    positions[oversized],
+                    "",
+                    "the observation is too large for the event bus"
+                    f" (at most {self._publisher.max_payload - HEADER_ROOM} bytes encoded)",
+                )
+            )
         errors.sort(key=lambda e: e.index)
         if errors:
             metrics.REJECTED.labels("invalid").inc(len(errors))
-        if not valid:
+        messages = encoded.messages
+        accepted = [message_id for message_id in encoded.ids if message_id]
+        if not messages:
             detail = (
                 "no item of the request is valid"
                 if parsed.count > 1
@@ -119,12 +141,10 @@ class IngestApi:
                 422, "Invalid observations", detail, slug="invalid-observations", errors=_errors(errors)
             )
 
-        source = f"/ingest/keys/{principal.key_id}"
-        messages = [to_message(item, tenant=principal.tenant, source=source, received=now) for item in valid]
         try:
             await self._publisher.publish(messages)
         except UnavailableError as err:
-            metrics.REJECTED.labels("unavailable").inc(len(messages))
+            metrics.REJECTED.labels("unavailable").inc(len(accepted))
             raise Problem(
                 503,
                 "Service unavailable",
@@ -133,13 +153,13 @@ class IngestApi:
                 headers={"Retry-After": "2"},
             ) from err
         except PublishRejected as err:
-            metrics.REJECTED.labels("unavailable").inc(len(messages))
+            metrics.REJECTED.labels("unavailable").inc(len(accepted))
             raise Problem(503, "Service unavailable", str(err), headers={"Retry-After": "5"}) from err
 
-        metrics.ACCEPTED.inc(len(messages))
+        metrics.ACCEPTED.inc(len(accepted))
         metrics.REQUEST_SECONDS.observe(time.perf_counter() - started)
         answer = {
-            "accepted": [m.headers["Nats-Msg-Id"] for m in messages],
+            "accepted": accepted,
             "rejected": _errors(errors),
         }
         return web.Response(status=202, body=msgspec.json.encode(answer), content_type="application/json")

@@ -1,16 +1,37 @@
-"""Build the bus message of one accepted observation: proto payload, CloudEvents headers, subject."""
+"""Build the bus messages of accepted observations: one ObservationBatch per device and request.
+
+Each observation gets its id and envelope here. The observations of one device travel together in
+one message on `obs.<tenant>.<site>.<device>`: a gateway's post of a thousand readings from forty
+devices becomes forty messages, not a thousand, and each message costs the publisher, the server
+and every consumer the same protocol work whatever it carries.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
 from services.common.bus.publisher import OutgoingMessage
 from services.common.bus.streams import observation_subject
-from services.common.contracts import OBSERVATION_TYPE, SCHEMA_VERSION, Observation, Quality
+from services.common.contracts import (
+    OBSERVATION_BATCH_TYPE,
+    OBSERVATION_TYPE,
+    SCHEMA_VERSION,
+    Observation,
+    ObservationBatch,
+    Quality,
+)
 from services.common.contracts.cloudevents import ce_headers
 from services.common.contracts.ids import derived_id
 from services.ingest.domain.contract import ObservationIn
+
+# Beyond this a message's delivery and its share of a store batch get coarse; a gateway's post
+# rarely holds this many readings of one device.
+MAX_PER_MESSAGE = 1_000
+# Room left under the server's max_payload for the headers, which count against it too.
+HEADER_ROOM = 4_096
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _QUALITY = {
@@ -21,6 +42,15 @@ _QUALITY = {
     "QUALITY_UNCERTAIN": Quality.QUALITY_UNCERTAIN,
     "QUALITY_BAD": Quality.QUALITY_BAD,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    messages: list[OutgoingMessage]
+    # The id of items[i]; "" for an item listed in `oversized`.
+    ids: list[str]
+    # Indexes of items that alone are larger than one bus message may be.
+    oversized: list[int]
 
 
 def _split(moment: datetime) -> tuple[int, int]:
@@ -34,7 +64,8 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def to_message(item: ObservationIn, *, tenant: str, source: str, received: datetime) -> OutgoingMessage:
+def _fill(obs: Observation, item: ObservationIn, *, tenant: str, source: str, received: datetime) -> str:
+    """Write `item` into `obs` (a fresh message); return its id."""
     moment = item.time or received
     seconds, nanos = _split(moment)
     message_id = item.id or derived_id(
@@ -47,13 +78,13 @@ def to_message(item: ObservationIn, *, tenant: str, source: str, received: datet
         repr(item.value),
         repr(item.confidence),
     )
-    obs = Observation(
-        device=item.device,
-        kind=item.kind,
-        unit=item.unit or "",
-        quality=_QUALITY[item.quality],
-        snapshot=item.snapshot or "",
-    )
+    obs.device = item.device
+    obs.kind = item.kind
+    if item.unit:
+        obs.unit = item.unit
+    obs.quality = _QUALITY[item.quality]
+    if item.snapshot:
+        obs.snapshot = item.snapshot
     if item.attributes:  # an empty map assignment still costs a call into upb
         obs.attributes.update(item.attributes)
     env = obs.envelope
@@ -83,7 +114,99 @@ def to_message(item: ObservationIn, *, tenant: str, source: str, received: datet
         if item.position.altitude is not None:
             obs.position.altitude = item.position.altitude
     obs.received.seconds, obs.received.nanos = _split(received)
-    headers = ce_headers(id=message_id, type=OBSERVATION_TYPE, source=source, time=rfc3339(moment))
-    return OutgoingMessage(
-        observation_subject(tenant, item.site, item.device), obs.SerializeToString(), headers
-    )
+    return message_id
+
+
+class _Packer:
+    def __init__(
+        self,
+        items: Sequence[ObservationIn],
+        *,
+        tenant: str,
+        source: str,
+        received: datetime,
+        max_payload: int,
+    ) -> None:
+        self._items = items
+        self._tenant = tenant
+        self._source = source
+        self._received = received
+        self._max_payload = max_payload
+        self.messages: list[OutgoingMessage] = []
+        self.ids = [""] * len(items)
+        self.oversized: list[int] = []
+
+    def pack(self, subject: str, site: str, indexes: Sequence[int]) -> None:
+        batch = ObservationBatch()
+        add = batch.observations.add
+        earliest: datetime | None = None
+        for index in indexes:
+            item = self._items[index]
+            self.ids[index] = _fill(
+                add(), item, tenant=self._tenant, source=self._source, received=self._received
+            )
+            moment = item.time or self._received
+            if earliest is None or moment < earliest:
+                earliest = moment
+        assert earliest is not None
+        member_ids = [self.ids[i] for i in indexes]
+        # A batch of one is that observation's message: its id is the observation's. A larger
+        # batch's id is derived from its members, so a retried post is deduplicated by JetStream.
+        batch_id = (
+            member_ids[0]
+            if len(member_ids) == 1
+            else derived_id(int(earliest.timestamp() * 1000), "batch", *member_ids)
+        )
+        env = batch.envelope
+        env.id = batch_id
+        env.type = OBSERVATION_BATCH_TYPE
+        env.source = self._source
+        env.time.seconds, env.time.nanos = _split(earliest)
+        env.tenant = self._tenant
+        env.site = site
+        env.correlation_id = batch_id
+        env.schema_version = SCHEMA_VERSION
+        payload = batch.SerializeToString()
+        if len(payload) > self._max_payload:
+            if len(indexes) == 1:
+                self.ids[indexes[0]] = ""
+                self.oversized.append(indexes[0])
+                return
+            half = len(indexes) // 2
+            self.pack(subject, site, indexes[:half])
+            self.pack(subject, site, indexes[half:])
+            return
+        headers = ce_headers(
+            id=batch_id, type=OBSERVATION_BATCH_TYPE, source=self._source, time=rfc3339(earliest)
+        )
+        self.messages.append(OutgoingMessage(subject, payload, headers))
+
+
+def encode_observations(
+    items: Sequence[ObservationIn],
+    *,
+    tenant: str,
+    source: str,
+    received: datetime,
+    max_per_message: int = MAX_PER_MESSAGE,
+    max_payload: int = 1024 * 1024 - HEADER_ROOM,
+) -> Encoded:
+    """The messages carrying `items`: one per device (more past `max_per_message` or `max_payload`)."""
+    by_device: dict[tuple[str, str], list[int]] = {}
+    for index, item in enumerate(items):
+        by_device.setdefault((item.site, item.device), []).append(index)
+    packer = _Packer(items, tenant=tenant, source=source, received=received, max_payload=max_payload)
+    for (site, device), indexes in by_device.items():
+        subject = observation_subject(tenant, site, device)
+        for start in range(0, len(indexes), max_per_message):
+            packer.pack(subject, site, indexes[start : start + max_per_message])
+    packer.oversized.sort()
+    return Encoded(packer.messages, packer.ids, packer.oversized)
+
+
+def to_message(item: ObservationIn, *, tenant: str, source: str, received: datetime) -> OutgoingMessage:
+    """The message of one observation alone (a batch of one, whose id is the observation's)."""
+    encoded = encode_observations([item], tenant=tenant, source=source, received=received)
+    if encoded.oversized:
+        raise ValueError("the observation is larger than one bus message may be")
+    return encoded.messages[0]

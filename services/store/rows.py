@@ -1,4 +1,4 @@
-"""Observation message -> table row. A message that is not a valid observation is poison."""
+"""Observation message -> table rows. A message that is not a valid batch of observations is poison."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 
 from services.common.bus.consumer import Poison
-from services.common.contracts import Observation
+from services.common.contracts import Observation, ObservationBatch
 
 COLUMNS = (
     "id",
@@ -50,23 +50,8 @@ def _detail(obs: Observation) -> str | None:
     return msgspec.json.encode(detail).decode() if detail else None
 
 
-def observation_row(msg: Msg) -> Row:
-    try:
-        obs = Observation.FromString(msg.data)
-    except DecodeError as err:
-        raise Poison(f"not an Observation protobuf: {err}") from err
+def _row(obs: Observation) -> Row:
     env = obs.envelope
-    if not env.id or not env.tenant or not env.site or not obs.device or not obs.kind:
-        raise Poison("observation lacks id, tenant, site, device or kind")
-    if (
-        "\x00" in obs.unit
-        or "\x00" in obs.snapshot
-        or any("\x00" in k + v for k, v in obs.attributes.items())
-    ):
-        raise Poison("a text field holds U+0000, which PostgreSQL cannot store")
-    expected = f"obs.{env.tenant}.{env.site}.{obs.device}"
-    if msg.subject != expected:
-        raise Poison(f"subject {msg.subject} does not match the envelope ({expected})")
     return (
         env.id,
         _moment(env.time.seconds, env.time.nanos),
@@ -82,3 +67,37 @@ def observation_row(msg: Msg) -> Row:
         _detail(obs),
         _moment(obs.received.seconds, obs.received.nanos),
     )
+
+
+def _has_nul(obs: Observation) -> bool:
+    return (
+        "\x00" in obs.unit
+        or "\x00" in obs.snapshot
+        or any("\x00" in k + v for k, v in obs.attributes.items())
+    )
+
+
+def observation_rows(msg: Msg) -> list[Row]:
+    """The rows of one OBSERVATIONS message (an ObservationBatch of one device)."""
+    try:
+        batch = ObservationBatch.FromString(msg.data)
+    except DecodeError as err:
+        raise Poison(f"not an ObservationBatch protobuf: {err}") from err
+    if not batch.observations:
+        raise Poison("the batch holds no observation")
+    tenant, site = batch.envelope.tenant, batch.envelope.site
+    device = batch.observations[0].device
+    expected = f"obs.{tenant}.{site}.{device}"
+    if msg.subject != expected:
+        raise Poison(f"subject {msg.subject} does not match the envelope ({expected})")
+    rows = []
+    for index, obs in enumerate(batch.observations):
+        env = obs.envelope
+        if not env.id or not obs.kind:
+            raise Poison(f"observation {index} lacks an id or a kind")
+        if env.tenant != tenant or env.site != site or obs.device != device:
+            raise Poison(f"observation {index} is not of {tenant}/{site}/{device} like its batch")
+        if _has_nul(obs):
+            raise Poison(f"observation {index}: a text field holds U+0000, which PostgreSQL cannot store")
+        rows.append(_row(obs))
+    return rows

@@ -17,7 +17,7 @@ from services.common.logging import get_logger
 from services.common.settings import StoreConfig
 from services.store import metrics
 from services.store.partitions import drop_expired, ensure_partitions
-from services.store.rows import Row, observation_row
+from services.store.rows import Row, observation_rows
 from services.store.writer import ObservationWriter
 
 log = get_logger(__name__)
@@ -42,14 +42,16 @@ class StoreService:
             durable=DURABLE,
             filter_subject="obs.>",
             batch_max=config.batch_max,
+            batch_max_bytes=config.batch_max_kb * 1024,
             batch_wait=config.batch_wait_ms / 1000,
             max_ack_pending=config.max_ack_pending,
             ack_wait=config.ack_wait_s,
         )
-        self._consumer = DurableConsumer[Row](js, spec, observation_row, self._write)
+        self._consumer = DurableConsumer[list[Row]](js, spec, observation_rows, self._write)
         self._maintenance: asyncio.Task[None] | None = None
 
-    async def _write(self, rows: list[Row]) -> Sequence[Rejection]:
+    async def _write(self, batches: list[list[Row]]) -> Sequence[Rejection]:
+        rows = [row for batch in batches for row in batch]
         started = time.perf_counter()
         new = await self._writer.write(rows)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)

@@ -32,7 +32,7 @@ from services.common.errors import UnavailableError
 from services.common.settings import BusConfig, StreamConfig
 from services.ingest.domain.contract import ObservationIn
 from services.ingest.encode import to_message
-from services.store.rows import Row, observation_row
+from services.store.rows import Row, observation_rows
 from tests.conftest import eventually, reachable_temp_dir
 
 pytestmark = pytest.mark.integration
@@ -134,12 +134,14 @@ async def start_consumer(
     decode: Callable[[Msg], str] = text,
     poison_after: int = 5,
     batch_max: int = 5_000,
+    batch_max_bytes: int = 4 * 1024 * 1024,
 ) -> DurableConsumer[str]:
     spec = ConsumerSpec(
         stream=OBSERVATIONS,
         durable=DURABLE,
         filter_subject="obs.>",
         batch_max=batch_max,
+        batch_max_bytes=batch_max_bytes,
         batch_wait=0.02,
         ack_wait=ACK_WAIT,
         poison_after=poison_after,
@@ -292,19 +294,39 @@ async def test_published_messages_reach_the_handler_in_batches_and_are_acked(
     assert info.num_redelivered == 0
 
 
+async def test_batches_are_also_cut_by_payload_bytes(
+    bus: Bus, publisher: JetStreamPublisher, consumers: list[DurableConsumer[Any]]
+) -> None:
+    # Messages of 10 kB (a device's many readings): at most 5 fit the 50 kB bound of one batch.
+    handler = Recorder()
+    await start_consumer(bus, consumers, handler, batch_max=1_000, batch_max_bytes=50_000)
+    pad = b" " * 10_000
+    await publisher.publish([message(n, payload=f"item-{n}".encode() + pad) for n in range(100)])
+
+    async def all_handled() -> bool:
+        return len(handler.handled) >= 100
+
+    await eventually(all_handled, what="100 messages handled")
+    await eventually(lambda: all_settled(bus), what="every message acked")
+
+    assert sorted(h.strip() for h in handler.handled) == sorted(f"item-{n}" for n in range(100))
+    assert max(len(b) for b in handler.batches) <= 5
+    assert max(len(b) for b in handler.batches) > 1
+
+
 async def test_an_undecodable_message_is_deadlettered_and_the_rest_are_handled(
     bus: Bus, publisher: JetStreamPublisher, consumers: list[DurableConsumer[Any]]
 ) -> None:
     rows: list[Row] = []
 
-    async def store(batch: list[Row]) -> Sequence[Rejection]:
-        rows.extend(batch)
+    async def store(batch: list[list[Row]]) -> Sequence[Rejection]:
+        rows.extend(row for message in batch for row in message)
         return ()
 
     spec = ConsumerSpec(
         stream=OBSERVATIONS, durable=DURABLE, filter_subject="obs.>", batch_wait=0.02, ack_wait=ACK_WAIT
     )
-    consumer = DurableConsumer[Row](bus.js, spec, observation_row, store)
+    consumer = DurableConsumer[list[Row]](bus.js, spec, observation_rows, store)
     await consumer.start()
     consumers.append(consumer)
 
@@ -324,7 +346,7 @@ async def test_an_undecodable_message_is_deadlettered_and_the_rest_are_handled(
     assert letter.subject == f"deadletter.{DURABLE}.obs.acme.refinery.gd-101"
     assert letter.data == b"\xff\xfe not a protobuf"
     assert letter.headers is not None
-    assert "not an Observation protobuf" in letter.headers[REASON_HEADER]
+    assert "not an ObservationBatch protobuf" in letter.headers[REASON_HEADER]
     assert letter.headers[CONSUMER_HEADER] == DURABLE
     assert letter.headers[SUBJECT_HEADER] == "obs.acme.refinery.gd-101"
     assert letter.headers[SEQUENCE_HEADER] == "3"

@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
+import nats
 import pytest
 
 from tests.conftest import RunningHub, eventually
@@ -88,6 +89,69 @@ async def test_the_same_id_twice_is_stored_once(running_hub: RunningHub) -> None
     await eventually(lambda: _count_is(running_hub, 3), what="three distinct rows")
     rows = await running_hub.hub.pool.fetch("SELECT id FROM observations WHERE id = 'dup-1'")
     assert len(rows) == 1
+
+
+async def test_overlapping_batches_store_each_observation_once(running_hub: RunningHub) -> None:
+    # Two gateways (or one retrying with a different cut) send batches that share readings: the
+    # bus messages differ, so JetStream keeps both; the store still keeps each observation once.
+    first = [reading(n, id=f"ov-{n}") for n in (0, 1, 2)]
+    second = [reading(n, id=f"ov-{n}") for n in (1, 2, 3)]
+    for batch in (first, second, first):
+        status, _, _ = await post(running_hub, batch)
+        assert status == 202
+
+    await eventually(lambda: _count_is(running_hub, 4), what="four distinct rows")
+    ids = await running_hub.hub.pool.fetch("SELECT id FROM observations ORDER BY id")
+    assert [r["id"] for r in ids] == ["ov-0", "ov-1", "ov-2", "ov-3"]
+
+
+async def test_a_post_travels_as_one_message_per_device(running_hub: RunningHub, nats_url: str) -> None:
+    # A multi-gas detector sends LEL and H2S together; three detectors, two readings each, twice.
+    points = [
+        (device, kind, unit)
+        for device in ("gd-cdu1-101", "gd-cdu1-102", "gd-cdu1-103")
+        for kind, unit in (("gas.lel", "%LEL"), ("gas.h2s" if device != "gd-cdu1-103" else "gas.co", "ppm"))
+    ]
+    batch = [
+        reading(n, id=f"dev-{n}", device=device, kind=kind, unit=unit)
+        for n, (device, kind, unit) in enumerate(points * 2)
+    ]
+
+    status, body, _ = await post(running_hub, batch)
+
+    assert status == 202
+    assert body["accepted"] == [f"dev-{n}" for n in range(12)]  # in posted order
+    nc = await nats.connect(nats_url)
+    try:
+        info = await nc.jetstream().stream_info("OBSERVATIONS", subjects_filter="obs.>")
+    finally:
+        await nc.close()
+    assert info.state.messages == 3
+    assert info.state.subjects == {
+        f"obs.ulsan-refining.{SITE}.{device}": 1 for device in ("gd-cdu1-101", "gd-cdu1-102", "gd-cdu1-103")
+    }
+    await eventually(lambda: _count_is(running_hub, 12), what="twelve rows")
+
+
+async def test_readings_larger_than_one_bus_message_are_split_and_all_stored(
+    running_hub: RunningHub, nats_url: str
+) -> None:
+    # 200 readings of one device with the most attributes allowed: over 1.5 MB, while the server
+    # takes at most 1 MB per message.
+    attributes = {f"tag-{k:02d}": "x" * 256 for k in range(32)}
+    batch = [reading(n, id=f"big-{n}", attributes=attributes) for n in range(200)]
+
+    status, body, _ = await post(running_hub, batch)
+
+    assert status == 202 and len(body["accepted"]) == 200
+    nc = await nats.connect(nats_url)
+    try:
+        info = await nc.jetstream().stream_info("OBSERVATIONS")
+    finally:
+        await nc.close()
+    assert info.state.bytes > 1024 * 1024  # could not have been one message
+    assert info.state.messages >= 2
+    await eventually(lambda: _count_is(running_hub, 200), what="two hundred rows")
 
 
 async def _count_is(hub: RunningHub, expected: int) -> bool:

@@ -1,7 +1,7 @@
 """The observation writer and daily partitions against a real PostgreSQL.
 
 Rows are made the way the store makes them: an observation encoded by ingest (`to_message`), then
-decoded by the store's `observation_row`.
+decoded by the store's `observation_rows`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from services.common.db.pool import create_pool
 from services.ingest.domain.contract import BoxIn, ObservationIn
 from services.ingest.encode import to_message
 from services.store.partitions import ensure_partitions, partition_name
-from services.store.rows import Row, observation_row
+from services.store.rows import Row, observation_rows
 from services.store.writer import ObservationWriter
 
 pytestmark = pytest.mark.integration
@@ -42,8 +42,10 @@ def row(n: int, *, at: datetime = NOW, device: str = "gd-101", **fields: object)
 
 def row_of(item: ObservationIn, *, received: datetime = NOW) -> Row:
     out = to_message(item, tenant="acme", source="test", received=received)
-    # The message as the consumer would receive it; observation_row reads subject and data only.
-    return observation_row(Msg(_client=None, subject=out.subject, data=out.payload, headers=out.headers))
+    # The message as the consumer would receive it; observation_rows reads subject and data only.
+    msg = Msg(_client=None, subject=out.subject, data=out.payload, headers=out.headers)
+    (only,) = observation_rows(msg)
+    return only
 
 
 async def partitions(pool: asyncpg.Pool) -> set[str]:

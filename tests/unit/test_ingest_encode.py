@@ -1,4 +1,4 @@
-"""The bus message of an accepted observation: subject, CloudEvents headers, payload and its id."""
+"""The bus messages of accepted observations: subject, CloudEvents headers, payload, ids, batching."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from ulid import ULID
 
 from services.common.bus.publisher import OutgoingMessage
-from services.common.contracts import Observation, Quality
+from services.common.contracts import Observation, ObservationBatch, Quality
 from services.ingest.domain.contract import BoxIn, ObservationIn, PositionIn
-from services.ingest.encode import to_message
+from services.ingest.encode import Encoded, encode_observations, to_message
 from tests.builders import MEASURED, RECEIVED, observation
 
 TENANT = "ulsan-refining"
@@ -23,7 +23,12 @@ def encode(item: ObservationIn, received: datetime = RECEIVED) -> OutgoingMessag
 
 
 def decoded(message: OutgoingMessage) -> Observation:
-    return Observation.FromString(message.payload)
+    (obs,) = ObservationBatch.FromString(message.payload).observations
+    return obs
+
+
+def encode_many(items: list[ObservationIn], **limits: int) -> Encoded:
+    return encode_observations(items, tenant=TENANT, source=SOURCE, received=RECEIVED, **limits)
 
 
 def ulid_time(message_id: str) -> datetime:
@@ -41,7 +46,7 @@ def test_the_headers_are_a_cloudevent_whose_id_is_the_dedup_id() -> None:
 
     assert headers["Nats-Msg-Id"] == headers["ce-id"] == obs.envelope.id != ""
     assert headers["ce-specversion"] == "1.0"
-    assert headers["ce-type"] == "org.safetyhub.observation.v1"
+    assert headers["ce-type"] == "org.safetyhub.observation.batch.v1"
     assert headers["ce-source"] == SOURCE
 
 
@@ -190,3 +195,97 @@ def test_derived_ids_sort_by_observation_time_not_by_arrival() -> None:
     ]
 
     assert sorted(ids) == list(reversed(ids))
+
+
+# ---------------------------------------------------------------- one message per device and request
+
+
+def reading(device: str, n: int, **changes: Any) -> ObservationIn:
+    return observation(device=device, value=float(n), time=MEASURED + timedelta(seconds=n), **changes)
+
+
+def batches(encoded: Encoded) -> list[ObservationBatch]:
+    return [ObservationBatch.FromString(m.payload) for m in encoded.messages]
+
+
+def test_a_post_becomes_one_message_per_device_in_posted_order() -> None:
+    items = [reading("gd-cdu1-101", 0), reading("gd-cdu1-102", 1), reading("gd-cdu1-101", 2)]
+
+    encoded = encode_many(items)
+
+    assert [m.subject for m in encoded.messages] == [
+        "obs.ulsan-refining.ulsan-refinery.gd-cdu1-101",
+        "obs.ulsan-refining.ulsan-refinery.gd-cdu1-102",
+    ]
+    first, second = batches(encoded)
+    assert [o.value for o in first.observations] == [0.0, 2.0]
+    assert [o.value for o in second.observations] == [1.0]
+    # Ids are listed per posted item, in the order of the post.
+    assert encoded.ids == [
+        first.observations[0].envelope.id,
+        second.observations[0].envelope.id,
+        first.observations[1].envelope.id,
+    ]
+    assert encoded.oversized == []
+
+
+def test_the_batch_envelope_names_tenant_site_and_the_earliest_time() -> None:
+    items = [reading("gd-cdu1-101", 5), reading("gd-cdu1-101", 2), reading("gd-cdu1-101", 9)]
+
+    (message,) = encode_many(items).messages
+    env = ObservationBatch.FromString(message.payload).envelope
+
+    assert (env.tenant, env.site, env.source) == (TENANT, "ulsan-refinery", SOURCE)
+    assert env.type == "org.safetyhub.observation.batch.v1"
+    assert env.time.ToDatetime(tzinfo=UTC) == MEASURED + timedelta(seconds=2)
+    assert datetime.fromisoformat(message.headers["ce-time"]) == MEASURED + timedelta(seconds=2)
+    assert message.headers["Nats-Msg-Id"] == message.headers["ce-id"] == env.id == env.correlation_id
+
+
+def test_a_retried_post_gets_the_same_batch_ids_so_jetstream_drops_it() -> None:
+    items = [reading("gd-cdu1-101", n) for n in range(5)]
+    first = encode_observations(items, tenant=TENANT, source=SOURCE, received=RECEIVED)
+    retry = encode_observations(items, tenant=TENANT, source=SOURCE, received=RECEIVED + timedelta(seconds=9))
+
+    assert [m.headers["Nats-Msg-Id"] for m in first.messages] == [
+        m.headers["Nats-Msg-Id"] for m in retry.messages
+    ]
+
+
+def test_a_batch_of_other_observations_gets_another_id() -> None:
+    one = encode_many([reading("gd-cdu1-101", n) for n in range(5)]).messages[0]
+    fewer = encode_many([reading("gd-cdu1-101", n) for n in range(4)]).messages[0]
+
+    assert one.headers["Nats-Msg-Id"] != fewer.headers["Nats-Msg-Id"]
+    # ... and neither is the id of one of its observations.
+    assert one.headers["Nats-Msg-Id"] not in encode_many([reading("gd-cdu1-101", n) for n in range(5)]).ids
+
+
+def test_a_device_with_more_readings_than_one_message_takes_is_split_in_order() -> None:
+    items = [reading("gd-cdu1-101", n) for n in range(7)]
+
+    encoded = encode_many(items, max_per_message=3)
+
+    assert [len(b.observations) for b in batches(encoded)] == [3, 3, 1]
+    assert [o.value for b in batches(encoded) for o in b.observations] == [float(n) for n in range(7)]
+
+
+def test_a_batch_over_the_payload_limit_is_halved_until_it_fits() -> None:
+    items = [reading("gd-cdu1-101", n, attributes={"note": "x" * 300}) for n in range(8)]
+    single = len(to_message(items[0], tenant=TENANT, source=SOURCE, received=RECEIVED).payload)
+
+    encoded = encode_many(items, max_payload=single * 3)
+
+    assert all(len(m.payload) <= single * 3 for m in encoded.messages)
+    assert [len(b.observations) for b in batches(encoded)] == [2, 2, 2, 2]
+    assert len(set(encoded.ids)) == 8
+
+
+def test_an_observation_larger_than_any_message_is_reported_not_sent() -> None:
+    items = [reading("gd-cdu1-101", 0), reading("gd-cdu1-101", 1, attributes={"blob": "x" * 5_000})]
+
+    encoded = encode_many(items, max_payload=2_000)
+
+    assert encoded.oversized == [1]
+    assert encoded.ids[1] == ""
+    assert [o.value for b in batches(encoded) for o in b.observations] == [0.0]

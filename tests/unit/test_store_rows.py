@@ -10,10 +10,10 @@ import msgspec
 import pytest
 
 from services.common.bus.consumer import Poison, retry_delay
-from services.common.contracts import Observation
+from services.common.contracts import ObservationBatch
 from services.ingest.domain.contract import BoxIn, PositionIn
-from services.ingest.encode import to_message
-from services.store.rows import COLUMNS, observation_row
+from services.ingest.encode import encode_observations, to_message
+from services.store.rows import COLUMNS, observation_rows
 from tests.builders import MEASURED, RECEIVED, observation
 
 
@@ -28,8 +28,13 @@ def message(**changes: Any) -> FakeMsg:
     return FakeMsg(out.subject, out.payload)
 
 
+def rows(msg: FakeMsg) -> list[dict[str, Any]]:
+    return [dict(zip(COLUMNS, r, strict=True)) for r in observation_rows(msg)]  # type: ignore[arg-type]
+
+
 def row(msg: FakeMsg) -> dict[str, Any]:
-    return dict(zip(COLUMNS, observation_row(msg), strict=True))  # type: ignore[arg-type]
+    (only,) = rows(msg)
+    return only
 
 
 def test_a_reading_becomes_a_row_with_its_columns() -> None:
@@ -90,21 +95,53 @@ def test_a_value_of_zero_is_stored_as_zero_not_as_missing() -> None:
     assert row(message(value=0.0))["value"] == 0.0
 
 
+def test_a_batch_becomes_one_row_per_observation_in_posted_order() -> None:
+    items = [
+        observation(id=f"r-{n}", value=float(n), time=MEASURED + timedelta(seconds=n)) for n in (3, 1, 2)
+    ]
+    (out,) = encode_observations(items, tenant="ulsan-refining", source="/k/1", received=RECEIVED).messages
+
+    stored = rows(FakeMsg(out.subject, out.payload))
+
+    assert [r["id"] for r in stored] == ["r-3", "r-1", "r-2"]
+    assert [r["value"] for r in stored] == [3.0, 1.0, 2.0]
+    assert {r["device"] for r in stored} == {"gd-cdu1-101"}
+
+
 @pytest.mark.parametrize("data", [b"\xff\xff\xff\xff", b"garbage bytes", b'{"id": "x"}'])
-def test_bytes_that_are_not_an_observation_are_poison(data: bytes) -> None:
+def test_bytes_that_are_not_an_observation_batch_are_poison(data: bytes) -> None:
     with pytest.raises(Poison):
-        observation_row(FakeMsg("obs.ulsan-refining.ulsan-refinery.gd-cdu1-101", data))  # type: ignore[arg-type]
+        observation_rows(FakeMsg("obs.ulsan-refining.ulsan-refinery.gd-cdu1-101", data))  # type: ignore[arg-type]
 
 
-def test_an_observation_without_identity_is_poison() -> None:
-    with pytest.raises(Poison):
-        observation_row(FakeMsg("obs.ulsan-refining.ulsan-refinery.gd-cdu1-101", b""))  # type: ignore[arg-type]
-    obs = Observation(device="gd-cdu1-101", kind="gas.h2s")
-    obs.envelope.tenant, obs.envelope.site = "ulsan-refining", "ulsan-refinery"  # no id
-    with pytest.raises(Poison):
-        observation_row(
-            FakeMsg("obs.ulsan-refining.ulsan-refinery.gd-cdu1-101", obs.SerializeToString())  # type: ignore[arg-type]
-        )
+def _batch_of(*devices: str, with_id: bool = True) -> bytes:
+    batch = ObservationBatch()
+    batch.envelope.tenant, batch.envelope.site = "ulsan-refining", "ulsan-refinery"
+    for n, device in enumerate(devices):
+        obs = batch.observations.add(device=device, kind="gas.h2s")
+        obs.envelope.tenant, obs.envelope.site = "ulsan-refining", "ulsan-refinery"
+        if with_id:
+            obs.envelope.id = f"id-{n}"
+    return batch.SerializeToString()
+
+
+SUBJECT = "obs.ulsan-refining.ulsan-refinery.gd-cdu1-101"
+
+
+def test_an_empty_batch_is_poison() -> None:
+    with pytest.raises(Poison, match="no observation"):
+        observation_rows(FakeMsg(SUBJECT, b""))  # type: ignore[arg-type]
+
+
+def test_an_observation_without_an_id_is_poison() -> None:
+    assert len(observation_rows(FakeMsg(SUBJECT, _batch_of("gd-cdu1-101")))) == 1  # type: ignore[arg-type]
+    with pytest.raises(Poison, match="lacks an id"):
+        observation_rows(FakeMsg(SUBJECT, _batch_of("gd-cdu1-101", with_id=False)))  # type: ignore[arg-type]
+
+
+def test_a_batch_mixing_devices_is_poison() -> None:
+    with pytest.raises(Poison, match="observation 1 is not of"):
+        observation_rows(FakeMsg(SUBJECT, _batch_of("gd-cdu1-101", "gd-cdu1-102")))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -118,7 +155,7 @@ def test_an_observation_without_identity_is_poison() -> None:
 )
 def test_a_subject_that_does_not_match_the_envelope_is_poison(subject: str) -> None:
     with pytest.raises(Poison, match="subject"):
-        observation_row(FakeMsg(subject, message().data))  # type: ignore[arg-type]
+        observation_rows(FakeMsg(subject, message().data))  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- consumer back-off

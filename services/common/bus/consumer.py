@@ -56,8 +56,10 @@ class ConsumerSpec:
     durable: str
     filter_subject: str
     batch_max: int = 5_000
+    # A batch is also cut at this many payload bytes: one message may carry many items.
+    batch_max_bytes: int = 4 * 1024 * 1024
     batch_wait: float = 0.02
-    max_ack_pending: int = 40_000
+    max_ack_pending: int = 10_000
     ack_wait: float = 30.0
     poison_after: int = 5
 
@@ -82,6 +84,7 @@ class DurableConsumer(Generic[T]):
         self._handle = handle
         self._deadletters = DeadLetters(js, spec.durable)
         self._buffer: list[Msg] = []
+        self._buffered_bytes = 0
         self._arrived = asyncio.Event()
         self._stopping = False
         self._sub: JetStreamContext.PushSubscription | None = None
@@ -140,8 +143,27 @@ class DurableConsumer(Generic[T]):
 
     async def _on_message(self, msg: Msg) -> None:
         self._buffer.append(msg)
-        if len(self._buffer) >= self._spec.batch_max or len(self._buffer) == 1:
+        self._buffered_bytes += len(msg.data)
+        if (
+            len(self._buffer) >= self._spec.batch_max
+            or self._buffered_bytes >= self._spec.batch_max_bytes
+            or len(self._buffer) == 1
+        ):
             self._arrived.set()
+
+    def _take_batch(self) -> list[Msg]:
+        """The next batch: up to batch_max messages and batch_max_bytes (at least one message)."""
+        spec = self._spec
+        count, size = 0, 0
+        for msg in self._buffer[: spec.batch_max]:
+            if count and size + len(msg.data) > spec.batch_max_bytes:
+                break
+            count += 1
+            size += len(msg.data)
+        batch = self._buffer[:count]
+        del self._buffer[:count]
+        self._buffered_bytes -= size
+        return batch
 
     async def _run(self) -> None:
         spec = self._spec
@@ -152,13 +174,13 @@ class DurableConsumer(Generic[T]):
                 self._arrived.clear()
                 await self._arrived.wait()
                 continue
-            if len(self._buffer) < spec.batch_max and not self._stopping:
+            full = len(self._buffer) >= spec.batch_max or self._buffered_bytes >= spec.batch_max_bytes
+            if not full and not self._stopping:
                 # Let a batch fill up: one COPY of thousands of rows costs little more than one row.
                 self._arrived.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._arrived.wait(), spec.batch_wait)
-            batch = self._buffer[: spec.batch_max]
-            del self._buffer[: spec.batch_max]
+            batch = self._take_batch()
             try:
                 await self._process(batch)
             except Exception:

@@ -70,6 +70,11 @@ class JetStreamPublisher:
         self._waiting.clear()
 
     @property
+    def max_payload(self) -> int:
+        """The largest message the server takes (its INFO `max_payload`), headers included."""
+        return self._nc.max_payload
+
+    @property
     def in_flight(self) -> int:
         return len(self._waiting)
 

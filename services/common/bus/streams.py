@@ -32,7 +32,12 @@ def observation_subject(tenant: str, site: str, device: str) -> str:
 
 def hub_streams(config: BusConfig) -> list[StreamSpec]:
     return [
-        StreamSpec(OBSERVATIONS, ["obs.>"], config.observations, "Readings and detections, one per message"),
+        StreamSpec(
+            OBSERVATIONS,
+            ["obs.>"],
+            config.observations,
+            "Readings and detections: one message per device and post",
+        ),
         StreamSpec(DEADLETTER, ["deadletter.>"], config.deadletter, "Messages a consumer could not process"),
     ]
 
