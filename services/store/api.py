@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 
@@ -29,10 +30,18 @@ def _bad(field: str, detail: str) -> Problem:
     )
 
 
+# An unescaped "+" in a query string arrives as a space. In an RFC 3339 time a space followed by
+# the offset's digits can only have been that "+", so it is read as one instead of refused.
+_SPACED_OFFSET = re.compile(
+    r"^(?P<moment>\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (?P<offset>\d{2}:?\d{2})\Z"
+)
+
+
 def _time(params: dict[str, str], name: str) -> datetime | None:
     raw = params.get(name)
     if raw is None:
         return None
+    raw = _SPACED_OFFSET.sub(r"\g<moment>+\g<offset>", raw)
     try:
         moment = datetime.fromisoformat(raw)
     except ValueError as err:

@@ -10,6 +10,7 @@ import asyncpg
 import msgspec
 import nats
 import pytest
+from yarl import URL
 
 from tests.conftest import RunningHub, eventually
 
@@ -270,6 +271,14 @@ async def test_query_filters_pages_and_tenant_scope(running_hub: RunningHub) -> 
     since = (datetime(2026, 11, 22, 9, 0, 2, tzinfo=UTC)).isoformat()
     _, page = await get(running_hub, site=SITE, kind="gas.h2s", since=since)
     assert [i["id"] for i in page["items"]] == ["q-4", "q-3", "q-2"]
+    # The same instant written in Korean time with an unescaped "+", as people type it.
+    typed = URL(
+        f"{running_hub.url}/v1/observations?site={SITE}&kind=gas.h2s&since=2026-11-22T18:00:02+09:00",
+        encoded=True,
+    )
+    async with running_hub.session.get(typed, headers=running_hub.auth("viewer")) as resp:
+        assert resp.status == 200
+        assert [i["id"] for i in msgspec.json.decode(await resp.read())["items"]] == ["q-4", "q-3", "q-2"]
 
     # Another tenant's viewer sees none of it, and may not name the site.
     _, page = await get(running_hub, key="mipo_viewer")
