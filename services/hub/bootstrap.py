@@ -137,7 +137,12 @@ class Hub:
         add_ops_routes(app, self._readiness_checks())
         registry = lambda: self.registry  # noqa: E731 - the registry object is swapped on reload
         if self._publisher is not None:
-            IngestApi(registry, self._publisher, self.config.ingest).add_routes(app)
+            IngestApi(
+                registry,
+                self._publisher,
+                self.config.ingest,
+                retention_days=self.config.store.retention_days,
+            ).add_routes(app)
         if "store" in self._services:
             StoreApi(pool, registry).add_routes(app)
         return app

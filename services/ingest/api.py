@@ -42,12 +42,15 @@ class IngestApi:
         publisher: JetStreamPublisher,
         config: IngestConfig,
         *,
+        retention_days: int = 0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._registry = registry
         self._publisher = publisher
         self._config = config
         self._max_future = timedelta(seconds=config.max_future_s)
+        # Observations older than the store keeps are refused (0: the store keeps everything).
+        self._max_age = timedelta(days=retention_days) if retention_days > 0 else None
         self._clock = clock
 
     def add_routes(self, app: web.Application) -> None:
@@ -101,7 +104,7 @@ class IngestApi:
         valid: list[ObservationIn] = []
         positions: list[int] = []
         for index, item in parsed.items:
-            error = check(item, index, registry, now, self._max_future)
+            error = check(item, index, registry, now, self._max_future, max_age=self._max_age)
             if error is None:
                 valid.append(item)
                 positions.append(index)

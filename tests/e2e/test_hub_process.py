@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,7 @@ class HubProcess:
 
 
 def _readings(prefix: str, count: int) -> bytes:
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     return msgspec.json.encode(
         [
             {
@@ -109,7 +111,7 @@ def _readings(prefix: str, count: int) -> bytes:
                 "device": "gd-cdu1-101",
                 "kind": "gas.h2s",
                 "value": n / 10,
-                "time": f"2026-11-22T09:{n // 60 % 60:02d}:{n % 60:02d}+09:00",
+                "time": (base + timedelta(seconds=n)).isoformat(),
             }
             for n in range(count)
         ]

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -101,7 +102,7 @@ async def test_ingest_and_store_as_separate_processes(
                     "device": "gd-fcc2-201",
                     "kind": "gas.lel",
                     "value": float(n),
-                    "time": "2026-11-22T10:00:00+09:00",
+                    "time": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
                 }
                 for n in range(20)
             ]

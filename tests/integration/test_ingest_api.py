@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import asyncpg
@@ -18,6 +18,9 @@ pytestmark = pytest.mark.integration
 
 SITE = "ulsan-refinery"
 PROBLEM = "application/problem+json"
+# Readings are an hour old: inside the history the hub keeps, never in the future.
+BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+KST = timezone(timedelta(hours=9))
 
 
 def reading(n: int = 0, **fields: Any) -> dict[str, Any]:
@@ -27,7 +30,7 @@ def reading(n: int = 0, **fields: Any) -> dict[str, Any]:
         "kind": "gas.h2s",
         "unit": "ppm",
         "value": 1.5 + n,
-        "time": (datetime(2026, 11, 22, 9, 0, tzinfo=UTC) + timedelta(seconds=n)).isoformat(),
+        "time": (BASE + timedelta(seconds=n)).isoformat(),
     }
     item.update(fields)
     return item
@@ -216,11 +219,22 @@ async def test_invalid_items_are_422_naming_index_and_field(running_hub: Running
 
 
 async def test_a_mixed_batch_accepts_the_valid_items_and_lists_the_rest(running_hub: RunningHub) -> None:
-    batch = [reading(0, id="ok-0"), reading(1, id="bad-1", unit="ppb"), reading(2, id="ok-2", unexpected=1)]
+    too_old = (BASE - timedelta(days=31)).isoformat()  # the hub keeps 30 days by default
+    batch = [
+        reading(0, id="ok-0"),
+        reading(1, id="bad-1", unit="ppb"),
+        reading(2, id="ok-2", unexpected=1),
+        reading(3, id="old-3", time=too_old),
+    ]
     status, body, _ = await post(running_hub, batch)
     assert status == 202
     assert body["accepted"] == ["ok-0"]
-    assert [(e["index"], e["field"]) for e in body["rejected"]] == [(1, "unit"), (2, "unexpected")]
+    assert [(e["index"], e["field"]) for e in body["rejected"]] == [
+        (1, "unit"),
+        (2, "unexpected"),
+        (3, "time"),
+    ]
+    assert "30 days" in body["rejected"][2]["detail"]
     await eventually(lambda: _count_is(running_hub, 1), what="the one valid row")
 
 
@@ -268,14 +282,12 @@ async def test_query_filters_pages_and_tenant_scope(running_hub: RunningHub) -> 
         seen += [i["id"] for i in page["items"]]
     assert seen == ["q-4", "q-3", "q-2", "q-1", "q-0"]
 
-    since = (datetime(2026, 11, 22, 9, 0, 2, tzinfo=UTC)).isoformat()
+    since = (BASE + timedelta(seconds=2)).isoformat()
     _, page = await get(running_hub, site=SITE, kind="gas.h2s", since=since)
     assert [i["id"] for i in page["items"]] == ["q-4", "q-3", "q-2"]
     # The same instant written in Korean time with an unescaped "+", as people type it.
-    typed = URL(
-        f"{running_hub.url}/v1/observations?site={SITE}&kind=gas.h2s&since=2026-11-22T18:00:02+09:00",
-        encoded=True,
-    )
+    korean = (BASE + timedelta(seconds=2)).astimezone(KST).isoformat()
+    typed = URL(f"{running_hub.url}/v1/observations?site={SITE}&kind=gas.h2s&since={korean}", encoded=True)
     async with running_hub.session.get(typed, headers=running_hub.auth("viewer")) as resp:
         assert resp.status == 200
         assert [i["id"] for i in msgspec.json.decode(await resp.read())["items"]] == ["q-4", "q-3", "q-2"]

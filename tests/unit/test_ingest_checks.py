@@ -33,6 +33,20 @@ def observation(**changes: Any) -> ObservationIn:
     return build_observation(**{"time": NOW - timedelta(seconds=2), **changes})
 
 
+def test_a_reading_older_than_the_kept_history_is_refused_naming_time(registry: SiteRegistry) -> None:
+    thirty_days = timedelta(days=30)
+    inside = observation(time=NOW - thirty_days + timedelta(minutes=1))
+    outside = observation(time=NOW - thirty_days - timedelta(minutes=1))
+
+    assert check(inside, 0, registry, NOW, MAX_FUTURE, max_age=thirty_days) is None
+    error = check(outside, 3, registry, NOW, MAX_FUTURE, max_age=thirty_days)
+    assert error is not None
+    assert (error.index, error.field) == (3, "time")
+    assert "30 days" in error.detail and "store.retention_days" in error.detail
+    # Without a retention limit the store keeps everything, so nothing is too old.
+    assert check(outside, 3, registry, NOW, MAX_FUTURE, max_age=None) is None
+
+
 def refused_field(item: ObservationIn, registry: SiteRegistry, index: int = 0) -> str | None:
     error = check(item, index, registry, NOW, MAX_FUTURE)
     return None if error is None else error.field

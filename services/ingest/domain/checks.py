@@ -53,7 +53,13 @@ def authorize(
 
 
 def check(
-    item: ObservationIn, index: int, registry: SiteRegistry, now: datetime, max_future: timedelta
+    item: ObservationIn,
+    index: int,
+    registry: SiteRegistry,
+    now: datetime,
+    max_future: timedelta,
+    *,
+    max_age: timedelta | None = None,
 ) -> ItemError | None:
     if registry.tenant_of(item.site) is None:
         return ItemError(index, "site", f"unknown site '{item.site}'")
@@ -77,5 +83,13 @@ def check(
         if item.time - now > max_future:
             return ItemError(
                 index, "time", f"time is more than {int(max_future.total_seconds())} s in the future"
+            )
+        if max_age is not None and now - item.time > max_age:
+            # The store would drop it within the hour: refusing it now tells the gateway.
+            return ItemError(
+                index,
+                "time",
+                f"time is more than {max_age.days} days in the past; the hub keeps {max_age.days} days"
+                " of history (store.retention_days)",
             )
     return None
