@@ -64,11 +64,12 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _fill(obs: Observation, item: ObservationIn, *, tenant: str, source: str, received: datetime) -> str:
-    """Write `item` into `obs` (a fresh message); return its id."""
-    moment = item.time or received
-    seconds, nanos = _split(moment)
-    message_id = item.id or derived_id(
+def observation_id(item: ObservationIn, *, tenant: str, received: datetime) -> str:
+    """The client's id, or one derived from what identifies the reading (see contracts.ids)."""
+    if item.id:
+        return item.id
+    seconds, nanos = _split(item.time or received)
+    return derived_id(
         seconds * 1000 + nanos // 1_000_000,
         tenant,
         item.site,
@@ -78,6 +79,13 @@ def _fill(obs: Observation, item: ObservationIn, *, tenant: str, source: str, re
         repr(item.value),
         repr(item.confidence),
     )
+
+
+def _fill(
+    obs: Observation, item: ObservationIn, message_id: str, *, tenant: str, source: str, received: datetime
+) -> None:
+    """Write `item` into `obs` (a fresh message) under `message_id`."""
+    seconds, nanos = _split(item.time or received)
     obs.device = item.device
     obs.kind = item.kind
     if item.unit:
@@ -114,7 +122,6 @@ def _fill(obs: Observation, item: ObservationIn, *, tenant: str, source: str, re
         if item.position.altitude is not None:
             obs.position.altitude = item.position.altitude
     obs.received.seconds, obs.received.nanos = _split(received)
-    return message_id
 
 
 class _Packer:
@@ -133,7 +140,7 @@ class _Packer:
         self._received = received
         self._max_payload = max_payload
         self.messages: list[OutgoingMessage] = []
-        self.ids = [""] * len(items)
+        self.ids = [observation_id(item, tenant=tenant, received=received) for item in items]
         self.oversized: list[int] = []
 
     def pack(self, subject: str, site: str, indexes: Sequence[int]) -> None:
@@ -142,8 +149,13 @@ class _Packer:
         earliest: datetime | None = None
         for index in indexes:
             item = self._items[index]
-            self.ids[index] = _fill(
-                add(), item, tenant=self._tenant, source=self._source, received=self._received
+            _fill(
+                add(),
+                item,
+                self.ids[index],
+                tenant=self._tenant,
+                source=self._source,
+                received=self._received,
             )
             moment = item.time or self._received
             if earliest is None or moment < earliest:
@@ -191,15 +203,30 @@ def encode_observations(
     max_per_message: int = MAX_PER_MESSAGE,
     max_payload: int = 1024 * 1024 - HEADER_ROOM,
 ) -> Encoded:
-    """The messages carrying `items`: one per device (more past `max_per_message` or `max_payload`)."""
-    by_device: dict[tuple[str, str], list[int]] = {}
-    for index, item in enumerate(items):
-        by_device.setdefault((item.site, item.device), []).append(index)
+    """The messages carrying `items`: one per device (more past `max_per_message` or `max_payload`).
+
+    An id that repeats within `items` is the same observation sent twice: only its first item
+    travels (as JetStream and the store would also keep only the first), and every repeat is
+    listed under that id.
+    """
     packer = _Packer(items, tenant=tenant, source=source, received=received, max_payload=max_payload)
+    by_device: dict[tuple[str, str], list[int]] = {}
+    first_of: dict[str, int] = {}
+    repeats: list[tuple[int, int]] = []
+    for index, item in enumerate(items):
+        first = first_of.setdefault(packer.ids[index], index)
+        if first != index:
+            repeats.append((index, first))
+            continue
+        by_device.setdefault((item.site, item.device), []).append(index)
     for (site, device), indexes in by_device.items():
         subject = observation_subject(tenant, site, device)
         for start in range(0, len(indexes), max_per_message):
             packer.pack(subject, site, indexes[start : start + max_per_message])
+    for index, first in repeats:
+        if packer.ids[first] == "":  # its first item was too large to send, and so is this one
+            packer.ids[index] = ""
+            packer.oversized.append(index)
     packer.oversized.sort()
     return Encoded(packer.messages, packer.ids, packer.oversized)
 

@@ -109,6 +109,26 @@ async def test_overlapping_batches_store_each_observation_once(running_hub: Runn
     assert [r["id"] for r in ids] == ["ov-0", "ov-1", "ov-2", "ov-3"]
 
 
+async def _store_settled(nats_url: str) -> bool:
+    nc = await nats.connect(nats_url)
+    try:
+        info = await nc.jetstream().consumer_info("OBSERVATIONS", "store")
+    finally:
+        await nc.close()
+    return info.num_pending == 0 and info.num_ack_pending == 0 and info.delivered.stream_seq > 0
+
+
+async def test_an_id_repeated_within_one_post_is_stored_once(running_hub: RunningHub, nats_url: str) -> None:
+    batch = [reading(0, id="twice"), reading(1, id="twice", device="gd-cdu1-102"), reading(2, id="once")]
+
+    status, body, _ = await post(running_hub, batch)
+
+    assert status == 202 and body["accepted"] == ["twice", "twice", "once"]
+    await eventually(lambda: _store_settled(nats_url), what="the store consumer has acked everything")
+    rows = await running_hub.hub.pool.fetch("SELECT id, device FROM observations ORDER BY id")
+    assert [(r["id"], r["device"]) for r in rows] == [("once", "gd-cdu1-101"), ("twice", "gd-cdu1-101")]
+
+
 async def test_a_post_travels_as_one_message_per_device(running_hub: RunningHub, nats_url: str) -> None:
     # A multi-gas detector sends LEL and H2S together; three detectors, two readings each, twice.
     points = [

@@ -289,3 +289,21 @@ def test_an_observation_larger_than_any_message_is_reported_not_sent() -> None:
     assert encoded.oversized == [1]
     assert encoded.ids[1] == ""
     assert [o.value for b in batches(encoded) for o in b.observations] == [0.0]
+
+
+def test_an_id_repeated_within_a_post_travels_once_and_is_listed_for_each_item() -> None:
+    items = [
+        reading("gd-cdu1-101", 0, id="gw-1"),
+        reading("gd-cdu1-102", 1, id="gw-1"),  # the same id on another device: the first one counts
+        reading("gd-cdu1-101", 0),
+        reading("gd-cdu1-101", 0),  # the same reading twice without an id: the same derived id
+    ]
+
+    encoded = encode_many(items)
+
+    sent = [o for b in batches(encoded) for o in b.observations]
+    assert [o.envelope.id for o in sent] == ["gw-1", encoded.ids[2]]
+    assert sent[0].device == "gd-cdu1-101"
+    assert encoded.ids[:2] == ["gw-1", "gw-1"]
+    assert encoded.ids[3] == encoded.ids[2]
+    assert [m.subject.rsplit(".", 1)[1] for m in encoded.messages] == ["gd-cdu1-101"]
