@@ -85,6 +85,9 @@ class HubConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only
     store: StoreConfig = StoreConfig()
     # Site files or globs, relative to the config file (or to the working directory without one).
     sites: list[str] = msgspec.field(default_factory=lambda: ["sites/*.yaml"])
+    # Seconds between checks of the site files for changes, which are then loaded without a
+    # restart (an invalid change is logged and the last valid sites stay in use). 0: never.
+    sites_reload_s: Annotated[float, msgspec.Meta(ge=0)] = 5.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Worker processes of `safetyhub up`, each running every service and sharing the HTTP port.
     # One is enough for a plant's sensors; more use more cores (see the README's performance).

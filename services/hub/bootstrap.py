@@ -28,6 +28,7 @@ from services.common.http.ops import ReadinessCheck, add_ops_routes
 from services.common.logging import get_logger
 from services.common.settings import HubConfig, site_files
 from services.common.sites.registry import SiteRegistry
+from services.common.sites.reload import SiteReloader, fingerprint
 from services.ingest.api import IngestApi
 from services.store.api import StoreApi
 from services.store.service import StoreService
@@ -81,6 +82,7 @@ class Hub:
         self._publisher: JetStreamPublisher | None = None
         self._store: StoreService | None = None
         self._runner: web.AppRunner | None = None
+        self._reloader: SiteReloader | None = None
         self.http_url = ""
 
     @property
@@ -97,7 +99,10 @@ class Hub:
 
     async def start(self) -> None:
         # Configuration first: a bad site file stops start-up before anything is touched.
+        loaded: str | None = None  # a registry handed in was loaded earlier: check it at once
         if self._registry is None:
+            # Fingerprinted before loading: a change in between is then seen as one, not missed.
+            loaded = await asyncio.to_thread(fingerprint, site_files(self.config, self._base))
             self._registry = await load_sites(self.config, self._base)
 
         self._pool = await create_pool(
@@ -125,7 +130,25 @@ class Hub:
         await site.start()
         port = self._runner.addresses[0][1]
         self.http_url = f"http://{self.config.http.host}:{port}"
+        if self.config.sites_reload_s > 0:
+            self._reloader = SiteReloader(
+                lambda: site_files(self.config, self._base),
+                self._use_registry,
+                interval=self.config.sites_reload_s,
+                loaded=loaded,
+            )
+            self._reloader.start()
         log.info("hub_started", services=list(self._services), http=self.http_url)
+
+    def _use_registry(self, registry: SiteRegistry) -> None:
+        # Requests read `self.registry` once each, so a request sees one registry throughout.
+        self._registry = registry
+
+    async def reload_sites(self) -> bool:
+        """Check the site files now (as the reloader does every `sites_reload_s`)."""
+        if self._reloader is None:
+            raise RuntimeError("site reloading is off or the hub is not started")
+        return await self._reloader.check()
 
     def _build_app(self, pool: asyncpg.Pool) -> web.Application:
         verifier = KeyVerifier(pool)
@@ -161,6 +184,8 @@ class Hub:
         return {"nats": nats_ready, "postgres": postgres_ready}
 
     async def stop(self) -> None:
+        if self._reloader is not None:
+            await self._reloader.stop()
         # 1. stop intake; requests in flight finish (their publishes are acknowledged or fail).
         if self._runner is not None:
             await self._runner.cleanup()
