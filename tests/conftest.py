@@ -160,6 +160,13 @@ async def running_hub(nats_url: str, database_url: str) -> AsyncIterator[Running
             hub.pool, tenant="ulsan-refining", role="gateway", sites=["ulsan-refinery"]
         ),
         "mipo_gateway": await create_key(hub.pool, tenant="mipo-petrochem", role="gateway"),
+        "detector_101": await create_key(
+            hub.pool,
+            tenant="ulsan-refining",
+            role="gateway",
+            sites=["ulsan-refinery"],
+            devices=["gd-cdu1-101"],
+        ),
         "viewer": await create_key(hub.pool, tenant="ulsan-refining", role="viewer"),
         "mipo_viewer": await create_key(hub.pool, tenant="mipo-petrochem", role="viewer"),
     }

@@ -57,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--sites", help="comma-separated sites the key is limited to (default: all of the tenant)"
     )
+    create.add_argument(
+        "--devices",
+        help="comma-separated device ids a gateway key may post for: a device's own key"
+        " (default: every device of its sites)",
+    )
     create.add_argument("--description", default="")
     return parser
 
@@ -118,14 +123,24 @@ async def _migrate(args: argparse.Namespace) -> int:
     return await migrate(config, _data_dir(args))
 
 
+def _list(option: str | None) -> list[str] | None:
+    # An option given but empty is an empty list (refused), never "no limit".
+    return None if option is None else [part.strip() for part in option.split(",") if part.strip()]
+
+
 async def _keys_create(args: argparse.Namespace) -> int:
     from services.hub.commands import create_key
 
     config, _ = _config(args)
     configure_logging("warning")
-    sites = [s.strip() for s in args.sites.split(",") if s.strip()] if args.sites else None
     key = await create_key(
-        config, _data_dir(args), tenant=args.tenant, role=args.role, sites=sites, description=args.description
+        config,
+        _data_dir(args),
+        tenant=args.tenant,
+        role=args.role,
+        sites=_list(args.sites),
+        devices=_list(args.devices),
+        description=args.description,
     )
     print(key)
     return 0

@@ -127,12 +127,15 @@ async def create_key(
     tenant: str,
     role: str,
     sites: Sequence[str] | None,
+    devices: Sequence[str] | None,
     description: str,
 ) -> str:
     async with database_url(data_dir, config) as url:
         pool = await create_pool(url, min_size=1, max_size=2)
         try:
             await migrations.apply(pool, all_migrations())
-            return await store_key(pool, tenant=tenant, role=role, sites=sites, description=description)
+            return await store_key(
+                pool, tenant=tenant, role=role, sites=sites, devices=devices, description=description
+            )
         finally:
             await pool.close()

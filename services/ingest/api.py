@@ -96,7 +96,7 @@ class IngestApi:
                 403,
                 "Forbidden",
                 refusals[0].reason,
-                errors=[{"index": r.index, "field": "site", "detail": r.reason} for r in refusals[:1000]],
+                errors=[{"index": r.index, "field": r.field, "detail": r.reason} for r in refusals[:1000]],
             )
 
         now = self._clock()

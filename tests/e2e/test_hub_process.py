@@ -82,15 +82,30 @@ class HubProcess:
         self.info = await eventually(started, timeout=timeout, what="the hub's runtime file")
         return self.info
 
-    def key(self, tenant: str, role: str) -> str:
-        out = subprocess.run(
-            [*CLI, "keys", "create", "--data-dir", str(self.data_dir), "--tenant", tenant, "--role", role],
+    def create_key(self, tenant: str, role: str, *limits: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                *CLI,
+                "keys",
+                "create",
+                "--data-dir",
+                str(self.data_dir),
+                "--tenant",
+                tenant,
+                "--role",
+                role,
+                *limits,
+            ],
+            check=False,
             cwd=REPO,
-            check=True,
             capture_output=True,
             text=True,
             timeout=60,
         )
+
+    def key(self, tenant: str, role: str, *limits: str) -> str:
+        out = self.create_key(tenant, role, *limits)
+        assert out.returncode == 0, out.stderr
         return out.stdout.strip().splitlines()[-1]
 
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 60.0) -> int:
@@ -160,6 +175,22 @@ async def test_sigkill_right_after_202_loses_nothing(workdir: Path) -> None:
 
     await eventually(all_stored, timeout=60, what="all 2,000 accepted observations after the restart")
     assert again.stop() == 0
+
+
+async def test_a_key_made_for_one_detector_posts_for_it_alone(workdir: Path) -> None:
+    hub = HubProcess(workdir)
+    info = await hub.ready()
+    detector = hub.key("ulsan-refining", "gateway", "--sites", "ulsan-refinery", "--devices", "gd-cdu1-101")
+
+    status, _ = await _post(info["http_url"], detector, _readings("own", 3))
+    assert status == 202
+    other = _readings("other", 1).replace(b"gd-cdu1-101", b"gd-cdu1-102")
+    status, body = await _post(info["http_url"], detector, other)
+    assert status == 403 and body["errors"][0]["field"] == "device"
+    # An empty limit is refused, never read as "no limit".
+    refused = hub.create_key("ulsan-refining", "gateway", "--devices", "")
+    assert refused.returncode != 0 and "no devices" in refused.stderr
+    assert hub.stop() == 0
 
 
 async def test_sigterm_stops_the_hub_and_its_servers(workdir: Path) -> None:

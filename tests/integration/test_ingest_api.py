@@ -281,6 +281,20 @@ async def test_a_gateway_key_for_site_a_is_refused_for_site_b(running_hub: Runni
     await eventually(lambda: _count_is(running_hub, 2), what="rows of the permitted post only")
 
 
+async def test_a_detectors_own_key_is_refused_for_another_detector(running_hub: RunningHub) -> None:
+    status, _, _ = await post(running_hub, [reading(0)], key="detector_101")
+    assert status == 202
+
+    status, body, _ = await post(
+        running_hub, [reading(1), reading(2, device="gd-cdu1-102")], key="detector_101"
+    )
+
+    assert status == 403
+    assert body["errors"] == [
+        {"index": 1, "field": "device", "detail": "this key may post only for devices ['gd-cdu1-101']"}
+    ]
+
+
 async def test_roles_separate_posting_from_reading(running_hub: RunningHub) -> None:
     status, body, _ = await post(running_hub, [reading(0)], key="viewer")
     assert status == 403 and "viewer" in body["detail"]

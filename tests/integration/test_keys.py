@@ -144,6 +144,33 @@ async def test_a_key_limited_to_no_sites_never_grants_every_site(
     assert not principal.may_access_site("refinery", "acme"), f"sites=[] was stored as {principal.sites}"
 
 
+async def test_a_device_key_verifies_with_its_devices(pool: asyncpg.Pool, verifier: KeyVerifier) -> None:
+    token = await create_key(
+        pool, tenant="acme", role="gateway", sites=["refinery"], devices=["gd-101", "gd-102"]
+    )
+
+    principal = await verifier.verify(token)
+
+    assert principal is not None
+    assert principal.devices == frozenset({"gd-101", "gd-102"})
+    assert principal.may_post_for_device("gd-101")
+    assert not principal.may_post_for_device("gd-103")
+    other = await verifier.verify(await create_key(pool, tenant="acme", role="gateway"))
+    assert other is not None and other.devices is None and other.may_post_for_device("gd-103")
+
+
+@pytest.mark.parametrize(
+    ("role", "devices", "reason"),
+    [("gateway", [], "no devices"), ("viewer", ["gd-101"], "only a gateway key")],
+)
+async def test_a_device_limit_that_makes_no_sense_is_refused(
+    pool: asyncpg.Pool, role: str, devices: list[str], reason: str
+) -> None:
+    with pytest.raises(KeyError_, match=reason):
+        await create_key(pool, tenant="acme", role=role, devices=devices)
+    assert await pool.fetchval("SELECT count(*) FROM api_keys") == 0
+
+
 async def test_a_revoked_key_stops_verifying_once_the_cache_expires(
     pool: asyncpg.Pool, verifier: KeyVerifier, clock: FakeClock
 ) -> None:

@@ -216,6 +216,22 @@ def test_a_key_limited_to_one_site_may_post_for_that_site(registry: SiteRegistry
     assert authorize(observation(), 0, gateway(sites=frozenset({"ulsan-refinery"})), registry) is None
 
 
+def test_a_device_key_may_post_for_its_device_only_naming_the_allowed_ones(registry: SiteRegistry) -> None:
+    key = Principal(
+        key_id="k4",
+        tenant="ulsan-refining",
+        role="gateway",
+        sites=frozenset({"ulsan-refinery"}),
+        devices=frozenset({"gd-cdu1-101"}),
+    )
+
+    assert authorize(observation(), 0, key, registry) is None
+    refusal = authorize(observation(device="gd-cdu1-102"), 2, key, registry)
+    assert isinstance(refusal, Refusal)
+    assert (refusal.index, refusal.field) == (2, "device")
+    assert "gd-cdu1-101" in refusal.reason
+
+
 @pytest.mark.parametrize("role", ["viewer", "responder", "operator"])
 def test_a_role_that_may_not_ingest_is_refused_naming_the_role(registry: SiteRegistry, role: str) -> None:
     key = Principal(key_id="k3", tenant="ulsan-refining", role=role, sites=None)  # type: ignore[arg-type]

@@ -43,6 +43,7 @@ async def create_key(
     tenant: str,
     role: str,
     sites: Sequence[str] | None = None,
+    devices: Sequence[str] | None = None,
     description: str = "",
 ) -> str:
     """Store a new key and return it; this is the only time the secret exists in clear."""
@@ -53,16 +54,21 @@ async def create_key(
     if sites is not None and not list(sites):
         # An empty list must not silently mean "every site" (NULL in the table).
         raise KeyError_("a key limited to no sites could do nothing; omit --sites for all sites")
+    if devices is not None and not list(devices):
+        raise KeyError_("a key limited to no devices could do nothing; omit --devices for all devices")
+    if devices is not None and role != "gateway":
+        raise KeyError_("only a gateway key can be limited to devices: it is what devices post with")
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32).replace("_", "-")  # '_' separates the parts
     await conn.execute(
-        "INSERT INTO api_keys (key_id, secret_hash, tenant, role, sites, description)"
-        " VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO api_keys (key_id, secret_hash, tenant, role, sites, devices, description)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
         key_id,
         _hash(secret),
         tenant,
         role,
         list(sites) if sites is not None else None,
+        list(devices) if devices is not None else None,
         description,
     )
     return f"{PREFIX}_{key_id}_{secret}"
@@ -88,7 +94,7 @@ class KeyVerifier:
         key_id, secret = parts
         try:
             row = await self._pool.fetchrow(
-                "SELECT secret_hash, tenant, role, sites FROM api_keys"
+                "SELECT secret_hash, tenant, role, sites, devices FROM api_keys"
                 " WHERE key_id = $1 AND revoked_at IS NULL",
                 key_id,
             )
@@ -98,7 +104,8 @@ class KeyVerifier:
             return None
         role: Role = row["role"]
         sites = frozenset(row["sites"]) if row["sites"] is not None else None
-        principal = Principal(key_id=key_id, tenant=row["tenant"], role=role, sites=sites)
+        devices = frozenset(row["devices"]) if row["devices"] is not None else None
+        principal = Principal(key_id=key_id, tenant=row["tenant"], role=role, sites=sites, devices=devices)
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[token] = (now + self._ttl, principal)

@@ -1,4 +1,4 @@
-"""Who is calling: the tenant, role and sites an API key grants."""
+"""Who is calling: the tenant, role, sites and devices an API key grants."""
 
 from __future__ import annotations
 
@@ -19,11 +19,16 @@ class Principal:
     tenant: str
     role: Role
     sites: frozenset[str] | None  # None: all sites of the tenant
+    # A device's own key: it may post only for these device ids. None: any device of its sites.
+    devices: frozenset[str] | None = None
 
     def may_access_site(self, site: str, site_tenant: str | None) -> bool:
         if site_tenant != self.tenant:
             return False
         return self.sites is None or site in self.sites
+
+    def may_post_for_device(self, device: str) -> bool:
+        return self.devices is None or device in self.devices
 
     @property
     def may_ingest(self) -> bool:

@@ -33,6 +33,7 @@ class Refusal:
     index: int
     site: str
     reason: str
+    field: str = "site"
 
 
 def authorize(
@@ -49,6 +50,9 @@ def authorize(
         else:
             reason = f"this key may post only for sites {sorted(principal.sites or [])}"
         return Refusal(index, item.site, reason)
+    if not principal.may_post_for_device(item.device):
+        reason = f"this key may post only for devices {sorted(principal.devices or [])}"
+        return Refusal(index, item.site, reason, field="device")
     return None
 
 
