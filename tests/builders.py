@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from services.ingest.domain.contract import ObservationIn
+from tests.conftest import DEMO_SITES, EXTRA_SITE
 
 KST = timezone(timedelta(hours=9))
 MEASURED = datetime(2026, 11, 22, 9, 15, 0, 123456, tzinfo=KST)
@@ -24,3 +27,31 @@ def observation(**changes: Any) -> ObservationIn:
     }
     fields.update(changes)
     return ObservationIn(**fields)
+
+
+_EAST_DETECTOR = """
+      - id: gd-hcr1-102
+        zone: hcr-1
+        type: gas_detector
+        position: {lat: 35.4701, lon: 129.3701}
+        measures:
+          - {kind: gas.h2s, unit: ppm, range: [0, 100]}
+"""
+
+
+def copy_site_files(folder: Path) -> Path:
+    """The demo sites and the east-site fixture (whose tenant the demo declares) in a new
+    `folder`, to be edited; returns the east site's file."""
+    folder.mkdir()
+    shutil.copy(DEMO_SITES, folder / "demo.yaml")
+    shutil.copy(EXTRA_SITE, folder / "east.yaml")
+    return folder / "east.yaml"
+
+
+def replace_in(path: Path, old: str, new: str) -> None:
+    path.write_text(path.read_text().replace(old, new, 1))
+
+
+def add_east_detector(east: Path) -> None:
+    """Register H2S detector gd-hcr1-102 at the east site."""
+    replace_in(east, "devices:\n", "devices:" + _EAST_DETECTOR)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,36 +13,17 @@ import pytest
 
 from services.common.auth.keys import create_key
 from services.hub.bootstrap import Endpoints, Hub
-from tests.conftest import DEMO_SITES, EXTRA_SITE, REPO, eventually, hub_config
+from tests.builders import add_east_detector, copy_site_files, replace_in
+from tests.conftest import REPO, eventually, hub_config
 
 pytestmark = pytest.mark.integration
-
-NEW_DEVICE = """devices:
-      - id: gd-hcr1-102
-        zone: hcr-1
-        type: gas_detector
-        position: {lat: 35.4701, lon: 129.3701}
-        measures:
-          - {kind: gas.h2s, unit: ppm, range: [0, 100]}
-"""
-
-
-def copy_sites(folder: Path) -> Path:
-    folder.mkdir()
-    shutil.copy(DEMO_SITES, folder / "demo.yaml")
-    shutil.copy(EXTRA_SITE, folder / "east.yaml")
-    return folder / "east.yaml"
-
-
-def replace_in(path: Path, old: str, new: str) -> None:
-    path.write_text(path.read_text().replace(old, new, 1))
 
 
 @pytest.fixture
 async def hub_on_copied_sites(
     tmp_path: Path, nats_url: str, database_url: str
 ) -> AsyncIterator[tuple[Hub, Path, str]]:
-    east = copy_sites(tmp_path / "sites")
+    east = copy_site_files(tmp_path / "sites")
     config = hub_config(sites=[str(tmp_path / "sites" / "*.yaml")], sites_reload_s=0.1)
     hub = Hub(config, REPO, Endpoints(nats_url, database_url))
     await hub.start()
@@ -75,7 +55,7 @@ async def test_a_device_added_to_a_site_file_can_post_without_a_restart(
     status, body = await post_reading(hub, key, "gd-hcr1-102")
     assert status == 422 and body["errors"][0]["field"] == "device"
 
-    replace_in(east, "devices:\n", NEW_DEVICE)
+    add_east_detector(east)
 
     async def accepted() -> bool:
         return (await post_reading(hub, key, "gd-hcr1-102"))[0] == 202

@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 
 import pytest
 
 from services.common.sites.registry import SiteRegistry
 from services.common.sites.reload import RELOADS, SiteReloader, fingerprint
-from tests.conftest import DEMO_SITES, EXTRA_SITE
-
-NEW_DEVICE = """
-      - id: gd-hcr1-102
-        zone: hcr-1
-        type: gas_detector
-        position: {lat: 35.4701, lon: 129.3701}
-        measures:
-          - {kind: gas.h2s, unit: ppm, range: [0, 100]}
-"""
+from tests.builders import add_east_detector, copy_site_files, replace_in
 
 
 class Installed:
@@ -32,12 +22,7 @@ class Installed:
 
 @pytest.fixture
 def site_file(tmp_path: Path) -> Path:
-    """The east site's file, beside the demo file that declares its tenant."""
-    path = tmp_path / "sites" / "east.yaml"
-    path.parent.mkdir()
-    shutil.copy(DEMO_SITES, path.parent / "demo.yaml")
-    shutil.copy(EXTRA_SITE, path)
-    return path
+    return copy_site_files(tmp_path / "sites")
 
 
 def reloader_for(site_file: Path, installed: Installed, *, loaded: str | None = "now") -> SiteReloader:
@@ -46,10 +31,6 @@ def reloader_for(site_file: Path, installed: Installed, *, loaded: str | None = 
 
     current = fingerprint(files()) if loaded == "now" else loaded
     return SiteReloader(files, installed, interval=60, loaded=current)
-
-
-def replace_in(path: Path, old: str, new: str) -> None:
-    path.write_text(path.read_text().replace(old, new))
 
 
 def copy_renamed(path: Path, to: Path, old: str, new: str) -> None:
@@ -76,7 +57,7 @@ async def test_an_added_device_is_in_the_new_registry(site_file: Path) -> None:
     installed = Installed()
     reloader = reloader_for(site_file, installed)
 
-    replace_in(site_file, "devices:\n", "devices:" + NEW_DEVICE)
+    add_east_detector(site_file)
 
     assert await reloader.check() is True
     (registry,) = installed.registries
