@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 import msgspec
 from google.protobuf.message import DecodeError
@@ -30,7 +31,10 @@ Row = tuple[object, ...]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+@lru_cache(maxsize=4096)
 def _moment(seconds: int, nanos: int) -> datetime:
+    # Cached: every observation of a post shares its receive time, and a gateway's poll cycle
+    # stamps many readings alike.
     return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
 
 
@@ -73,7 +77,7 @@ def _has_nul(obs: Observation) -> bool:
     return (
         "\x00" in obs.unit
         or "\x00" in obs.snapshot
-        or any("\x00" in k + v for k, v in obs.attributes.items())
+        or (bool(obs.attributes) and any("\x00" in k + v for k, v in obs.attributes.items()))
     )
 
 
