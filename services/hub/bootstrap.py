@@ -39,11 +39,19 @@ SERVICES = ("ingest", "store")
 MIGRATION_SOURCES = (("auth", "services.common.auth"), ("store", "services.store"))
 
 
-async def load_sites(config: HubConfig, base: Path) -> SiteRegistry:
+@dataclass(frozen=True, slots=True)
+class LoadedSites:
+    registry: SiteRegistry
+    # Of the files as they were before reading: a change made meanwhile is seen as one later.
+    fingerprint: str
+
+
+async def load_sites(config: HubConfig, base: Path) -> LoadedSites:
     files = site_files(config, base)
+    seen = await asyncio.to_thread(fingerprint, files)
     registry = await asyncio.to_thread(SiteRegistry.load, files)
     log.info("sites_loaded", files=[str(f) for f in files], sites=len(registry.sites))
-    return registry
+    return LoadedSites(registry, seen)
 
 
 def all_migrations() -> list[migrations.Migration]:
@@ -65,7 +73,7 @@ class Hub:
         services: tuple[str, ...] = SERVICES,
         *,
         reuse_port: bool = False,
-        registry: SiteRegistry | None = None,
+        sites: LoadedSites | None = None,
     ):
         unknown = set(services) - set(SERVICES)
         if unknown:
@@ -75,7 +83,8 @@ class Hub:
         self._endpoints = endpoints
         self._services = services
         self._reuse_port = reuse_port
-        self._registry = registry
+        self._sites = sites
+        self._registry = sites.registry if sites is not None else None
         self._nc: NATS | None = None
         self._js: JetStreamContext | None = None
         self._pool: asyncpg.Pool | None = None
@@ -99,11 +108,9 @@ class Hub:
 
     async def start(self) -> None:
         # Configuration first: a bad site file stops start-up before anything is touched.
-        loaded: str | None = None  # a registry handed in was loaded earlier: check it at once
-        if self._registry is None:
-            # Fingerprinted before loading: a change in between is then seen as one, not missed.
-            loaded = await asyncio.to_thread(fingerprint, site_files(self.config, self._base))
-            self._registry = await load_sites(self.config, self._base)
+        if self._sites is None:
+            self._sites = await load_sites(self.config, self._base)
+            self._registry = self._sites.registry
 
         self._pool = await create_pool(
             self._endpoints.database_url,
@@ -135,7 +142,7 @@ class Hub:
                 lambda: site_files(self.config, self._base),
                 self._use_registry,
                 interval=self.config.sites_reload_s,
-                loaded=loaded,
+                loaded=self._sites.fingerprint,
             )
             self._reloader.start()
         log.info("hub_started", services=list(self._services), http=self.http_url)

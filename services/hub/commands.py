@@ -12,8 +12,7 @@ from services.common.db.pool import create_pool
 from services.common.errors import ConfigError
 from services.common.logging import get_logger
 from services.common.settings import HubConfig
-from services.common.sites.registry import SiteRegistry
-from services.hub.bootstrap import SERVICES, Endpoints, Hub, all_migrations, load_sites
+from services.hub.bootstrap import SERVICES, Endpoints, Hub, LoadedSites, all_migrations, load_sites
 from services.hub.runtime import database_url, hub_endpoints, redact, write_runtime_file
 from services.hub.supervisor import Supervisor, WorkerPlan, free_port
 
@@ -25,12 +24,12 @@ async def serve(config: HubConfig, base: Path, data_dir: Path, *, config_path: P
     from services.hub.cli import install_stop_signals
 
     # Site files are checked before any server starts: a typo must not cost a database start-up.
-    registry = await load_sites(config, base)
+    sites = await load_sites(config, base)
     stop = asyncio.Event()
     install_stop_signals(stop)
     async with hub_endpoints(data_dir, config) as endpoints:
         if config.workers == 1:
-            await _serve_in_process(config, base, data_dir, endpoints, stop, registry=registry)
+            await _serve_in_process(config, base, data_dir, endpoints, stop, sites=sites)
         else:
             await _serve_workers(config, data_dir, endpoints, stop, config_path)
     return 0
@@ -43,9 +42,9 @@ async def _serve_in_process(
     endpoints: Endpoints,
     stop: asyncio.Event,
     *,
-    registry: SiteRegistry,
+    sites: LoadedSites,
 ) -> None:
-    hub = Hub(config, base, endpoints, registry=registry)
+    hub = Hub(config, base, endpoints, sites=sites)
     try:
         await hub.start()
         _announce(data_dir, hub.http_url, endpoints)

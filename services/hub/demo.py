@@ -80,11 +80,12 @@ async def run_demo(config: HubConfig, base: Path, data_dir: Path, *, live: bool 
     else:
         configure_logging(config.log_level)
     try:
-        registry = await load_sites(config, base)
+        sites = await load_sites(config, base)
+        registry = sites.registry
         stop = asyncio.Event()
         install_stop_signals(stop)
         async with hub_endpoints(data_dir, config) as endpoints:
-            hub = Hub(config, base, endpoints, registry=registry)
+            hub = Hub(config, base, endpoints, sites=sites)
             try:
                 await hub.start()
                 write_runtime_file(data_dir, http_url=hub.http_url, endpoints=endpoints)
