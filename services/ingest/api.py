@@ -111,22 +111,22 @@ class IngestApi:
             else:
                 errors.append(error)
 
+        max_payload = self._publisher.max_payload - HEADER_ROOM
         encoded = encode_observations(
             valid,
             tenant=principal.tenant,
             source=f"/ingest/keys/{principal.key_id}",
             received=now,
-            max_payload=self._publisher.max_payload - HEADER_ROOM,
+            max_payload=max_payload,
         )
-        for oversized in encoded.oversized:
-            errors.append(
-                ItemError(
-                    positions[oversized],
-                    "",
-                    "the observation is too large for the event bus"
-                    f" (at most {self._publisher.max_payload - HEADER_ROOM} bytes encoded)",
-                )
+        errors.extend(
+            ItemError(
+                positions[oversized],
+                "",
+                f"the observation is too large for the event bus (at most {max_payload} bytes encoded)",
             )
+            for oversized in encoded.oversized
+        )
         errors.sort(key=lambda e: e.index)
         if errors:
             metrics.REJECTED.labels("invalid").inc(len(errors))
