@@ -193,9 +193,7 @@ def test_an_admin_may_post(registry: SiteRegistry) -> None:
 def test_a_key_of_another_tenant_is_refused(registry: SiteRegistry) -> None:
     refusal = authorize(observation(), 5, gateway(tenant="mipo-petrochem"), registry)
 
-    assert isinstance(refusal, Refusal)
-    assert (refusal.index, refusal.site) == (5, "ulsan-refinery")
-    assert "tenant" in refusal.reason
+    assert refusal == Refusal(5, "ulsan-refinery", "this key may not post for site 'ulsan-refinery'")
 
 
 def test_a_key_limited_to_one_site_is_refused_for_another_site_naming_the_allowed_sites(
@@ -207,9 +205,30 @@ def test_a_key_limited_to_one_site_is_refused_for_another_site_naming_the_allowe
     refusal = authorize(item, 1, key, registry)
 
     assert isinstance(refusal, Refusal)
-    assert (refusal.index, refusal.site) == (1, "ulsan-refinery-east")
+    assert (refusal.index, refusal.site, refusal.field) == (1, "ulsan-refinery-east", "site")
     # Names the site the key may post for (not merely repeating the refused one).
     assert re.search(r"ulsan-refinery(?!-east)", refusal.reason)
+
+
+@pytest.mark.parametrize("sites", [None, frozenset({"ulsan-refinery"})], ids=["any-site", "one-site"])
+def test_an_unknown_site_and_another_tenants_site_get_the_same_answer(
+    registry: SiteRegistry, sites: frozenset[str] | None
+) -> None:
+    # A different answer for a site that does not exist would tell a caller which site ids
+    # other tenants have: mipo-aromatics is mipo-petrochem's, busan-refinery is nobody's.
+    key = gateway(sites=sites)
+
+    def answer(site: str) -> tuple[str, str]:
+        refusal = authorize(observation(site=site), 0, key, registry)
+        assert isinstance(refusal, Refusal)
+        return refusal.field, refusal.reason.replace(site, "<site>")
+
+    theirs, unknown = answer("mipo-aromatics"), answer("busan-refinery")
+    assert theirs == unknown
+    assert theirs[0] == "site"
+    assert theirs[1].startswith("this key may not post for site '<site>'")
+    if sites is not None:  # ... and a site of the key's own tenant outside its sites, too
+        assert answer("ulsan-refinery-east") == theirs
 
 
 def test_a_key_limited_to_one_site_may_post_for_that_site(registry: SiteRegistry) -> None:
@@ -242,8 +261,7 @@ def test_a_role_that_may_not_ingest_is_refused_naming_the_role(registry: SiteReg
     assert role in refusal.reason
 
 
-def test_an_unknown_site_is_left_to_check_as_a_field_error(registry: SiteRegistry) -> None:
-    item = observation(site="busan-refinery")
+def test_an_unknown_site_is_refused_like_a_forbidden_one(registry: SiteRegistry) -> None:
+    refusal = authorize(observation(site="busan-refinery"), 3, gateway(), registry)
 
-    assert authorize(item, 0, gateway(), registry) is None
-    assert refused_field(item, registry) == "site"
+    assert refusal == Refusal(3, "busan-refinery", "this key may not post for site 'busan-refinery'")

@@ -1,8 +1,8 @@
 """Checks on posted observations that types alone cannot express. Pure: time is a parameter.
 
 Typed decoding (contract.py) catches shape errors; here the observation is checked against the
-site registry and the caller's key: the site exists and the key may post for it, the device is
-registered there and measures that kind, the unit matches, the time is not in the future.
+site registry and the caller's key: the key may post for the site, the device is registered there
+and measures that kind, the unit matches, the time is not in the future.
 """
 
 from __future__ import annotations
@@ -39,16 +39,14 @@ class Refusal:
 def authorize(
     item: ObservationIn, index: int, principal: Principal, registry: SiteRegistry
 ) -> Refusal | None:
-    tenant = registry.tenant_of(item.site)
-    if tenant is None:
-        return None  # an unknown site is a validation error, reported by `check`
     if not principal.may_ingest:
         return Refusal(index, item.site, f"role '{principal.role}' may not post observations")
-    if not principal.may_access_site(item.site, tenant):
-        if tenant != principal.tenant:
-            reason = f"site '{item.site}' belongs to another tenant than this key's ('{principal.tenant}')"
-        else:
-            reason = f"this key may post only for sites {sorted(principal.sites or [])}"
+    if not principal.may_access_site(item.site, registry.tenant_of(item.site)):
+        # One answer whether the site is another tenant's, outside the key's sites or does not
+        # exist: telling these apart would tell a caller which site ids other tenants have.
+        reason = f"this key may not post for site '{item.site}'"
+        if principal.sites is not None:
+            reason += f"; it may post for sites {sorted(principal.sites)}"
         return Refusal(index, item.site, reason)
     if not principal.may_post_for_device(item.device):
         reason = f"this key may post only for devices {sorted(principal.devices or [])}"
