@@ -104,12 +104,12 @@ class IngestApi:
         valid: list[ObservationIn] = []
         positions: list[int] = []
         for index, item in parsed.items:
-            error = check(item, index, registry, now, self._max_future, max_age=self._max_age)
-            if error is None:
-                valid.append(item)
-                positions.append(index)
+            result = check(item, index, registry, now, self._max_future, max_age=self._max_age)
+            if isinstance(result, ItemError):
+                errors.append(result)
             else:
-                errors.append(error)
+                valid.append(result)  # completed from the registry (unit, out-of-range quality)
+                positions.append(index)
 
         max_payload = self._publisher.max_payload - HEADER_ROOM
         encoded = encode_observations(
@@ -159,7 +159,7 @@ class IngestApi:
             metrics.REJECTED.labels("unavailable").inc(len(accepted))
             raise Problem(503, "Service unavailable", str(err), headers={"Retry-After": "5"}) from err
 
-        metrics.ACCEPTED.inc(len(accepted))
+        metrics.count_accepted(len(accepted), out_of_range=encoded.out_of_range)
         metrics.REQUEST_SECONDS.observe(time.perf_counter() - started)
         answer = {
             "accepted": accepted,

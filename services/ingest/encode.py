@@ -4,12 +4,16 @@ Each observation gets its id and envelope here. The observations of one device t
 one message on `obs.<tenant>.<site>.<device>`: a gateway's post of a thousand readings from forty
 devices becomes forty messages, not a thousand, and each message costs the publisher, the server
 and every consumer the same protocol work whatever it carries.
+
+An observation's identity is (tenant, id, time), here, on the stream and in the store alike: the
+same key again is a retry (the first copy wins), the same id at another time is another reading,
+and the same id in another tenant is another tenant's reading.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 
@@ -25,6 +29,7 @@ from services.common.contracts import (
 )
 from services.common.contracts.cloudevents import ce_headers
 from services.common.contracts.ids import derived_id
+from services.ingest.domain.checks import OUT_OF_RANGE, Checked
 from services.ingest.domain.contract import ObservationIn
 
 # Beyond this a message's delivery and its share of a store batch get coarse; a gateway's post
@@ -51,6 +56,8 @@ class Encoded:
     ids: list[str]
     # Indexes of items that alone are larger than one bus message may be.
     oversized: list[int]
+    # The kind of each sent observation whose value is outside its registered range.
+    out_of_range: list[str] = field(default_factory=list)
 
 
 def _split(moment: datetime) -> tuple[int, int]:
@@ -66,9 +73,13 @@ def rfc3339(moment: datetime) -> str:
 
 def observation_id(item: ObservationIn, *, tenant: str, received: datetime) -> str:
     """The client's id, or one derived from what identifies the reading (see contracts.ids)."""
+    return _observation_id(item, tenant, _split(item.time or received))
+
+
+def _observation_id(item: ObservationIn, tenant: str, moment: tuple[int, int]) -> str:
     if item.id:
         return item.id
-    seconds, nanos = _split(item.time or received)
+    seconds, nanos = moment
     return derived_id(
         seconds * 1000 + nanos // 1_000_000,
         tenant,
@@ -82,15 +93,24 @@ def observation_id(item: ObservationIn, *, tenant: str, received: datetime) -> s
 
 
 def _fill(
-    obs: Observation, item: ObservationIn, message_id: str, *, tenant: str, source: str, received: datetime
+    obs: Observation,
+    item: ObservationIn,
+    message_id: str,
+    moment: tuple[int, int],
+    *,
+    tenant: str,
+    source: str,
+    received: datetime,
 ) -> None:
-    """Write `item` into `obs` (a fresh message) under `message_id`."""
-    seconds, nanos = _split(item.time or received)
+    """Write `item` into `obs` (a fresh message) under `message_id`, at `moment` (seconds, nanos)."""
+    seconds, nanos = moment
     obs.device = item.device
     obs.kind = item.kind
     if item.unit:
         obs.unit = item.unit
     obs.quality = _QUALITY[item.quality]
+    if isinstance(item, Checked) and item.quality_reason:
+        obs.quality_reason = item.quality_reason
     if item.snapshot:
         obs.snapshot = item.snapshot
     if item.attributes:  # an empty map assignment still costs a call into upb
@@ -140,8 +160,15 @@ class _Packer:
         self._received = received
         self._max_payload = max_payload
         self.messages: list[OutgoingMessage] = []
-        self.ids = [observation_id(item, tenant=tenant, received=received) for item in items]
+        # (seconds, nanos) of each item's time in UTC: with the tenant and the id, its identity.
+        self.moments = [_split(item.time or received) for item in items]
+        self.ids = [_observation_id(item, tenant, m) for item, m in zip(items, self.moments, strict=True)]
         self.oversized: list[int] = []
+
+    def key(self, index: int) -> tuple[str, int, int]:
+        """What names item `index` within the tenant: its id and its time."""
+        seconds, nanos = self.moments[index]
+        return self.ids[index], seconds, nanos
 
     def pack(self, subject: str, site: str, indexes: Sequence[int]) -> None:
         batch = ObservationBatch()
@@ -153,6 +180,7 @@ class _Packer:
                 add(),
                 item,
                 self.ids[index],
+                self.moments[index],
                 tenant=self._tenant,
                 source=self._source,
                 received=self._received,
@@ -161,14 +189,15 @@ class _Packer:
             if earliest is None or moment < earliest:
                 earliest = moment
         assert earliest is not None
-        member_ids = [self.ids[i] for i in indexes]
-        # A batch of one is that observation's message: its id is the observation's. A larger
-        # batch's id is derived from its members, so a retried post is deduplicated by JetStream.
-        batch_id = (
-            member_ids[0]
-            if len(member_ids) == 1
-            else derived_id(int(earliest.timestamp() * 1000), "batch", *member_ids)
-        )
+        # Derived from the tenant and each member's id and time, even for a batch of one: a
+        # retried post gets the same id and JetStream drops it, while another tenant's reading
+        # with the same client id (which a raw client id as Nats-Msg-Id would have collided
+        # with) is another message. Ids and slugs hold no U+001F, so the parts cannot run together.
+        members: list[str] = []
+        for index in indexes:
+            seconds, nanos = self.moments[index]
+            members += (self.ids[index], f"{seconds}.{nanos:09d}")
+        batch_id = derived_id(int(earliest.timestamp() * 1000), "batch", self._tenant, *members)
         env = batch.envelope
         env.id = batch_id
         env.type = OBSERVATION_BATCH_TYPE
@@ -205,16 +234,17 @@ def encode_observations(
 ) -> Encoded:
     """The messages carrying `items`: one per device (more past `max_per_message` or `max_payload`).
 
-    An id that repeats within `items` is the same observation sent twice: only its first item
-    travels (as JetStream and the store would also keep only the first), and every repeat is
-    listed under that id.
+    An id that repeats within `items` with the same time is the same observation sent twice,
+    whatever else differs: only its first item travels (as the store, keyed on tenant, id and
+    time, would also keep only the first when the copies travel apart), and every repeat is listed
+    under that id. The same id with another time is another observation and travels too.
     """
     packer = _Packer(items, tenant=tenant, source=source, received=received, max_payload=max_payload)
     by_device: dict[tuple[str, str], list[int]] = {}
-    first_of: dict[str, int] = {}
+    first_of: dict[tuple[str, int, int], int] = {}
     repeats: list[tuple[int, int]] = []
     for index, item in enumerate(items):
-        first = first_of.setdefault(packer.ids[index], index)
+        first = first_of.setdefault(packer.key(index), index)
         if first != index:
             repeats.append((index, first))
             continue
@@ -228,11 +258,21 @@ def encode_observations(
             packer.ids[index] = ""
             packer.oversized.append(index)
     packer.oversized.sort()
-    return Encoded(packer.messages, packer.ids, packer.oversized)
+    out_of_range = [
+        items[i].kind
+        for indexes in by_device.values()
+        for i in indexes
+        if packer.ids[i] and _out_of_range(items[i])
+    ]
+    return Encoded(packer.messages, packer.ids, packer.oversized, out_of_range)
+
+
+def _out_of_range(item: ObservationIn) -> bool:
+    return isinstance(item, Checked) and (item.quality_reason or "").startswith(OUT_OF_RANGE)
 
 
 def to_message(item: ObservationIn, *, tenant: str, source: str, received: datetime) -> OutgoingMessage:
-    """The message of one observation alone (a batch of one, whose id is the observation's)."""
+    """The message of one observation alone (a batch of one)."""
     encoded = encode_observations([item], tenant=tenant, source=source, received=received)
     if encoded.oversized:
         raise ValueError("the observation is larger than one bus message may be")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Histogram
 
 RECEIVED = Counter("safetyhub_ingest_received", "Observations received in requests (valid or not)")
@@ -12,3 +14,16 @@ REQUEST_SECONDS = Histogram(
     "Time from request received to answer, accepted requests",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+OUT_OF_RANGE = Counter(
+    "safetyhub_ingest_out_of_range",
+    "Accepted readings outside their device's registered range (stored with quality bad), by kind",
+    ["kind"],
+)
+
+
+def count_accepted(accepted: int, *, out_of_range: Iterable[str]) -> None:
+    """Count what JetStream acknowledged: `accepted` observations, and the kind of each one
+    outside its registered range."""
+    ACCEPTED.inc(accepted)
+    for kind in out_of_range:
+        OUT_OF_RANGE.labels(kind).inc()

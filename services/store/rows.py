@@ -51,6 +51,9 @@ def _detail(obs: Observation) -> str | None:
         detail["position"] = position
     if obs.attributes:
         detail["attributes"] = dict(obs.attributes)
+    if obs.quality_reason:
+        # Named as GET /v1/observations returns it, which spreads `detail` into the item.
+        detail["qualityReason"] = obs.quality_reason
     return msgspec.json.encode(detail).decode() if detail else None
 
 

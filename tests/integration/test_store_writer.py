@@ -40,8 +40,8 @@ def row(n: int, *, at: datetime = NOW, device: str = "gd-101", **fields: object)
     return row_of(item, received=at + timedelta(seconds=1))
 
 
-def row_of(item: ObservationIn, *, received: datetime = NOW) -> Row:
-    out = to_message(item, tenant="acme", source="test", received=received)
+def row_of(item: ObservationIn, *, received: datetime = NOW, tenant: str = "acme") -> Row:
+    out = to_message(item, tenant=tenant, source="test", received=received)
     # The message as the consumer would receive it; observation_rows reads subject and data only.
     msg = Msg(_client=None, subject=out.subject, data=out.payload, headers=out.headers)
     (only,) = observation_rows(msg)
@@ -139,6 +139,36 @@ async def test_redelivered_rows_are_never_stored_twice(pool: asyncpg.Pool) -> No
     assert await writer.write([row(6), row(6)]) == 1
 
     assert [r["id"] for r in await stored(pool)] == [f"obs-{n:05d}" for n in range(7)]
+
+
+async def test_an_observation_is_named_by_tenant_id_and_time(pool: asyncpg.Pool) -> None:
+    await ensure_partitions(pool, TODAY)
+    writer = ObservationWriter(pool)
+
+    def reading(value: float, *, tenant: str = "acme", at: datetime = NOW) -> Row:
+        item = ObservationIn(
+            site="refinery", device="gd-101", kind="gas.h2s", id="shared-id-1", time=at, value=value
+        )
+        return row_of(item, tenant=tenant)
+
+    # Another tenant's reading with the same id and time is its own observation.
+    assert await writer.write([reading(1.0)]) == 1
+    assert await writer.write([reading(2.0, tenant="mipo")]) == 1
+    # The same tenant, id and time again is a retry, whatever its value: the first copy stays,
+    # in the same batch and in a later one.
+    assert await writer.write([reading(3.0), reading(4.0, tenant="mipo")]) == 0
+    later = NOW + timedelta(seconds=1)
+    assert await writer.write([reading(5.0, at=later), reading(6.0, at=later)]) == 1
+    # The same id at another time is another observation.
+    assert await writer.write([reading(7.0, at=NOW - timedelta(hours=1))]) == 1
+
+    got = await pool.fetch("SELECT tenant, time, value FROM observations ORDER BY tenant, time")
+    assert [(r["tenant"], r["time"] - NOW, r["value"]) for r in got] == [
+        ("acme", timedelta(hours=-1), 7.0),
+        ("acme", timedelta(0), 1.0),
+        ("acme", timedelta(seconds=1), 5.0),
+        ("mipo", timedelta(0), 2.0),
+    ]
 
 
 async def test_concurrent_batches_on_several_connections_are_all_stored(pool: asyncpg.Pool) -> None:

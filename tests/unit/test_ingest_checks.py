@@ -11,7 +11,7 @@ import pytest
 
 from services.common.auth.principal import Principal
 from services.common.sites.registry import SiteRegistry
-from services.ingest.domain.checks import Refusal, authorize, check
+from services.ingest.domain.checks import Checked, ItemError, Refusal, authorize, check
 from services.ingest.domain.contract import ObservationIn
 from tests.builders import KST
 from tests.builders import observation as build_observation
@@ -33,22 +33,36 @@ def observation(**changes: Any) -> ObservationIn:
     return build_observation(**{"time": NOW - timedelta(seconds=2), **changes})
 
 
+def error_of(
+    item: ObservationIn,
+    index: int,
+    registry: SiteRegistry,
+    now: datetime,
+    max_future: timedelta,
+    *,
+    max_age: timedelta | None = None,
+) -> ItemError | None:
+    """Why `check` refuses the item, or None when it passes."""
+    result = check(item, index, registry, now, max_future, max_age=max_age)
+    return result if isinstance(result, ItemError) else None
+
+
 def test_a_reading_older_than_the_kept_history_is_refused_naming_time(registry: SiteRegistry) -> None:
     thirty_days = timedelta(days=30)
     inside = observation(time=NOW - thirty_days + timedelta(minutes=1))
     outside = observation(time=NOW - thirty_days - timedelta(minutes=1))
 
-    assert check(inside, 0, registry, NOW, MAX_FUTURE, max_age=thirty_days) is None
-    error = check(outside, 3, registry, NOW, MAX_FUTURE, max_age=thirty_days)
+    assert error_of(inside, 0, registry, NOW, MAX_FUTURE, max_age=thirty_days) is None
+    error = error_of(outside, 3, registry, NOW, MAX_FUTURE, max_age=thirty_days)
     assert error is not None
     assert (error.index, error.field) == (3, "time")
     assert "30 days" in error.detail and "store.retention_days" in error.detail
     # Without a retention limit the store keeps everything, so nothing is too old.
-    assert check(outside, 3, registry, NOW, MAX_FUTURE, max_age=None) is None
+    assert error_of(outside, 3, registry, NOW, MAX_FUTURE, max_age=None) is None
 
 
 def refused_field(item: ObservationIn, registry: SiteRegistry, index: int = 0) -> str | None:
-    error = check(item, index, registry, NOW, MAX_FUTURE)
+    error = error_of(item, index, registry, NOW, MAX_FUTURE)
     return None if error is None else error.field
 
 
@@ -60,7 +74,7 @@ def gateway(sites: frozenset[str] | None = None, tenant: str = "ulsan-refining")
 
 
 def test_a_registered_reading_passes(registry: SiteRegistry) -> None:
-    assert check(observation(), 0, registry, NOW, MAX_FUTURE) is None
+    assert error_of(observation(), 0, registry, NOW, MAX_FUTURE) is None
 
 
 def test_a_detection_with_a_confidence_and_no_value_passes(registry: SiteRegistry) -> None:
@@ -80,7 +94,7 @@ def test_a_site_from_another_file_is_known(registry: SiteRegistry) -> None:
 
 
 def test_an_unknown_site_is_refused_naming_site(registry: SiteRegistry) -> None:
-    error = check(observation(site="busan-refinery"), 4, registry, NOW, MAX_FUTURE)
+    error = error_of(observation(site="busan-refinery"), 4, registry, NOW, MAX_FUTURE)
 
     assert error is not None
     assert (error.index, error.field) == (4, "site")
@@ -98,7 +112,7 @@ def test_an_unknown_site_is_refused_naming_site(registry: SiteRegistry) -> None:
 def test_a_device_not_registered_at_the_site_is_refused_naming_device(
     registry: SiteRegistry, device: str
 ) -> None:
-    error = check(observation(device=device), 2, registry, NOW, MAX_FUTURE)
+    error = error_of(observation(device=device), 2, registry, NOW, MAX_FUTURE)
 
     assert error is not None
     assert (error.index, error.field) == (2, "device")
@@ -107,7 +121,7 @@ def test_a_device_not_registered_at_the_site_is_refused_naming_device(
 
 def test_a_kind_the_device_does_not_measure_is_refused_naming_kind(registry: SiteRegistry) -> None:
     # gd-cdu1-101 measures gas.lel and gas.h2s, not carbon monoxide.
-    error = check(observation(kind="gas.co"), 0, registry, NOW, MAX_FUTURE)
+    error = error_of(observation(kind="gas.co"), 0, registry, NOW, MAX_FUTURE)
 
     assert error is not None
     assert error.field == "kind"
@@ -118,7 +132,7 @@ def test_a_kind_the_device_does_not_measure_is_refused_naming_kind(registry: Sit
 def test_a_unit_other_than_the_registered_one_is_refused_naming_unit(
     registry: SiteRegistry, unit: str
 ) -> None:
-    error = check(observation(unit=unit), 0, registry, NOW, MAX_FUTURE)
+    error = error_of(observation(unit=unit), 0, registry, NOW, MAX_FUTURE)
 
     assert error is not None
     assert error.field == "unit"
@@ -144,7 +158,7 @@ def test_a_time_without_utc_offset_is_refused_naming_time(registry: SiteRegistry
 
 
 def test_a_time_beyond_max_future_is_refused_naming_time(registry: SiteRegistry) -> None:
-    error = check(observation(time=NOW + timedelta(minutes=10)), 0, registry, NOW, MAX_FUTURE)
+    error = error_of(observation(time=NOW + timedelta(minutes=10)), 0, registry, NOW, MAX_FUTURE)
 
     assert error is not None
     assert error.field == "time"
@@ -265,3 +279,66 @@ def test_an_unknown_site_is_refused_like_a_forbidden_one(registry: SiteRegistry)
     refusal = authorize(observation(site="busan-refinery"), 3, gateway(), registry)
 
     assert refusal == Refusal(3, "busan-refinery", "this key may not post for site 'busan-refinery'")
+
+
+# ---------------------------------------------------------------- what check completes
+
+
+def passed(item: ObservationIn, registry: SiteRegistry) -> ObservationIn:
+    result = check(item, 0, registry, NOW, MAX_FUTURE)
+    assert isinstance(result, ObservationIn), result
+    return result
+
+
+def test_a_unit_left_out_is_filled_from_the_registry(registry: SiteRegistry) -> None:
+    assert passed(observation(kind="gas.lel", unit=None, value=3.0), registry).unit == "%LEL"
+    assert passed(observation(unit=None), registry).unit == "ppm"
+
+
+def test_a_reading_inside_its_range_travels_as_sent(registry: SiteRegistry) -> None:
+    item = observation(value=100.0)  # the range is inclusive: 0..100 ppm
+
+    assert passed(item, registry) is item
+    assert passed(observation(value=0.0), registry).quality == "good"
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (5000.0, "out_of_range: 5000 outside 0..100 ppm"),
+        (-40.0, "out_of_range: -40 outside 0..100 ppm"),
+        (100.5, "out_of_range: 100.5 outside 0..100 ppm"),
+    ],
+)
+def test_a_reading_outside_its_range_is_kept_as_bad_with_the_reason(
+    registry: SiteRegistry, value: float, reason: str
+) -> None:
+    result = passed(observation(value=value, unit=None), registry)
+
+    assert isinstance(result, Checked)
+    assert (result.value, result.quality, result.quality_reason) == (value, "bad", reason)
+    assert result.unit == "ppm"
+    # Everything else travels as sent.
+    assert (result.site, result.device, result.kind, result.time) == (
+        "ulsan-refinery",
+        "gd-cdu1-101",
+        "gas.h2s",
+        NOW - timedelta(seconds=2),
+    )
+
+
+@pytest.mark.parametrize("quality", ["uncertain", "QUALITY_BAD"])
+def test_a_quality_the_client_sent_as_not_good_is_kept_with_the_reason(
+    registry: SiteRegistry, quality: str
+) -> None:
+    result = passed(observation(value=5000.0, quality=quality), registry)
+
+    assert isinstance(result, Checked)
+    assert result.quality == quality
+    assert result.quality_reason == "out_of_range: 5000 outside 0..100 ppm"
+
+
+def test_a_detection_is_not_range_checked_on_its_confidence(registry: SiteRegistry) -> None:
+    item = observation(device="cam-tf-501", kind="vision.flame", unit="1", value=None, confidence=0.8)
+
+    assert passed(item, registry) is item

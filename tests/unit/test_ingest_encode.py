@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 from ulid import ULID
 
 from services.common.bus.publisher import OutgoingMessage
 from services.common.contracts import Observation, ObservationBatch, Quality
+from services.ingest.domain.checks import Checked
 from services.ingest.domain.contract import BoxIn, ObservationIn, PositionIn
 from services.ingest.encode import Encoded, encode_observations, to_message
 from tests.builders import MEASURED, RECEIVED, observation
@@ -41,10 +43,10 @@ def test_the_subject_names_tenant_site_and_device() -> None:
 
 def test_the_headers_are_a_cloudevent_whose_id_is_the_dedup_id() -> None:
     message = encode(observation())
-    obs = decoded(message)
+    batch = ObservationBatch.FromString(message.payload)
     headers = message.headers
 
-    assert headers["Nats-Msg-Id"] == headers["ce-id"] == obs.envelope.id != ""
+    assert headers["Nats-Msg-Id"] == headers["ce-id"] == batch.envelope.id != ""
     assert headers["ce-specversion"] == "1.0"
     assert headers["ce-type"] == "org.safetyhub.observation.batch.v1"
     assert headers["ce-source"] == SOURCE
@@ -129,11 +131,20 @@ def test_without_a_time_the_observation_is_stamped_with_the_receive_time() -> No
     assert datetime.fromisoformat(message.headers["ce-time"]) == RECEIVED
 
 
-def test_a_client_chosen_id_is_kept_everywhere() -> None:
+def test_a_client_chosen_id_is_the_observations_id() -> None:
     message = encode(observation(id="gw-7:000123"))
 
-    assert message.headers["Nats-Msg-Id"] == message.headers["ce-id"] == "gw-7:000123"
     assert decoded(message).envelope.id == "gw-7:000123"
+    assert decoded(message).envelope.correlation_id == "gw-7:000123"
+
+
+def test_a_batch_of_one_is_not_deduplicated_on_the_raw_client_id() -> None:
+    # The stream's deduplication id of a single reading is derived from tenant, id and time: the
+    # raw client id would make another tenant's reading (or this one at another time) a duplicate.
+    message = encode(observation(id="gw-7:000123"))
+
+    assert message.headers["Nats-Msg-Id"] != "gw-7:000123"
+    assert str(ULID.from_str(message.headers["Nats-Msg-Id"])) == message.headers["Nats-Msg-Id"]
 
 
 def test_the_correlation_id_defaults_to_the_id_and_a_client_one_is_kept() -> None:
@@ -177,7 +188,7 @@ def test_the_same_reading_of_another_tenant_gets_a_different_id() -> None:
 
 
 def test_a_derived_id_is_a_ulid_stamped_with_the_observation_time() -> None:
-    message_id = encode(observation()).headers["ce-id"]
+    message_id = decoded(encode(observation())).envelope.id
 
     assert len(message_id) == 26
     assert str(ULID.from_str(message_id)) == message_id
@@ -291,19 +302,103 @@ def test_an_observation_larger_than_any_message_is_reported_not_sent() -> None:
     assert [o.value for b in batches(encoded) for o in b.observations] == [0.0]
 
 
-def test_an_id_repeated_within_a_post_travels_once_and_is_listed_for_each_item() -> None:
+def sent(encoded: Encoded) -> list[Observation]:
+    return [o for b in batches(encoded) for o in b.observations]
+
+
+def test_an_id_repeated_within_a_post_at_the_same_time_travels_once_and_is_listed_for_each_item() -> None:
     items = [
         reading("gd-cdu1-101", 0, id="gw-1"),
-        reading("gd-cdu1-102", 1, id="gw-1"),  # the same id on another device: the first one counts
+        reading("gd-cdu1-102", 0, id="gw-1"),  # the same id and time on another device: a retry
         reading("gd-cdu1-101", 0),
         reading("gd-cdu1-101", 0),  # the same reading twice without an id: the same derived id
     ]
 
     encoded = encode_many(items)
 
-    sent = [o for b in batches(encoded) for o in b.observations]
-    assert [o.envelope.id for o in sent] == ["gw-1", encoded.ids[2]]
-    assert sent[0].device == "gd-cdu1-101"
+    assert [o.envelope.id for o in sent(encoded)] == ["gw-1", encoded.ids[2]]
+    assert sent(encoded)[0].device == "gd-cdu1-101"
     assert encoded.ids[:2] == ["gw-1", "gw-1"]
     assert encoded.ids[3] == encoded.ids[2]
     assert [m.subject.rsplit(".", 1)[1] for m in encoded.messages] == ["gd-cdu1-101"]
+
+
+def test_a_reused_id_at_the_same_time_with_another_value_keeps_the_first_value() -> None:
+    first = observation(id="gw-1", value=12.5)
+    later = [
+        observation(id="gw-1", value=99.0),
+        observation(id="gw-1", value=1.0, time=MEASURED.astimezone(UTC)),
+    ]
+
+    encoded = encode_many([first, *later])
+
+    assert [(o.envelope.id, o.value) for o in sent(encoded)] == [("gw-1", 12.5)]
+    assert encoded.ids == ["gw-1"] * 3
+
+
+def test_a_reused_id_at_another_time_is_another_observation() -> None:
+    items = [
+        reading("gd-cdu1-101", 0, id="gw-1"),
+        reading("gd-cdu1-101", 1, id="gw-1"),
+        reading("gd-cdu1-102", 2, id="gw-1"),
+    ]
+
+    encoded = encode_many(items)
+
+    assert [(o.device, o.value) for o in sent(encoded)] == [
+        ("gd-cdu1-101", 0.0),
+        ("gd-cdu1-101", 1.0),
+        ("gd-cdu1-102", 2.0),
+    ]
+    assert {o.envelope.id for o in sent(encoded)} == {"gw-1"}
+
+
+def nats_ids(items: list[ObservationIn], *, tenant: str = TENANT, received: datetime = RECEIVED) -> list[str]:
+    encoded = encode_observations(items, tenant=tenant, source=SOURCE, received=received)
+    return [m.headers["Nats-Msg-Id"] for m in encoded.messages]
+
+
+@pytest.mark.parametrize("size", [1, 3])
+def test_the_same_client_ids_in_two_tenants_travel_under_different_message_ids(size: int) -> None:
+    items = [reading("gd-cdu1-101", n, id=f"shared-id-{n}") for n in range(size)]
+
+    assert nats_ids(items, tenant="mipo-petrochem") != nats_ids(items, tenant="ulsan-refining")
+
+
+@pytest.mark.parametrize("size", [1, 3])
+def test_message_ids_depend_on_member_times_not_values_or_arrival(size: int) -> None:
+    items = [reading("gd-cdu1-101", n, id=f"gw-{n}") for n in range(size)]
+    other_values = [msgspec.structs.replace(i, value=(i.value or 0) + 7) for i in items]
+    other_times = [msgspec.structs.replace(i, time=MEASURED + timedelta(hours=1)) for i in items[:1]] + items[
+        1:
+    ]
+
+    # A retry arrives later, maybe with another value for the same reading: JetStream drops it,
+    # as the store would keep the first copy anyway.
+    assert nats_ids(items) == nats_ids(items, received=RECEIVED + timedelta(seconds=30))
+    assert nats_ids(items) == nats_ids(other_values)
+    # The same ids at another time are other observations: another message.
+    assert nats_ids(items) != nats_ids(other_times)
+
+
+def test_an_out_of_range_reading_carries_its_quality_reason_and_is_listed_once() -> None:
+    fault = Checked(
+        site="ulsan-refinery",
+        device="gd-cdu1-101",
+        kind="gas.h2s",
+        id="gw-9",
+        time=MEASURED,
+        value=5000.0,
+        unit="ppm",
+        quality="bad",
+        quality_reason="out_of_range: 5000 outside 0..100 ppm",
+    )
+
+    encoded = encode_many([fault, reading("gd-cdu1-102", 1), fault])
+
+    obs = sent(encoded)
+    assert [(o.quality, o.quality_reason) for o in obs] == [
+        (Quality.QUALITY_BAD, "out_of_range: 5000 outside 0..100 ppm"),
+        (Quality.QUALITY_GOOD, ""),
+    ]
+    assert encoded.out_of_range == ["gas.h2s"]

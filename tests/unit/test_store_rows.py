@@ -11,6 +11,7 @@ import pytest
 
 from services.common.bus.consumer import Poison, retry_delay
 from services.common.contracts import ObservationBatch
+from services.ingest.domain.checks import Checked
 from services.ingest.domain.contract import BoxIn, PositionIn
 from services.ingest.encode import encode_observations, to_message
 from services.store.rows import COLUMNS, observation_rows
@@ -89,6 +90,20 @@ def test_a_detection_keeps_confidence_snapshot_and_its_details() -> None:
         "position": {"latitude": 35.47187, "longitude": 129.351, "altitude": 18.5},
         "attributes": {"model": "yolo-fire-v3"},
     }
+
+
+def test_a_quality_reason_is_kept_in_detail_under_its_api_name() -> None:
+    fault = Checked(
+        **msgspec.structs.asdict(observation(value=5000.0, quality="bad")),
+        quality_reason="out_of_range: 5000 outside 0..100 ppm",
+    )
+    out = to_message(fault, tenant="ulsan-refining", source="/k/1", received=RECEIVED)
+
+    stored = row(FakeMsg(out.subject, out.payload))
+
+    assert (stored["value"], stored["quality"]) == (5000.0, 3)
+    assert msgspec.json.decode(stored["detail"]) == {"qualityReason": "out_of_range: 5000 outside 0..100 ppm"}
+    assert row(message(quality="bad"))["detail"] is None
 
 
 def test_a_value_of_zero_is_stored_as_zero_not_as_missing() -> None:

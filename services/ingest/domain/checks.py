@@ -2,7 +2,9 @@
 
 Typed decoding (contract.py) catches shape errors; here the observation is checked against the
 site registry and the caller's key: the key may post for the site, the device is registered there
-and measures that kind, the unit matches, the time is not in the future.
+and measures that kind, the unit matches, the time is not in the future. An observation that
+passes is completed from the registry: its unit filled in, and a value outside the registered
+range marked as a device fault (kept, quality bad, with the reason).
 """
 
 from __future__ import annotations
@@ -10,11 +12,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import msgspec
+
 from services.common.auth.principal import Principal
+from services.common.sites.model import Measure
 from services.common.sites.registry import SiteRegistry
 from services.ingest.domain.contract import ObservationIn
 
 _GOOD = frozenset({"good", "QUALITY_GOOD"})
+# Prefix of the quality reason of a value outside the registered range.
+OUT_OF_RANGE = "out_of_range"
+
+
+class Checked(ObservationIn, frozen=True, kw_only=True):
+    """An observation as the hub accepted it, with what the hub judged about it.
+
+    Never decoded from a request: a client cannot send `quality_reason`.
+    """
+
+    # Why the quality is not good, e.g. "out_of_range: 5000 outside 0..100 ppm".
+    quality_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +79,8 @@ def check(
     max_future: timedelta,
     *,
     max_age: timedelta | None = None,
-) -> ItemError | None:
+) -> ItemError | ObservationIn:
+    """The reason `item` is refused, or the item as it is to travel (see `_complete`)."""
     if registry.tenant_of(item.site) is None:
         return ItemError(index, "site", f"unknown site '{item.site}'")
     if registry.device(item.site, item.device) is None:
@@ -94,4 +112,30 @@ def check(
                 f"time is more than {max_age.days} days in the past; the hub keeps {max_age.days} days"
                 " of history (store.retention_days)",
             )
-    return None
+    return _complete(item, measure)
+
+
+def _complete(item: ObservationIn, measure: Measure) -> ObservationIn:
+    """`item` with the registry's unit, and a value outside the registered range marked bad.
+
+    An out-of-range reading is a fault of the instrument (a broken sensor, a loop at 0 or 24 mA),
+    not a measurement: it is kept, so the fault is on record, but with quality bad and the reason,
+    so nothing downstream takes 5000 ppm on a 0-100 ppm detector for a gas release. A quality the
+    client already sent as bad or uncertain is kept as sent; the reason is added all the same.
+    """
+    value, bounds = item.value, measure.range
+    if value is None or bounds is None or bounds[0] <= value <= bounds[1]:  # the range is inclusive
+        return item if item.unit is not None else msgspec.structs.replace(item, unit=measure.unit)
+    low, high = bounds
+    fields = {name: getattr(item, name) for name in item.__struct_fields__}
+    fields["unit"] = measure.unit
+    if item.quality in _GOOD:
+        fields["quality"] = "bad"
+    reason = f"{OUT_OF_RANGE}: {_number(value)} outside {_number(low)}..{_number(high)} {measure.unit}"
+    return Checked(**fields, quality_reason=reason)
+
+
+def _number(value: float) -> str:
+    # 5000.0 -> "5000", 12.5 -> "12.5": how a person writes the range in the site file.
+    text = repr(value)
+    return text[:-2] if text.endswith(".0") else text

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from services.common.contracts._generated.safetyhub.v1 import envelope_pb2 as safetyhub_dot_v1_dot_envelope__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esafetyhub/v1/observation.proto\x12\x0csafetyhub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bsafetyhub/v1/envelope.proto\"B\n\x0b\x42oundingBox\x12\t\n\x01x\x18\x01 \x01(\x01\x12\t\n\x01y\x18\x02 \x01(\x01\x12\r\n\x05width\x18\x03 \x01(\x01\x12\x0e\n\x06height\x18\x04 \x01(\x01\"S\n\x08Position\x12\x10\n\x08latitude\x18\x01 \x01(\x01\x12\x11\n\tlongitude\x18\x02 \x01(\x01\x12\x15\n\x08\x61ltitude\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\x0b\n\t_altitude\"\xd5\x03\n\x0bObservation\x12(\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x16.safetyhub.v1.Envelope\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x12\n\x05value\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x0c\n\x04unit\x18\x05 \x01(\t\x12&\n\x07quality\x18\x06 \x01(\x0e\x32\x15.safetyhub.v1.Quality\x12\x17\n\nconfidence\x18\x07 \x01(\x01H\x01\x88\x01\x01\x12&\n\x03\x62ox\x18\x08 \x01(\x0b\x32\x19.safetyhub.v1.BoundingBox\x12\x10\n\x08snapshot\x18\t \x01(\t\x12(\n\x08position\x18\n \x01(\x0b\x32\x16.safetyhub.v1.Position\x12=\n\nattributes\x18\x0b \x03(\x0b\x32).safetyhub.v1.Observation.AttributesEntry\x12,\n\x08received\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x08\n\x06_valueB\r\n\x0b_confidence\"m\n\x10ObservationBatch\x12(\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x16.safetyhub.v1.Envelope\x12/\n\x0cobservations\x18\x02 \x03(\x0b\x32\x19.safetyhub.v1.Observation*\\\n\x07Quality\x12\x17\n\x13QUALITY_UNSPECIFIED\x10\x00\x12\x10\n\x0cQUALITY_GOOD\x10\x01\x12\x15\n\x11QUALITY_UNCERTAIN\x10\x02\x12\x0f\n\x0bQUALITY_BAD\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esafetyhub/v1/observation.proto\x12\x0csafetyhub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bsafetyhub/v1/envelope.proto\"B\n\x0b\x42oundingBox\x12\t\n\x01x\x18\x01 \x01(\x01\x12\t\n\x01y\x18\x02 \x01(\x01\x12\r\n\x05width\x18\x03 \x01(\x01\x12\x0e\n\x06height\x18\x04 \x01(\x01\"S\n\x08Position\x12\x10\n\x08latitude\x18\x01 \x01(\x01\x12\x11\n\tlongitude\x18\x02 \x01(\x01\x12\x15\n\x08\x61ltitude\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\x0b\n\t_altitude\"\xed\x03\n\x0bObservation\x12(\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x16.safetyhub.v1.Envelope\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x12\n\x05value\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x0c\n\x04unit\x18\x05 \x01(\t\x12&\n\x07quality\x18\x06 \x01(\x0e\x32\x15.safetyhub.v1.Quality\x12\x17\n\nconfidence\x18\x07 \x01(\x01H\x01\x88\x01\x01\x12&\n\x03\x62ox\x18\x08 \x01(\x0b\x32\x19.safetyhub.v1.BoundingBox\x12\x10\n\x08snapshot\x18\t \x01(\t\x12(\n\x08position\x18\n \x01(\x0b\x32\x16.safetyhub.v1.Position\x12=\n\nattributes\x18\x0b \x03(\x0b\x32).safetyhub.v1.Observation.AttributesEntry\x12,\n\x08received\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0equality_reason\x18\r \x01(\t\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x08\n\x06_valueB\r\n\x0b_confidence\"m\n\x10ObservationBatch\x12(\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x16.safetyhub.v1.Envelope\x12/\n\x0cobservations\x18\x02 \x03(\x0b\x32\x19.safetyhub.v1.Observation*\\\n\x07Quality\x12\x17\n\x13QUALITY_UNSPECIFIED\x10\x00\x12\x10\n\x0cQUALITY_GOOD\x10\x01\x12\x15\n\x11QUALITY_UNCERTAIN\x10\x02\x12\x0f\n\x0bQUALITY_BAD\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,16 +35,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_OBSERVATION_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_OBSERVATION_ATTRIBUTESENTRY']._serialized_options = b'8\001'
-  _globals['_QUALITY']._serialized_start=846
-  _globals['_QUALITY']._serialized_end=938
+  _globals['_QUALITY']._serialized_start=870
+  _globals['_QUALITY']._serialized_end=962
   _globals['_BOUNDINGBOX']._serialized_start=110
   _globals['_BOUNDINGBOX']._serialized_end=176
   _globals['_POSITION']._serialized_start=178
   _globals['_POSITION']._serialized_end=261
   _globals['_OBSERVATION']._serialized_start=264
-  _globals['_OBSERVATION']._serialized_end=733
-  _globals['_OBSERVATION_ATTRIBUTESENTRY']._serialized_start=659
-  _globals['_OBSERVATION_ATTRIBUTESENTRY']._serialized_end=708
-  _globals['_OBSERVATIONBATCH']._serialized_start=735
-  _globals['_OBSERVATIONBATCH']._serialized_end=844
+  _globals['_OBSERVATION']._serialized_end=757
+  _globals['_OBSERVATION_ATTRIBUTESENTRY']._serialized_start=683
+  _globals['_OBSERVATION_ATTRIBUTESENTRY']._serialized_end=732
+  _globals['_OBSERVATIONBATCH']._serialized_start=759
+  _globals['_OBSERVATIONBATCH']._serialized_end=868
 # @@protoc_insertion_point(module_scope)

@@ -107,7 +107,10 @@ Global___Position: _TypeAlias = Position  # noqa: Y015
 
 @_typing.final
 class Observation(_message.Message):
-    """One reading or one detection from one device at one time. Immutable; idempotent by envelope.id."""
+    """One reading or one detection from one device at one time. Immutable. Its identity is
+    (envelope.tenant, envelope.id, envelope.time): the same client id in two tenants, or at two
+    times, names two observations; the same triple again is a retry of the first.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -143,6 +146,7 @@ class Observation(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     ATTRIBUTES_FIELD_NUMBER: _builtins.int
     RECEIVED_FIELD_NUMBER: _builtins.int
+    QUALITY_REASON_FIELD_NUMBER: _builtins.int
     device: _builtins.str
     kind: _builtins.str
     """Dotted kind: "gas.h2s", "gas.lel", "temperature", "flame", "video.fall", ..."""
@@ -155,6 +159,10 @@ class Observation(_message.Message):
     """Detection confidence 0..1; absent for readings."""
     snapshot: _builtins.str
     """Reference (URI) to a stored frame; frames never travel on the bus."""
+    quality_reason: _builtins.str
+    """Why the quality is not good, when the hub judged it: "out_of_range: 5000 outside 0..100 ppm"
+    for a reading outside the device's registered range. Empty otherwise.
+    """
     @_builtins.property
     def envelope(self) -> _envelope_pb2.Envelope: ...
     @_builtins.property
@@ -182,10 +190,11 @@ class Observation(_message.Message):
         position: Global___Position | None = ...,
         attributes: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         received: _timestamp_pb2.Timestamp | None = ...,
+        quality_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_confidence", b"_confidence", "_value", b"_value", "box", b"box", "confidence", b"confidence", "envelope", b"envelope", "position", b"position", "received", b"received", "value", b"value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_confidence", b"_confidence", "_value", b"_value", "attributes", b"attributes", "box", b"box", "confidence", b"confidence", "device", b"device", "envelope", b"envelope", "kind", b"kind", "position", b"position", "quality", b"quality", "received", b"received", "snapshot", b"snapshot", "unit", b"unit", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_confidence", b"_confidence", "_value", b"_value", "attributes", b"attributes", "box", b"box", "confidence", b"confidence", "device", b"device", "envelope", b"envelope", "kind", b"kind", "position", b"position", "quality", b"quality", "quality_reason", b"quality_reason", "received", b"received", "snapshot", b"snapshot", "unit", b"unit", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__confidence: _TypeAlias = _typing.Literal["confidence"]  # noqa: Y015
     _WhichOneofArgType__confidence: _TypeAlias = _typing.Literal["_confidence", b"_confidence"]  # noqa: Y015
@@ -205,8 +214,9 @@ class ObservationBatch(_message.Message):
     One bus message per device and request rather than one per observation: every message costs the
     publisher, the server and each consumer a round of protocol work, and a multi-gas detector sends
     four readings at once. Each observation keeps its own envelope and id; consumers stay idempotent
-    per observation (the store's primary key), while JetStream deduplicates a re-published batch by
-    the batch's envelope.id. A batch of one observation has that observation's id.
+    per observation on (tenant, id, time) (the store's primary key), while JetStream deduplicates a
+    re-published batch by the batch's envelope.id, a ULID derived from the tenant and the members'
+    ids and times (also for a batch of one), so equal client ids of two tenants never collide.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
