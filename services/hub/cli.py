@@ -172,8 +172,9 @@ async def _keys(args: argparse.Namespace) -> int:
     from services.hub.commands import create_key, revoke, show_keys
 
     config, base = _config(args)
-    # Key changes log an `audit` line each (stderr); the key itself goes alone to stdout.
-    configure_logging("info" if args.keys_command in ("create", "revoke") else "warning")
+    # A key change logs an `audit` event (JSON on stderr), so changes log at the configured level;
+    # the key itself goes alone to stdout.
+    configure_logging(config.log_level if args.keys_command in ("create", "revoke") else "warning")
     if args.keys_command == "list":
         print(await show_keys(config, _data_dir(args), tenant=args.tenant, include_revoked=args.all))
         return 0
