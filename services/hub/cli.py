@@ -14,12 +14,11 @@ from typing import Any
 
 import msgspec
 
+from services.common.auth.principal import ROLES
 from services.common.errors import ConfigError, SafetyhubError
 from services.common.logging import configure_logging
 from services.common.settings import HubConfig, load_config
 from services.hub.ports import PortUnavailable, check_http_port
-
-ROLE_CHOICES = ("gateway", "viewer", "responder", "operator", "admin", "platform")
 
 
 def _version() -> str:
@@ -76,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     common(create)
     create.add_argument("--tenant", required=True, help="tenant the key belongs to (an id of the site files)")
     create.add_argument(
-        "--role", required=True, choices=ROLE_CHOICES, help="what the key may do (see the README's roles)"
+        "--role", required=True, choices=ROLES, help="what the key may do (see the README's roles)"
     )
     create.add_argument(
         "--sites", help="comma-separated sites the key is limited to (default: all of the tenant)"
