@@ -40,13 +40,13 @@ def _exposed(metric: MetricWrapperBase, suffix: str = "") -> str:
 _RECEIVED = _exposed(ingest.RECEIVED, "_total")
 _ACCEPTED = _exposed(ingest.ACCEPTED, "_total")
 _REJECTED = _exposed(ingest.REJECTED, "_total")
-_STREAM_DUPLICATES = _exposed(ingest.DUPLICATES, "_total")
+_INGEST_DUPLICATES = _exposed(ingest.DUPLICATES, "_total")
 _STORED = _exposed(store.STORED, "_total")
 _STORE_DUPLICATES = _exposed(store.DUPLICATES, "_total")
 _DEADLETTER = _exposed(DEADLETTERED, "_total")
 _LAG = _exposed(CONSUMER_LAG)
 _BATCH_BUCKET = _exposed(store.BATCH_SECONDS, "_bucket")
-_PLAIN = (_RECEIVED, _ACCEPTED, _STREAM_DUPLICATES, _STORED, _STORE_DUPLICATES)
+_PLAIN = (_RECEIVED, _ACCEPTED, _INGEST_DUPLICATES, _STORED, _STORE_DUPLICATES)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,7 +118,7 @@ def snapshot_of(families: Iterable[Metric]) -> FlowSnapshot:
         accepted=plain[_ACCEPTED],
         rejected=dict(rejected),
         stored=plain[_STORED],
-        ingest_duplicates=plain[_STREAM_DUPLICATES],
+        ingest_duplicates=plain[_INGEST_DUPLICATES],
         store_duplicates=plain[_STORE_DUPLICATES],
         deadlettered=dict(deadlettered),
         lag=dict(lag),
