@@ -109,12 +109,15 @@ def load_config(path: Path | None, env: dict[str, str] | None = None) -> tuple[H
     return config, base
 
 
+def site_patterns(config: HubConfig, base: Path) -> list[Path]:
+    """The configured site paths and globs made absolute (against `base`), as start-up names them."""
+    return [Path(pattern) if Path(pattern).is_absolute() else base / pattern for pattern in config.sites]
+
+
 def site_files(config: HubConfig, base: Path) -> list[Path]:
     """Expand the configured site paths and globs, in a stable order."""
     found: list[Path] = []
-    for pattern in config.sites:
-        candidate = Path(pattern)
-        root = candidate if candidate.is_absolute() else base / candidate
+    for pattern, root in zip(config.sites, site_patterns(config, base), strict=True):
         if any(ch in pattern for ch in "*?["):
             anchor = Path(root.anchor) if root.is_absolute() else base
             matches = sorted(anchor.glob(str(root.relative_to(anchor))))

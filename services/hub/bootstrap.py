@@ -23,10 +23,11 @@ from services.common.bus.publisher import JetStreamPublisher
 from services.common.bus.streams import ensure_streams, hub_streams
 from services.common.db import migrations
 from services.common.db.pool import create_pool
+from services.common.errors import ConfigError
 from services.common.http.middleware import MAX_BODY_BYTES, auth_middleware, problem_middleware
 from services.common.http.ops import ReadinessCheck, add_ops_routes
 from services.common.logging import get_logger
-from services.common.settings import HubConfig, site_files
+from services.common.settings import HubConfig, site_files, site_patterns
 from services.common.sites.registry import SiteRegistry
 from services.common.sites.reload import SiteReloader, fingerprint
 from services.ingest.api import IngestApi
@@ -47,11 +48,38 @@ class LoadedSites:
 
 
 async def load_sites(config: HubConfig, base: Path) -> LoadedSites:
+    """The site files' registry; raises ConfigError when they cannot be read or hold no site.
+
+    A hub with no site accepts nothing, so when the configured paths find no site file (a hub
+    started from another directory, a typo in `sites:`) start-up stops and names where it looked.
+    Only an explicit `sites: []` runs a hub with no sites.
+    """
     files = site_files(config, base)
+    if config.sites and not files:
+        raise ConfigError("sites", None, "", f"no site file found at {_looked_at(config, base)}")
     seen = await asyncio.to_thread(fingerprint, files)
     registry = await asyncio.to_thread(SiteRegistry.load, files)
+    if config.sites and not registry.sites:
+        raise ConfigError(
+            "sites",
+            None,
+            "",
+            f"the site files {', '.join(map(str, files))} declare no site; they were found at"
+            f" {_looked_at(config, base)}",
+        )
+    if not registry.sites:
+        log.warning("no_sites_configured", hint="`sites: []` in the config: nothing can be posted")
     log.info("sites_loaded", files=[str(f) for f in files], sites=len(registry.sites))
     return LoadedSites(registry, seen)
+
+
+def _looked_at(config: HubConfig, base: Path) -> str:
+    patterns = ", ".join(str(p.absolute()) for p in site_patterns(config, base))
+    return (
+        f"{patterns} (relative paths count from the config file's directory, or without --config"
+        " from the working directory). Run from the safetyhub checkout, or pass --config FILE whose"
+        " `sites:` names the site files; `sites: []` runs a hub with no sites"
+    )
 
 
 def all_migrations() -> list[migrations.Migration]:

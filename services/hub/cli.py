@@ -1,25 +1,39 @@
-"""The `safetyhub` command: up, demo, run, migrate, keys."""
+"""The `safetyhub` command: up, demo, run, migrate, keys (create, list, revoke)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from services.common.auth.principal import ROLES
 from services.common.errors import ConfigError, SafetyhubError
 from services.common.logging import configure_logging
 from services.common.settings import HubConfig, load_config
+from services.hub.ports import PortUnavailable, check_http_port
+
+
+def _version() -> str:
+    try:
+        return metadata.version("safetyhub")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="safetyhub", description="Safety incident and alarm hub")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument(
+        "--version", action="version", version=f"safetyhub {_version()}", help="print the version and exit"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do")
 
     def common(p: argparse.ArgumentParser, *, data_dir: bool = True) -> None:
         p.add_argument("--config", type=Path, help="hub config file (YAML); defaults built in")
@@ -28,31 +42,40 @@ def _parser() -> argparse.ArgumentParser:
                 "--data-dir", type=Path, help="data directory (default $SAFETYHUB_DATA_DIR or ./.safetyhub)"
             )
 
+    def http_port(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--http-port",
+            type=int,
+            help="HTTP port (default http.port of the config, 8080; 0 picks a free one)",
+        )
+
     up = sub.add_parser("up", help="run every service in one process with embedded NATS and PostgreSQL")
     common(up)
-    up.add_argument("--http-port", type=int, help="HTTP port (default 8080; 0 picks a free one)")
+    http_port(up)
     up.add_argument("--workers", type=int, help="worker processes sharing the HTTP port (default 1)")
 
     demo = sub.add_parser("demo", help="`up` plus a simulated Ulsan plant and a live terminal view")
     common(demo)
-    demo.add_argument("--http-port", type=int)
+    http_port(demo)
     demo.add_argument("--plain", action="store_true", help="no live view: log JSON to stderr instead")
 
     run = sub.add_parser("run", help="run one service against external NATS and PostgreSQL")
-    run.add_argument("service", choices=["ingest", "store"])
+    run.add_argument("service", choices=["ingest", "store"], help="the service to run: ingest or store")
     common(run, data_dir=False)
-    run.add_argument("--http-port", type=int)
+    http_port(run)
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
     common(migrate)
 
-    keys = sub.add_parser("keys", help="manage API keys")
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    keys = sub.add_parser("keys", help="create, list and revoke API keys")
+    keys_sub = keys.add_subparsers(
+        dest="keys_command", required=True, metavar="ACTION", help="create, list or revoke"
+    )
     create = keys_sub.add_parser("create", help="create a key; it is printed once and only its hash is kept")
     common(create)
-    create.add_argument("--tenant", required=True)
+    create.add_argument("--tenant", required=True, help="tenant the key belongs to (an id of the site files)")
     create.add_argument(
-        "--role", required=True, choices=["gateway", "viewer", "responder", "operator", "admin", "platform"]
+        "--role", required=True, choices=ROLES, help="what the key may do (see the README's roles)"
     )
     create.add_argument(
         "--sites", help="comma-separated sites the key is limited to (default: all of the tenant)"
@@ -62,7 +85,20 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated device ids a gateway key may post for: a device's own key"
         " (default: every device of its sites)",
     )
-    create.add_argument("--description", default="")
+    create.add_argument(
+        "--description", default="", help="a note shown by `keys list`, e.g. where the key is used"
+    )
+
+    listing = keys_sub.add_parser("list", help="list keys (never their secrets, which are not kept)")
+    common(listing)
+    listing.add_argument("--tenant", help="only the keys of this tenant")
+    listing.add_argument("--all", action="store_true", help="revoked keys too")
+
+    revoke = keys_sub.add_parser("revoke", help="revoke a key: it stops working within 30 seconds")
+    common(revoke)
+    revoke.add_argument(
+        "key_id", metavar="KEY_ID", help="the key id, as `keys list` shows it (shk_<key id>_...)"
+    )
     return parser
 
 
@@ -96,6 +132,7 @@ async def _up(args: argparse.Namespace) -> int:
     from services.hub.commands import serve
 
     config, base = _config(args)
+    check_http_port(config.http)
     configure_logging(config.log_level)
     return await serve(config, base, _data_dir(args), config_path=args.config)
 
@@ -104,6 +141,7 @@ async def _demo(args: argparse.Namespace) -> int:
     from services.hub.demo import run_demo
 
     config, base = _config(args)
+    check_http_port(config.http)
     return await run_demo(config, base, _data_dir(args), live=not args.plain)
 
 
@@ -111,6 +149,7 @@ async def _run(args: argparse.Namespace) -> int:
     from services.hub.commands import run_service
 
     config, base = _config(args)
+    check_http_port(config.http)
     configure_logging(config.log_level)
     return await run_service(config, base, args.service)
 
@@ -128,13 +167,23 @@ def _list(option: str | None) -> list[str] | None:
     return None if option is None else [part.strip() for part in option.split(",") if part.strip()]
 
 
-async def _keys_create(args: argparse.Namespace) -> int:
-    from services.hub.commands import create_key
+async def _keys(args: argparse.Namespace) -> int:
+    from services.hub.commands import create_key, revoke, show_keys
 
-    config, _ = _config(args)
-    configure_logging("warning")
+    config, base = _config(args)
+    # A key change logs an `audit` event (JSON on stderr), so changes log at the configured level;
+    # the key itself goes alone to stdout.
+    configure_logging(config.log_level if args.keys_command in ("create", "revoke") else "warning")
+    if args.keys_command == "list":
+        print(await show_keys(config, _data_dir(args), tenant=args.tenant, include_revoked=args.all))
+        return 0
+    if args.keys_command == "revoke":
+        info = await revoke(config, _data_dir(args), args.key_id)
+        print(f"revoked {info.key_id} ({info.tenant}, {info.role})")
+        return 0
     key = await create_key(
         config,
+        base,
         _data_dir(args),
         tenant=args.tenant,
         role=args.role,
@@ -157,11 +206,20 @@ def run_async(main: Coroutine[Any, Any, int]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"up": _up, "demo": _demo, "run": _run, "migrate": _migrate, "keys": _keys_create}
+    handlers = {"up": _up, "demo": _demo, "run": _run, "migrate": _migrate, "keys": _keys}
     try:
         return run_async(handlers[args.command](args))
     except ConfigError as err:
         print(f"safetyhub: configuration error: {err}", file=sys.stderr)
+        return 2
+    except PortUnavailable as err:
+        print(f"safetyhub: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno != errno.EADDRINUSE:
+            raise
+        # Taken between the check at start-up and the bind.
+        print(f"safetyhub: {err}; choose another port with --http-port PORT", file=sys.stderr)
         return 2
     except SafetyhubError as err:
         print(f"safetyhub: {err}", file=sys.stderr)

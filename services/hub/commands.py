@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
+from services.common.auth.keys import KeyError_, KeyInfo, list_keys, revoke_key
 from services.common.auth.keys import create_key as store_key
 from services.common.db import migrations
 from services.common.db.pool import create_pool
 from services.common.errors import ConfigError
 from services.common.logging import get_logger
 from services.common.settings import HubConfig
+from services.common.sites.registry import SiteRegistry
 from services.hub.bootstrap import SERVICES, Endpoints, Hub, LoadedSites, all_migrations, load_sites
 from services.hub.runtime import database_url, hub_endpoints, redact, write_runtime_file
 from services.hub.supervisor import Supervisor, WorkerPlan, free_port
@@ -119,8 +122,40 @@ async def migrate(config: HubConfig, data_dir: Path) -> int:
     return 0
 
 
+def check_key_scope(
+    registry: SiteRegistry,
+    *,
+    tenant: str,
+    sites: Sequence[str] | None,
+    devices: Sequence[str] | None,
+) -> None:
+    """Refuse a key for a tenant, site or device the site files do not declare (KeyError_).
+
+    A key for a misspelt tenant or device would be created and then be refused on every post;
+    a key naming another tenant's site would be worse. The option at fault is named.
+    """
+    tenants = [t.id for t in registry.tenants]
+    if tenant not in tenants:
+        raise KeyError_(
+            f"--tenant: no tenant {tenant!r} in the site files; known: {', '.join(tenants) or 'none'}"
+        )
+    own = [site.id for site in registry.sites_of(tenant)]
+    for site in sites or ():
+        owner = registry.tenant_of(site)
+        if owner is None:
+            raise KeyError_(f"--sites: no site {site!r}; sites of {tenant}: {', '.join(own) or 'none'}")
+        if owner != tenant:
+            raise KeyError_(f"--sites: site {site!r} belongs to tenant {owner!r}, not to {tenant!r}")
+    scope = list(sites) if sites else own
+    for device in devices or ():
+        if not any(registry.device(site, device) is not None for site in scope):
+            where = "the key's sites" if sites else f"the sites of {tenant}"
+            raise KeyError_(f"--devices: no device {device!r} at {where} ({', '.join(scope) or 'none'})")
+
+
 async def create_key(
     config: HubConfig,
+    base: Path,
     data_dir: Path,
     *,
     tenant: str,
@@ -129,6 +164,8 @@ async def create_key(
     devices: Sequence[str] | None,
     description: str,
 ) -> str:
+    loaded = await load_sites(config, base)
+    check_key_scope(loaded.registry, tenant=tenant, sites=sites, devices=devices)
     async with database_url(data_dir, config) as url:
         pool = await create_pool(url, min_size=1, max_size=2)
         try:
@@ -138,3 +175,55 @@ async def create_key(
             )
         finally:
             await pool.close()
+
+
+async def show_keys(config: HubConfig, data_dir: Path, *, tenant: str | None, include_revoked: bool) -> str:
+    """`safetyhub keys list`: a table of the keys, never their secrets (only hashes exist)."""
+    async with database_url(data_dir, config) as url:
+        pool = await create_pool(url, min_size=1, max_size=2)
+        try:
+            await migrations.apply(pool, all_migrations())
+            keys = await list_keys(pool, tenant=tenant, include_revoked=include_revoked)
+        finally:
+            await pool.close()
+    return format_keys(keys)
+
+
+async def revoke(config: HubConfig, data_dir: Path, key_id: str) -> KeyInfo:
+    async with database_url(data_dir, config) as url:
+        pool = await create_pool(url, min_size=1, max_size=2)
+        try:
+            await migrations.apply(pool, all_migrations())
+            return await revoke_key(pool, key_id)
+        finally:
+            await pool.close()
+
+
+_KEY_COLUMNS = ("KEY ID", "TENANT", "ROLE", "SITES", "DEVICES", "DESCRIPTION", "CREATED", "REVOKED")
+
+
+def format_keys(keys: Sequence[KeyInfo]) -> str:
+    """Aligned columns, one key a line, as `ps` or `kubectl get` print them."""
+    if not keys:
+        return "no keys"
+
+    def when(moment: datetime | None) -> str:
+        return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if moment is not None else "-"
+
+    rows = [_KEY_COLUMNS] + [
+        (
+            key.key_id,
+            key.tenant,
+            key.role,
+            ",".join(key.sites) if key.sites is not None else "all",
+            ",".join(key.devices) if key.devices is not None else "all",
+            key.description or "-",
+            when(key.created_at),
+            when(key.revoked_at),
+        )
+        for key in keys
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_KEY_COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )

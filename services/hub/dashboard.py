@@ -1,8 +1,9 @@
 """The demo's live terminal view: where the hub listens and how readings flow through it.
 
 Figures come from the process's own Prometheus metrics, so the view shows exactly what a scrape
-would. The pure parts (`snapshot`, `rates`, `render`) are separate from the refresh loop so they
-can be tested without a terminal.
+would, and they add up: every accepted observation is stored, a duplicate (dropped by the stream
+or by the store) or in flight. The pure parts (`snapshot`, `rates`, `render`) are separate from
+the refresh loop so they can be tested without a terminal.
 """
 
 from __future__ import annotations
@@ -11,24 +12,41 @@ import asyncio
 import contextlib
 import math
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import Metric
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-_RECEIVED = "safetyhub_ingest_received_total"
-_ACCEPTED = "safetyhub_ingest_accepted_total"
-_REJECTED = "safetyhub_ingest_rejected_total"
-_STORED = "safetyhub_store_stored_total"
-_DUPLICATES = "safetyhub_store_duplicates_total"
-_DEADLETTER = "safetyhub_deadletter_total"
-_LAG = "safetyhub_consumer_lag"
-_BATCH_BUCKET = "safetyhub_store_batch_seconds_bucket"
+from services.common.bus.consumer import CONSUMER_LAG
+from services.common.bus.deadletter import DEADLETTERED
+from services.ingest import metrics as ingest
+from services.store import metrics as store
+
+
+def _exposed(metric: MetricWrapperBase, suffix: str = "") -> str:
+    """The name of `metric`'s samples as a scrape shows them (a counter's end in `_total`)."""
+    (family,) = metric.describe()
+    return f"{family.name}{suffix}"
+
+
+# From the metrics themselves, so a renamed metric cannot leave the view reading zeros.
+_RECEIVED = _exposed(ingest.RECEIVED, "_total")
+_ACCEPTED = _exposed(ingest.ACCEPTED, "_total")
+_REJECTED = _exposed(ingest.REJECTED, "_total")
+_INGEST_DUPLICATES = _exposed(ingest.DUPLICATES, "_total")
+_STORED = _exposed(store.STORED, "_total")
+_STORE_DUPLICATES = _exposed(store.DUPLICATES, "_total")
+_DEADLETTER = _exposed(DEADLETTERED, "_total")
+_LAG = _exposed(CONSUMER_LAG)
+_BATCH_BUCKET = _exposed(store.BATCH_SECONDS, "_bucket")
+_PLAIN = (_RECEIVED, _ACCEPTED, _INGEST_DUPLICATES, _STORED, _STORE_DUPLICATES)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,11 +57,24 @@ class FlowSnapshot:
     accepted: float = 0.0
     rejected: Mapping[str, float] = field(default_factory=dict)  # by reason
     stored: float = 0.0
-    duplicates: float = 0.0
+    # Accepted observations not stored again: dropped at ingest (the stream had their message, or
+    # the id repeated within one request) or by the store (a row with the id exists).
+    ingest_duplicates: float = 0.0
+    store_duplicates: float = 0.0
     deadlettered: Mapping[tuple[str, str], float] = field(default_factory=dict)  # by (consumer, reason)
     lag: Mapping[str, float] = field(default_factory=dict)  # messages waiting, by consumer
     # Store batch durations: (upper bound in s, cumulative count), ascending, ending at +Inf.
     batch_buckets: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def duplicates(self) -> float:
+        return self.ingest_duplicates + self.store_duplicates
+
+    @property
+    def in_flight(self) -> float:
+        """Accepted, and neither stored nor a duplicate yet: on the bus or in a store batch."""
+        # Never negative: after a restart the store may count redeliveries ingest never saw.
+        return max(0.0, self.accepted - self.stored - self.duplicates)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,16 +89,21 @@ class FlowRates:
 
 def snapshot(registry: CollectorRegistry) -> FlowSnapshot:
     """Reads the flow metrics from `registry` (the process's `REGISTRY` in the hub)."""
+    return snapshot_of(registry.collect())
+
+
+def snapshot_of(families: Iterable[Metric]) -> FlowSnapshot:
+    """Reads the flow metrics from metric families: a registry's, or a parsed `/metrics` scrape."""
     plain: dict[str, float] = defaultdict(float)
     rejected: dict[str, float] = defaultdict(float)
     deadlettered: dict[tuple[str, str], float] = defaultdict(float)
     lag: dict[str, float] = defaultdict(float)
     buckets: dict[float, float] = defaultdict(float)
-    for metric in registry.collect():
+    for metric in families:
         for sample in metric.samples:
             name, labels, value = sample.name, sample.labels, sample.value
             # Sums over any other labels, so a label added later does not break the view.
-            if name in (_RECEIVED, _ACCEPTED, _STORED, _DUPLICATES):
+            if name in _PLAIN:
                 plain[name] += value
             elif name == _REJECTED:
                 rejected[labels.get("reason", "")] += value
@@ -82,7 +118,8 @@ def snapshot(registry: CollectorRegistry) -> FlowSnapshot:
         accepted=plain[_ACCEPTED],
         rejected=dict(rejected),
         stored=plain[_STORED],
-        duplicates=plain[_DUPLICATES],
+        ingest_duplicates=plain[_INGEST_DUPLICATES],
+        store_duplicates=plain[_STORE_DUPLICATES],
         deadlettered=dict(deadlettered),
         lag=dict(lag),
         batch_buckets=tuple(sorted(buckets.items())),
@@ -146,7 +183,9 @@ def render(info: Mapping[str, str], snap: FlowSnapshot, flow: FlowRates) -> Rend
     table.add_row("Accepted", _count(snap.accepted), _rate(flow.accepted_per_s), "")
     table.add_row(_warn("Rejected", rejected), _count(rejected), "", _breakdown(snap.rejected))
     table.add_row("Stored", _count(snap.stored), _rate(flow.stored_per_s), p50)
-    table.add_row("Duplicates", _count(snap.duplicates), "", "")
+    duplicates = {"at ingest": snap.ingest_duplicates, "at the store": snap.store_duplicates}
+    table.add_row("Duplicates", _count(snap.duplicates), "", _breakdown(duplicates))
+    table.add_row("In flight", _count(snap.in_flight), "", "accepted - stored - duplicates")
     table.add_row(_warn("Dead-lettered", deadlettered), _count(deadlettered), "", _breakdown(dead_detail))
     table.add_row("Consumer lag", _count(sum(snap.lag.values())), "", _breakdown(snap.lag))
 

@@ -145,7 +145,7 @@ class IngestApi:
             )
 
         try:
-            await self._publisher.publish(messages)
+            published = await self._publisher.publish(messages)
         except UnavailableError as err:
             metrics.REJECTED.labels("unavailable").inc(len(accepted))
             raise Problem(
@@ -159,7 +159,7 @@ class IngestApi:
             metrics.REJECTED.labels("unavailable").inc(len(accepted))
             raise Problem(503, "Service unavailable", str(err), headers={"Retry-After": "5"}) from err
 
-        metrics.count_accepted(len(accepted), out_of_range=encoded.out_of_range)
+        metrics.count_accepted(len(accepted), messages, published, out_of_range=encoded.out_of_range)
         metrics.REQUEST_SECONDS.observe(time.perf_counter() - started)
         answer = {
             "accepted": accepted,

@@ -220,7 +220,7 @@ class _Packer:
         headers = ce_headers(
             id=batch_id, type=OBSERVATION_BATCH_TYPE, source=self._source, time=rfc3339(earliest)
         )
-        self.messages.append(OutgoingMessage(subject, payload, headers))
+        self.messages.append(OutgoingMessage(subject, payload, headers, count=len(indexes)))
 
 
 def encode_observations(

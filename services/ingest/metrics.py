@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from prometheus_client import Counter, Histogram
 
+from services.common.bus.publisher import OutgoingMessage, Published
+
 RECEIVED = Counter("safetyhub_ingest_received", "Observations received in requests (valid or not)")
 ACCEPTED = Counter("safetyhub_ingest_accepted", "Observations acknowledged by JetStream and answered 202")
+# Accepted, yet not new: observations of a message the stream already had (a retried post) and
+# ids repeated within one request. Accepted = stored + these + the store's duplicates + in flight.
+DUPLICATES = Counter(
+    "safetyhub_ingest_duplicates",
+    "Accepted observations the stream already had, or repeated within one request",
+)
 REJECTED = Counter("safetyhub_ingest_rejected", "Observations refused, by reason", ["reason"])
 REQUEST_SECONDS = Histogram(
     "safetyhub_ingest_request_seconds",
@@ -21,9 +29,20 @@ OUT_OF_RANGE = Counter(
 )
 
 
-def count_accepted(accepted: int, *, out_of_range: Iterable[str]) -> None:
-    """Count what JetStream acknowledged: `accepted` observations, and the kind of each one
-    outside its registered range."""
+def count_accepted(
+    accepted: int,
+    messages: Sequence[OutgoingMessage],
+    published: Published,
+    *,
+    out_of_range: Iterable[str],
+) -> None:
+    """Count what JetStream acknowledged for one request.
+
+    `accepted` observations; which of them are not new: those of messages the stream already had
+    (a retried post) and ids repeated within the request, which travel once (`messages` carry the
+    rest); and the kind of each one outside its registered range.
+    """
     ACCEPTED.inc(accepted)
+    DUPLICATES.inc(published.duplicate_items + accepted - sum(message.count for message in messages))
     for kind in out_of_range:
         OUT_OF_RANGE.labels(kind).inc()

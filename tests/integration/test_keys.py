@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
+from structlog.testing import capture_logs
 
-from services.common.auth.keys import KeyError_, KeyVerifier, create_key
+from services.common.auth.keys import KeyError_, KeyVerifier, create_key, list_keys, revoke_key
 from services.common.auth.principal import Principal
 
 pytestmark = pytest.mark.integration
@@ -187,3 +189,74 @@ async def test_a_revoked_key_stops_verifying_once_the_cache_expires(
     assert await verifier.verify(token) is None, "a refusal is not turned back into a cached yes"
     # A fresh verifier (another worker process) refuses it at once.
     assert await KeyVerifier(pool, cache_ttl=TTL, clock=clock).verify(token) is None
+
+
+async def test_keys_are_listed_with_their_limits_and_never_their_secrets(pool: asyncpg.Pool) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    gateway = await create_key(
+        pool, tenant="acme", role="gateway", sites=["refinery"], devices=["gd-101"], description="gd-101"
+    )
+    viewer = await create_key(pool, tenant="acme", role="viewer")
+    await create_key(pool, tenant="other", role="admin")
+
+    listed = await list_keys(pool, tenant="acme")
+
+    assert [k.key_id for k in listed] == [key_id(gateway), key_id(viewer)]
+    first = listed[0]
+    assert (first.tenant, first.role, first.sites, first.devices, first.description) == (
+        "acme",
+        "gateway",
+        ("refinery",),
+        ("gd-101",),
+        "gd-101",
+    )
+    assert listed[1].sites is None and listed[1].devices is None
+    assert before < first.created_at <= datetime.now(UTC) and first.revoked_at is None
+    assert secret(gateway) not in repr(listed)
+    assert len(await list_keys(pool)) == 3
+
+
+async def test_a_revoked_key_stops_verifying_and_leaves_the_list_unless_all_are_asked_for(
+    pool: asyncpg.Pool,
+) -> None:
+    token = await create_key(pool, tenant="acme", role="gateway")
+    kept = await create_key(pool, tenant="acme", role="gateway")
+
+    revoked = await revoke_key(pool, key_id(token))
+
+    assert revoked.key_id == key_id(token) and revoked.revoked_at is not None
+    assert await KeyVerifier(pool).verify(token) is None
+    assert await KeyVerifier(pool).verify(kept) is not None
+    assert [k.key_id for k in await list_keys(pool, tenant="acme")] == [key_id(kept)]
+    everything = await list_keys(pool, tenant="acme", include_revoked=True)
+    assert [(k.key_id, k.revoked_at is not None) for k in everything] == [
+        (key_id(token), True),
+        (key_id(kept), False),
+    ]
+
+
+async def test_revoking_twice_or_an_unknown_key_is_an_error(pool: asyncpg.Pool) -> None:
+    token = await create_key(pool, tenant="acme", role="gateway")
+    first = await revoke_key(pool, key_id(token))
+
+    with pytest.raises(KeyError_, match="already revoked"):
+        await revoke_key(pool, key_id(token))
+    with pytest.raises(KeyError_, match="no key '000000000000'"):
+        await revoke_key(pool, "000000000000")
+    again = await pool.fetchval("SELECT revoked_at FROM api_keys WHERE key_id = $1", key_id(token))
+    assert again == first.revoked_at, "a second revocation must not move the time it was revoked"
+
+
+async def test_creating_and_revoking_a_key_are_audit_events_without_the_secret(pool: asyncpg.Pool) -> None:
+    with capture_logs() as logs:
+        token = await create_key(pool, tenant="acme", role="operator")
+        await revoke_key(pool, key_id(token))
+
+    audit = [entry for entry in logs if entry["event"] == "audit"]
+    assert [
+        (entry["action"], entry["key_id"], entry["tenant"], entry["role"]) for entry in audit
+    ] == [
+        ("key_created", key_id(token), "acme", "operator"),
+        ("key_revoked", key_id(token), "acme", "operator"),
+    ]
+    assert secret(token) not in repr(logs)

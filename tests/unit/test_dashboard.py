@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -22,9 +23,10 @@ class _Metrics:
         r = self.registry
         self.received = Counter("safetyhub_ingest_received", "", registry=r)
         self.accepted = Counter("safetyhub_ingest_accepted", "", registry=r)
+        self.ingest_duplicates = Counter("safetyhub_ingest_duplicates", "", registry=r)
         self.rejected = Counter("safetyhub_ingest_rejected", "", ["reason"], registry=r)
         self.stored = Counter("safetyhub_store_stored", "", registry=r)
-        self.duplicates = Counter("safetyhub_store_duplicates", "", registry=r)
+        self.store_duplicates = Counter("safetyhub_store_duplicates", "", registry=r)
         self.deadletter = Counter("safetyhub_deadletter", "", ["consumer", "reason"], registry=r)
         self.lag = Gauge("safetyhub_consumer_lag", "", ["consumer"], registry=r)
         self.batch = Histogram("safetyhub_store_batch_seconds", "", buckets=(0.01, 0.1, 1.0), registry=r)
@@ -51,13 +53,16 @@ def test_snapshot_reads_every_flow_metric() -> None:
     m.rejected.labels("unknown_device").inc(2)
     m.rejected.labels("future_time").inc(1)
     m.stored.inc(90)
-    m.duplicates.inc(4)
+    m.store_duplicates.inc(4)
+    m.ingest_duplicates.inc(2)
     m.deadletter.labels("store", "undecodable").inc(3)
     m.lag.labels("store").set(12)
     m.lag.labels("alarms").set(5)
     m.batch.observe(0.05)
     snap = snapshot(m.registry)
-    assert (snap.received, snap.accepted, snap.stored, snap.duplicates) == (100, 97, 90, 4)
+    assert (snap.received, snap.accepted, snap.stored) == (100, 97, 90)
+    assert (snap.ingest_duplicates, snap.store_duplicates, snap.duplicates) == (2, 4, 6)
+    assert snap.in_flight == 1
     assert snap.rejected == {"unknown_device": 2, "future_time": 1}
     assert snap.deadlettered == {("store", "undecodable"): 3}
     assert snap.lag == {"store": 12, "alarms": 5}
@@ -125,15 +130,57 @@ def test_the_view_shows_figures_and_breakdowns() -> None:
     assert "p50 batch 12.3 ms" in text
 
 
-async def test_run_dashboard_refreshes_until_stopped() -> None:
+def _row(text: str, label: str) -> list[str]:
+    """The cells of the table row that starts with `label`."""
+    line = next(line for line in text.splitlines() if re.match(rf"\W*{label}\b", line.strip("│┃ ")))
+    return [cell.strip() for cell in re.split(r"[│┃]", line) if cell.strip()]
+
+
+def test_the_totals_add_up_when_the_stream_drops_a_reposted_id() -> None:
+    # A reposted id: accepted twice, stored once, the stream dropped the second message.
+    snap = FlowSnapshot(accepted=14_308.0, stored=14_307.0, ingest_duplicates=1.0)
+
+    text = _text(render(INFO, snap, FlowRates()))
+
+    assert _row(text, "Accepted")[:2] == ["Accepted", "14,308"]
+    assert _row(text, "Stored")[:2] == ["Stored", "14,307"]
+    assert _row(text, "Duplicates")[:2] == ["Duplicates", "1"]
+    assert _row(text, "In flight")[:2] == ["In flight", "0"]
+
+
+def test_in_flight_is_what_is_neither_stored_nor_a_duplicate() -> None:
+    snap = FlowSnapshot(accepted=1_000.0, stored=900.0, ingest_duplicates=30.0, store_duplicates=20.0)
+
+    text = _text(render(INFO, snap, FlowRates()))
+
+    assert snap.in_flight == 50
+    assert _row(text, "Duplicates")[:3] == ["Duplicates", "50", "at ingest 30, at the store 20"]
+    assert _row(text, "In flight")[:2] == ["In flight", "50"]
+    # After a restart the store may count redeliveries that this process never accepted.
+    assert FlowSnapshot(accepted=5.0, stored=5.0, store_duplicates=3.0).in_flight == 0
+
+
+async def test_run_dashboard_shows_new_figures_while_running_and_stops() -> None:
     m = _Metrics()
     m.received.inc(42)
-    console = Console(file=io.StringIO(), width=120, color_system=None, force_terminal=False)
+    out = io.StringIO()
+    # A terminal console: Live redraws on every refresh (on a plain file it prints once, at the end).
+    console = Console(file=out, width=120, color_system=None, force_terminal=True)
     stop = asyncio.Event()
     task = asyncio.create_task(
         run_dashboard(INFO, stop, console=console, refresh_s=0.01, registry=m.registry)
     )
-    await asyncio.sleep(0.05)
+
+    async def shows(figure: str) -> None:
+        deadline = asyncio.get_running_loop().time() + 5.0
+        while figure not in out.getvalue():
+            assert not task.done(), "the view stopped before it was told to"
+            assert asyncio.get_running_loop().time() < deadline, f"the view never showed {figure}"
+            await asyncio.sleep(0.01)
+
+    await shows("42")
+    m.received.inc(4_200)  # after the first drawing: only a refresh can show it
+    await shows("4,242")
+    assert not task.done()
     stop.set()
     await asyncio.wait_for(task, timeout=2.0)
-    assert "42" in console.file.getvalue()

@@ -12,14 +12,18 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
 from services.common.auth.principal import ROLES, Principal, Role
 from services.common.db.pool import TRANSIENT_DB_ERRORS
 from services.common.errors import SafetyhubError, UnavailableError
+from services.common.logging import get_logger
 
 PREFIX = "shk"
+log = get_logger(__name__)
 
 
 class KeyError_(SafetyhubError):
@@ -71,7 +75,73 @@ async def create_key(
         list(devices) if devices is not None else None,
         description,
     )
+    log.info("audit", action="key_created", key_id=key_id, tenant=tenant, role=role)
     return f"{PREFIX}_{key_id}_{secret}"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """What is known of a key apart from its secret, which is never kept."""
+
+    key_id: str
+    tenant: str
+    role: str
+    sites: tuple[str, ...] | None  # None: every site of the tenant
+    devices: tuple[str, ...] | None  # None: every device of its sites
+    description: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+_INFO_COLUMNS = "key_id, tenant, role, sites, devices, description, created_at, revoked_at"
+
+
+def _info(row: asyncpg.Record) -> KeyInfo:
+    return KeyInfo(
+        key_id=row["key_id"],
+        tenant=row["tenant"],
+        role=row["role"],
+        sites=tuple(row["sites"]) if row["sites"] is not None else None,
+        devices=tuple(row["devices"]) if row["devices"] is not None else None,
+        description=row["description"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+async def list_keys(
+    conn: asyncpg.Connection | asyncpg.Pool, *, tenant: str | None = None, include_revoked: bool = False
+) -> list[KeyInfo]:
+    """Keys in the order they were made, of one tenant or all; revoked ones only when asked."""
+    rows = await conn.fetch(
+        f"SELECT {_INFO_COLUMNS} FROM api_keys"
+        " WHERE ($1::text IS NULL OR tenant = $1) AND ($2 OR revoked_at IS NULL)"
+        " ORDER BY created_at, key_id",
+        tenant,
+        include_revoked,
+    )
+    return [_info(row) for row in rows]
+
+
+async def revoke_key(conn: asyncpg.Connection | asyncpg.Pool, key_id: str) -> KeyInfo:
+    """Mark a key revoked; verifiers refuse it once their cache of it expires.
+
+    Raises KeyError_ for an unknown key id and for a key already revoked (a second revocation
+    would otherwise look like a first one that worked).
+    """
+    row = await conn.fetchrow(
+        f"UPDATE api_keys SET revoked_at = now() WHERE key_id = $1 AND revoked_at IS NULL"
+        f" RETURNING {_INFO_COLUMNS}",
+        key_id,
+    )
+    if row is None:
+        revoked_at = await conn.fetchval("SELECT revoked_at FROM api_keys WHERE key_id = $1", key_id)
+        if revoked_at is None:
+            raise KeyError_(f"no key {key_id!r}; `safetyhub keys list` shows the key ids")
+        raise KeyError_(f"key {key_id!r} was already revoked at {revoked_at.isoformat(timespec='seconds')}")
+    info = _info(row)
+    log.info("audit", action="key_revoked", key_id=key_id, tenant=info.tenant, role=info.role)
+    return info
 
 
 class KeyVerifier:

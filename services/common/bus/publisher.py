@@ -32,6 +32,22 @@ class OutgoingMessage:
     subject: str
     payload: bytes
     headers: dict[str, str]
+    # Items the message carries (observations of an ObservationBatch): what a publish that the
+    # stream drops as a duplicate does not add, for the publisher's caller to count.
+    count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What the stream made of one `publish`: every message is stored, some of them earlier."""
+
+    # Messages JetStream dropped as duplicates (their Nats-Msg-Id is in the stream already)...
+    duplicates: int = 0
+    # ...and the items (`OutgoingMessage.count`) they carry.
+    duplicate_items: int = 0
+
+    def __add__(self, other: Published) -> Published:
+        return Published(self.duplicates + other.duplicates, self.duplicate_items + other.duplicate_items)
 
 
 @dataclass(slots=True)
@@ -39,6 +55,7 @@ class _Batch:
     remaining: int
     done: asyncio.Future[None]
     errors: list[str] = field(default_factory=list)
+    duplicates: set[str] = field(default_factory=set)  # reply tokens of duplicate acks
 
 
 class JetStreamPublisher:
@@ -79,7 +96,8 @@ class JetStreamPublisher:
         return len(self._waiting)
 
     async def _on_ack(self, msg: Msg) -> None:
-        batch = self._waiting.pop(msg.subject[len(self._prefix) + 1 :], None)
+        token = msg.subject[len(self._prefix) + 1 :]
+        batch = self._waiting.pop(token, None)
         if batch is None:  # late ack of a batch that already timed out
             return
         data = msg.data
@@ -87,23 +105,27 @@ class JetStreamPublisher:
         # duplicate is success: the message is in the stream from an earlier publish.
         if b'"error"' in data or not data:
             batch.errors.append(data.decode(errors="replace") or "empty reply (no stream?)")
+        elif b'"duplicate"' in data:
+            batch.duplicates.add(token)
         batch.remaining -= 1
         if batch.remaining == 0 and not batch.done.done():
             batch.done.set_result(None)
 
-    async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+    async def publish(self, messages: Sequence[OutgoingMessage]) -> Published:
         """Publish all messages; return once JetStream stored every one, else raise.
 
+        Returns how many of them the stream already had (dropped as duplicates, which is success).
         Raises UnavailableError when NATS cannot be reached or does not acknowledge in time, and
         PublishRejected when the stream refused a message. Either way the caller must treat the
         whole batch as not accepted; publishing it again is safe (Nats-Msg-Id deduplicates).
         """
         if not messages:
-            return
+            return Published()
         if len(messages) > self._max_in_flight:
+            total = Published()
             for start in range(0, len(messages), self._max_in_flight):
-                await self.publish(messages[start : start + self._max_in_flight])
-            return
+                total += await self.publish(messages[start : start + self._max_in_flight])
+            return total
         if not self._nc.is_connected:
             raise UnavailableError("NATS is not connected")
         loop = asyncio.get_running_loop()
@@ -137,3 +159,7 @@ class JetStreamPublisher:
                 self._capacity.release()
         if batch.errors:
             raise PublishRejected(f"{len(batch.errors)} of {len(messages)} refused: {batch.errors[0]}")
+        if not batch.duplicates:
+            return Published()
+        dropped = [m for token, m in zip(tokens, messages, strict=True) if token in batch.duplicates]
+        return Published(len(dropped), sum(m.count for m in dropped))
