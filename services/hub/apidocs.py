@@ -14,12 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import swagger_ui_bundle
 import yaml
 from aiohttp import web
-
-from services.common.logging import get_logger
-
-log = get_logger(__name__)
 
 DOCUMENT_PATH = "/openapi.json"
 PAGE_PATH = "/docs"
@@ -63,10 +60,7 @@ _PAGE = f"""<!doctype html>
 
 
 def swagger_ui_dir() -> Path:
-    import swagger_ui_bundle
-
-    path: Path = Path(swagger_ui_bundle.swagger_ui_path)
-    return path
+    return Path(swagger_ui_bundle.swagger_ui_path)
 
 
 def load_document() -> bytes:
