@@ -51,3 +51,17 @@ async def test_only_the_pages_files_are_public(running_hub: RunningHub) -> None:
             assert resp.status == 404, path
     async with running_hub.session.get(running_hub.url + "/v1/observations") as resp:
         assert resp.status == 401
+
+
+async def test_every_route_of_the_hub_is_described(running_hub: RunningHub) -> None:
+    runner = running_hub.hub._runner  # the app as `up` serves it, every service included
+    assert runner is not None
+    served = {
+        (route.method.lower(), route.resource.canonical)
+        for route in runner.app.router.routes()
+        if route.resource is not None and route.method != "HEAD"
+    }
+    described = {(method, path) for path, item in document()["paths"].items() for method in item}
+    # The page's own script and style are not API operations.
+    served = {(m, p) for m, p in served if not p.startswith("/docs/")}
+    assert served == described

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import msgspec
 import pytest
 
 from services.common.auth.keys import create_key
-from tests.conftest import RunningHub
+from services.hub.bootstrap import Endpoints, Hub
+from tests.builders import add_east_detector, copy_site_files
+from tests.conftest import REPO, RunningHub, hub_config
 from tests.openapi import assert_matches
 
 pytestmark = pytest.mark.integration
@@ -74,3 +78,24 @@ async def test_it_needs_a_key_and_takes_no_parameters(running_hub: RunningHub) -
     status, content_type, body = await sites(running_hub, running_hub.keys["viewer"], site="ulsan-refinery")
     assert (status, content_type) == (400, "application/problem+json")
     assert body["errors"] == [{"field": "site", "detail": "unknown parameter"}]
+
+
+async def test_a_reloaded_site_file_shows_at_once(tmp_path: Path, nats_url: str, database_url: str) -> None:
+    east = copy_site_files(tmp_path / "sites")
+    config = hub_config(sites=[str(tmp_path / "sites" / "*.yaml")], sites_reload_s=60)
+    hub = Hub(config, REPO, Endpoints(nats_url, database_url))
+    await hub.start()
+    try:
+        key = await create_key(
+            hub.pool, tenant="ulsan-refining", role="gateway", sites=["ulsan-refinery-east"]
+        )
+        async with aiohttp.ClientSession() as session:
+            running = RunningHub(hub, hub.http_url, {}, session)
+            _, _, before = await sites(running, key)
+            add_east_detector(east)
+            assert await hub.reload_sites()
+            _, _, after = await sites(running, key)
+    finally:
+        await hub.stop()
+    assert [d["id"] for d in before["items"][0]["devices"]] == ["gd-hcr1-101"]
+    assert sorted(d["id"] for d in after["items"][0]["devices"]) == ["gd-hcr1-101", "gd-hcr1-102"]
