@@ -28,10 +28,13 @@ from services.common.http.middleware import MAX_BODY_BYTES, auth_middleware, pro
 from services.common.http.ops import ReadinessCheck, add_ops_routes
 from services.common.logging import get_logger
 from services.common.settings import HubConfig, site_files, site_patterns
+from services.common.sites.api import SitesApi
 from services.common.sites.registry import SiteRegistry
 from services.common.sites.reload import SiteReloader, fingerprint
+from services.hub.apidocs import add_api_docs
 from services.ingest.api import IngestApi
 from services.store.api import StoreApi
+from services.store.latest import LatestApi
 from services.store.service import StoreService
 
 log = get_logger(__name__)
@@ -194,6 +197,8 @@ class Hub:
         app[MAX_BODY_BYTES] = max_body
         add_ops_routes(app, self._readiness_checks())
         registry = lambda: self.registry  # noqa: E731 - the registry object is swapped on reload
+        add_api_docs(app)
+        SitesApi(registry).add_routes(app)
         if self._publisher is not None:
             IngestApi(
                 registry,
@@ -203,6 +208,7 @@ class Hub:
             ).add_routes(app)
         if "store" in self._services:
             StoreApi(pool, registry).add_routes(app)
+            LatestApi(pool, registry).add_routes(app)
         return app
 
     def _readiness_checks(self) -> dict[str, ReadinessCheck]:

@@ -13,13 +13,14 @@ import asyncio
 import contextlib
 import json
 import os
+import shlex
 from pathlib import Path
 
 from services.common.auth.keys import KeyVerifier, create_key
 from services.common.logging import configure_logging, get_logger
 from services.common.settings import HubConfig
 from services.common.sites.registry import SiteRegistry
-from services.hub.bootstrap import Hub, load_sites
+from services.hub.bootstrap import Endpoints, Hub, load_sites
 from services.hub.runtime import hub_endpoints, redact, write_runtime_file
 from services.simulator.plant import PlantSimulator
 from services.simulator.poster import PosterStats, run_simulator
@@ -54,17 +55,58 @@ async def _demo_keys(hub: Hub, registry: SiteRegistry, data_dir: Path) -> dict[s
     return keys
 
 
+def post_example(http_url: str, key: str, registry: SiteRegistry, tenant: str) -> str | None:
+    """A ready-to-paste curl command posting one valid reading of the tenant's first device
+    (None when its sites have no device).
+
+    Without `time`: the hub stamps the moment it receives it, so the command works whenever it is
+    pasted (a fixed time would age out of the history kept).
+    """
+    first = next(((site, dev) for site in registry.sites_of(tenant) for dev in site.devices), None)
+    if first is None:
+        return None
+    site, device = first
+    measure = device.measures[0]
+    low, high = measure.range if measure.range is not None else (0.0, 100.0)
+    reading = {
+        "site": site.id,
+        "device": device.id,
+        "kind": measure.kind,
+        "value": round(low + (high - low) * 0.05, 2),  # a quiet reading: no alarm in later releases
+        "unit": measure.unit,
+    }
+    return shlex.join(
+        [
+            "curl",
+            "-sS",
+            "-H",
+            f"Authorization: Bearer {key}",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            json.dumps(reading, separators=(",", ":")),
+            f"{http_url}/v1/observations",
+        ]
+    )
+
+
 def _info(
-    hub: Hub, data_dir: Path, nats_url: str, database_url: str, viewer: tuple[str, str]
+    hub: Hub, data_dir: Path, endpoints: Endpoints, registry: SiteRegistry, keys: dict[str, str]
 ) -> dict[str, str]:
-    tenant, key = viewer
+    """What the demo shows a newcomer: where things are, a key of each kind, a read and a post."""
+    viewer_tenant, viewer = next((k.split(":", 1)[1], v) for k, v in keys.items() if k.startswith("viewer:"))
+    gateway = keys[f"gateway:{viewer_tenant}"]
+    post = post_example(hub.http_url, gateway, registry, viewer_tenant)
     return {
         "HTTP API": hub.http_url,
-        "NATS": nats_url,
-        "PostgreSQL": redact(database_url),
+        "API docs": f"{hub.http_url}/docs",
+        "NATS": endpoints.nats_url,
+        "PostgreSQL": redact(endpoints.database_url),
         "Data dir": str(data_dir),
-        f"Viewer key ({tenant})": key,
-        "Try": f"curl -H 'Authorization: Bearer {key}' '{hub.http_url}/v1/observations?limit=5'",
+        f"Viewer key ({viewer_tenant})": viewer,
+        f"Gateway key ({viewer_tenant})": gateway,
+        "Read": f"curl -H 'Authorization: Bearer {viewer}' '{hub.http_url}/v1/observations?limit=5'",
+        **({"Post": post} if post is not None else {}),
         "Logs": str(data_dir / "logs" / "hub.log"),
     }
 
@@ -90,8 +132,7 @@ async def run_demo(config: HubConfig, base: Path, data_dir: Path, *, live: bool 
                 await hub.start()
                 write_runtime_file(data_dir, http_url=hub.http_url, endpoints=endpoints)
                 keys = await _demo_keys(hub, registry, data_dir)
-                viewer = next((k.split(":", 1)[1], v) for k, v in keys.items() if k.startswith("viewer:"))
-                info = _info(hub, data_dir, endpoints.nats_url, endpoints.database_url, viewer)
+                info = _info(hub, data_dir, endpoints, registry, keys)
                 await _run(hub, registry, keys, info, stop, live=live)
             finally:
                 await hub.stop()

@@ -15,7 +15,8 @@ log = get_logger(__name__)
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 MAX_BODY_BYTES: web.AppKey[int] = web.AppKey("max_body_bytes", int)
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
+PUBLIC_PREFIXES = ("/docs/",)  # the API page's script and style
 _HTTP_TITLES = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}
 
 
@@ -50,7 +51,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
 def auth_middleware(verifier: KeyVerifier) -> Middleware:
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in PUBLIC_PATHS:
+        if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES):
             return await handler(request)
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
