@@ -15,7 +15,8 @@ import json
 import os
 from pathlib import Path
 
-from services.common.auth.keys import KeyVerifier, create_key
+from services.common.auth.keys import create_key
+from services.common.auth.verifier import KeyVerifier
 from services.common.logging import configure_logging, get_logger
 from services.common.settings import HubConfig
 from services.common.sites.registry import SiteRegistry

@@ -7,8 +7,9 @@ import hashlib
 import asyncpg
 import pytest
 
-from services.common.auth.keys import KeyError_, KeyVerifier, create_key
+from services.common.auth.keys import KeyError_, create_key
 from services.common.auth.principal import Principal
+from services.common.auth.verifier import KeyCachePolicy, KeyVerifier
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +36,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def verifier(pool: asyncpg.Pool, clock: FakeClock) -> KeyVerifier:
-    return KeyVerifier(pool, cache_ttl=TTL, clock=clock)
+    return KeyVerifier(pool, KeyCachePolicy(cache_ttl=TTL), clock=clock)
 
 
 def key_id(token: str) -> str:
@@ -186,4 +187,4 @@ async def test_a_revoked_key_stops_verifying_once_the_cache_expires(
     clock.now += 1
     assert await verifier.verify(token) is None, "a refusal is not turned back into a cached yes"
     # A fresh verifier (another worker process) refuses it at once.
-    assert await KeyVerifier(pool, cache_ttl=TTL, clock=clock).verify(token) is None
+    assert await KeyVerifier(pool, KeyCachePolicy(cache_ttl=TTL), clock=clock).verify(token) is None
