@@ -16,11 +16,15 @@ T = TypeVar("T")
 TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.PostgresConnectionError,  # class 08, ConnectionDoesNotExistError among them
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.InterfaceError,
+    # What a pooled connection raises when its server was killed mid-query ("cannot switch to
+    # state 12; another operation (2) is in progress"): the connection is lost, not the data bad.
+    asyncpg.exceptions.InternalClientError,
 )
 
 # Opening a connection (TCP, startup, SCRAM) takes milliseconds; asyncpg's default waits 60 s,
@@ -63,7 +67,7 @@ async def bounded(timeout: float, work: Awaitable[T]) -> T:  # noqa: ASYNC109 - 
     if task in done:
         return task.result()
     abandon(task)
-    raise TimeoutError(f"no answer from PostgreSQL within {timeout:g} s")
+    raise TimeoutError(f"no answer within {timeout:g} s")
 
 
 def abandon(task: asyncio.Future[Any]) -> None:
