@@ -17,7 +17,7 @@ from aiohttp import web
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from services.common.auth.keys import KeyVerifier
+from services.common.auth.verifier import KeyVerifier
 from services.common.bus.connection import connect_bus
 from services.common.bus.publisher import JetStreamPublisher
 from services.common.bus.streams import ensure_streams, hub_streams

@@ -16,7 +16,8 @@ import os
 import shlex
 from pathlib import Path
 
-from services.common.auth.keys import KeyVerifier, create_key
+from services.common.auth.keys import create_key
+from services.common.auth.verifier import KeyVerifier
 from services.common.logging import configure_logging, get_logger
 from services.common.settings import HubConfig
 from services.common.sites.registry import SiteRegistry

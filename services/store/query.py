@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from services.common.db.pool import bounded
 from services.common.errors import SafetyhubError
 
 MAX_LIMIT = 1000
@@ -97,9 +98,17 @@ def to_json(row: asyncpg.Record) -> dict[str, Any]:
     return item
 
 
-async def run_query(pool: asyncpg.Pool, query: ObservationQuery) -> tuple[list[dict[str, Any]], str | None]:
+# A page is at most 1,000 rows found by index: far longer means PostgreSQL is not answering, and a
+# reader is better served by a prompt 503 than by a request hanging on the pool.
+QUERY_TIMEOUT_S = 5.0
+
+
+async def run_query(
+    pool: asyncpg.Pool, query: ObservationQuery, *, timeout_s: float = QUERY_TIMEOUT_S
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page; TimeoutError when PostgreSQL has not answered within `timeout_s`, however it hangs."""
     sql, params = build_sql(query)
-    rows = await pool.fetch(sql, *params)
+    rows = await bounded(timeout_s, pool.fetch(sql, *params))
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     cursor = encode_cursor(rows[-1]["time"], rows[-1]["id"]) if more and rows else None

@@ -9,8 +9,9 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
-from services.common.auth.keys import KeyError_, KeyVerifier, create_key, list_keys, revoke_key
+from services.common.auth.keys import KeyError_, create_key, list_keys, revoke_key
 from services.common.auth.principal import Principal
+from services.common.auth.verifier import KeyCachePolicy, KeyVerifier
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +38,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def verifier(pool: asyncpg.Pool, clock: FakeClock) -> KeyVerifier:
-    return KeyVerifier(pool, cache_ttl=TTL, clock=clock)
+    return KeyVerifier(pool, KeyCachePolicy(cache_ttl=TTL), clock=clock)
 
 
 def key_id(token: str) -> str:
@@ -188,7 +189,7 @@ async def test_a_revoked_key_stops_verifying_once_the_cache_expires(
     clock.now += 1
     assert await verifier.verify(token) is None, "a refusal is not turned back into a cached yes"
     # A fresh verifier (another worker process) refuses it at once.
-    assert await KeyVerifier(pool, cache_ttl=TTL, clock=clock).verify(token) is None
+    assert await KeyVerifier(pool, KeyCachePolicy(cache_ttl=TTL), clock=clock).verify(token) is None
 
 
 async def test_keys_are_listed_with_their_limits_and_never_their_secrets(pool: asyncpg.Pool) -> None:

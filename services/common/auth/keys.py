@@ -1,25 +1,21 @@
-"""API keys: created once and shown once, stored as a hash, verified with a short cache.
+"""API keys: created once and shown once, stored as a hash (verified in `verifier.py`).
 
 A key reads `shk_<key id>_<secret>`. The key id finds the row; the secret is compared by hash in
-constant time. Verified keys are cached for `cache_ttl` seconds so that 1,000 gateway posts a
-second cost no database round trips; a revoked key stops working within that time.
+constant time.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
-from services.common.auth.principal import ROLES, Principal, Role
-from services.common.db.pool import TRANSIENT_DB_ERRORS
-from services.common.errors import SafetyhubError, UnavailableError
+from services.common.auth.principal import ROLES
+from services.common.errors import SafetyhubError
 from services.common.logging import get_logger
 
 PREFIX = "shk"
@@ -32,13 +28,6 @@ class KeyError_(SafetyhubError):
 
 def _hash(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
-
-
-def _split(token: str) -> tuple[str, str] | None:
-    parts = token.split("_")
-    if len(parts) != 3 or parts[0] != PREFIX or not parts[1] or not parts[2]:
-        return None
-    return parts[1], parts[2]
 
 
 async def create_key(
@@ -143,40 +132,3 @@ async def revoke_key(conn: asyncpg.Connection | asyncpg.Pool, key_id: str) -> Ke
     log.info("audit", action="key_revoked", key_id=key_id, tenant=info.tenant, role=info.role)
     return info
 
-
-class KeyVerifier:
-    def __init__(
-        self, pool: asyncpg.Pool, *, cache_ttl: float = 30.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._pool = pool
-        self._ttl = cache_ttl
-        self._clock = clock
-        self._cache: dict[str, tuple[float, Principal]] = {}
-
-    async def verify(self, token: str) -> Principal | None:
-        now = self._clock()
-        cached = self._cache.get(token)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        parts = _split(token)
-        if parts is None:
-            return None
-        key_id, secret = parts
-        try:
-            row = await self._pool.fetchrow(
-                "SELECT secret_hash, tenant, role, sites, devices FROM api_keys"
-                " WHERE key_id = $1 AND revoked_at IS NULL",
-                key_id,
-            )
-        except TRANSIENT_DB_ERRORS as err:
-            raise UnavailableError("cannot check the API key: PostgreSQL is unreachable") from err
-        if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), _hash(secret)):
-            return None
-        role: Role = row["role"]
-        sites = frozenset(row["sites"]) if row["sites"] is not None else None
-        devices = frozenset(row["devices"]) if row["devices"] is not None else None
-        principal = Principal(key_id=key_id, tenant=row["tenant"], role=role, sites=sites, devices=devices)
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[token] = (now + self._ttl, principal)
-        return principal

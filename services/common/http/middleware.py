@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from services.common.auth.keys import KeyVerifier
 from services.common.auth.principal import Principal
+from services.common.auth.verifier import KeyVerifier
 from services.common.errors import UnavailableError
 from services.common.http.problem import Problem, problem_response
 from services.common.logging import get_logger

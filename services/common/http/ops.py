@@ -10,6 +10,8 @@ import msgspec
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
+from services.common.db.pool import bounded
+
 # A readiness check returns None when fine, or a short reason why not.
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 
@@ -32,7 +34,7 @@ def add_ops_routes(app: web.Application, checks: Mapping[str, ReadinessCheck]) -
         results: dict[str, str] = {}
         for name, check in checks.items():
             try:
-                reason = await asyncio.wait_for(check(), timeout=2.0)
+                reason = await bounded(2.0, check())  # not wait_for: it waits out a frozen server
             except Exception as err:  # a check that cannot even run means "not ready"
                 reason = f"{type(err).__name__}: {err}"
             results[name] = "ok" if reason is None else reason
