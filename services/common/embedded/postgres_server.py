@@ -42,6 +42,11 @@ from ._process import (
 
 _SUPERUSER = "postgres"
 _READY_DEADLINE_S = 30.0
+# After a crash (a killed server or hub) PostgreSQL first replays its WAL, up to max_wal_size (1 GB),
+# saying "the database system is starting up" meanwhile. That is progress, not a hang, and
+# stopping it would only start the replay over: it gets this long, polled less often.
+_RECOVERY_DEADLINE_S = 600.0
+_RECOVERY_POLL_S = 0.1
 _POLL_S = 0.02
 # Appended to postgresql.conf at initdb, so later lines win and ALTER SYSTEM can still tune them.
 # fsync and synchronous_commit stay on: an event the hub has accepted must survive a crash.
@@ -209,8 +214,9 @@ class EmbeddedPostgres:
 
     async def _wait_ready(self, proc: asyncio.subprocess.Process, port: int, password: str) -> Any:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + _READY_DEADLINE_S
-        while loop.time() < deadline:
+        started = loop.time()
+        limit, poll = _READY_DEADLINE_S, _POLL_S
+        while loop.time() < started + limit:
             if proc.returncode is not None:
                 raise EmbeddedServerError(f"postgres exited with code {proc.returncode}")
             try:
@@ -225,11 +231,14 @@ class EmbeddedPostgres:
                     timeout=2,
                     ssl=False,
                 )
-            except (ConnectionError, TimeoutError, asyncpg.CannotConnectNowError):
-                await asyncio.sleep(_POLL_S)
+            except asyncpg.CannotConnectNowError:
+                limit, poll = _RECOVERY_DEADLINE_S, _RECOVERY_POLL_S
+                await asyncio.sleep(poll)
+            except (ConnectionError, TimeoutError):
+                await asyncio.sleep(poll)
             except (OSError, asyncpg.PostgresError) as err:
                 raise EmbeddedServerError(f"cannot connect: {err}") from err
-        raise EmbeddedServerError(f"not accepting connections after {_READY_DEADLINE_S:.0f} s")
+        raise EmbeddedServerError(f"not accepting connections after {limit:.0f} s")
 
 
 def _prepare(layout: _Layout, account: RunAs | None) -> Path:
