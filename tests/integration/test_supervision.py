@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 from pathlib import Path
 
 import psutil
 import pytest
+import structlog
 
 from services.common.embedded import Backoff, EmbeddedNats, Supervised
 from tests.conftest import eventually
@@ -123,6 +125,51 @@ async def test_a_server_being_stopped_is_not_restarted(reachable_dir: Path) -> N
         await asyncio.sleep(0.05)
     assert supervised.restarts == 0
     await supervised.stop()  # idempotent
+
+
+async def test_a_failed_restart_is_retried_with_a_longer_wait(reachable_dir: Path) -> None:
+    supervised = Supervised(EmbeddedNats(reachable_dir / "data"), "nats")
+    port = int((await supervised.start()).rsplit(":", 1)[1])
+    try:
+        with structlog.testing.capture_logs() as logs:
+            pid = supervised.pid
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            # Someone else takes the port before the first attempt (0.5 s after the death).
+            squatter = await eventually(lambda: bind(port), timeout=5, what="the port to be free")
+            try:
+
+                async def attempt_failed() -> bool:
+                    return any(e["event"] == "embedded_server_restart_failed" for e in logs)
+
+                await eventually(attempt_failed, timeout=15, what="a restart attempt to fail")
+                assert not supervised.up and supervised.restarts == 0
+            finally:
+                squatter.close()
+
+            async def back_up() -> bool:
+                return supervised.up
+
+            await eventually(back_up, timeout=15, what="the server back once the port is free")
+        assert supervised.restarts == 1
+        events = [e for e in logs if e["event"].startswith("embedded_server_")]
+        assert [e["event"] for e in events[:2]] == ["embedded_server_died", "embedded_server_restart_failed"]
+        assert events[0]["reason"] == "SIGKILL" and events[0]["restart_in_s"] == 0.5
+        assert events[1]["retry_in_s"] == 1.0
+        assert events[-1]["event"] == "embedded_server_restarted"
+    finally:
+        await supervised.stop()
+
+
+async def bind(port: int) -> socket.socket | None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        return None
+    sock.listen()
+    return sock
 
 
 def servers_on(data: Path) -> list[int]:
