@@ -105,6 +105,8 @@ class Supervised:
         """Start the server (errors propagate: a hub that cannot start it does not start) and watch it."""
         url = await self._server.start()
         self._set_up(True)
+        if self._watcher is not None:  # started before: one watcher is enough
+            return url
         self._watcher = asyncio.create_task(self._watch(), name=f"supervise-{self._name}")
         self._watcher.add_done_callback(self._watch_ended)
         return url
