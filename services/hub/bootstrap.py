@@ -25,7 +25,7 @@ from services.common.db import migrations
 from services.common.db.pool import create_pool
 from services.common.errors import ConfigError
 from services.common.http.middleware import MAX_BODY_BYTES, auth_middleware, problem_middleware
-from services.common.http.ops import ReadinessCheck, add_ops_routes
+from services.common.http.ops import READINESS_BOUND_S, ReadinessCheck, add_ops_routes
 from services.common.logging import get_logger
 from services.common.settings import HubConfig, site_files, site_patterns
 from services.common.sites.api import SitesApi
@@ -212,14 +212,30 @@ class Hub:
         return app
 
     def _readiness_checks(self) -> dict[str, ReadinessCheck]:
+        # Each check bounds its own waits too, so a run /readyz stopped waiting for (a frozen
+        # server) ends soon after instead of holding a connection. Migrations are read once, here.
+        bound = READINESS_BOUND_S
+        expected = all_migrations()
+
         async def nats_ready() -> str | None:
-            return None if self._nc is not None and self._nc.is_connected else "not connected"
+            nc = self._nc
+            if nc is None or not nc.is_connected:
+                return "not connected"
+            # A round trip through JetStream: a frozen server leaves the connection "up" for minutes.
+            try:
+                await nc.jetstream(timeout=bound).account_info()
+            except TimeoutError:
+                return f"no answer within {bound:g} s"
+            return None
 
         async def postgres_ready() -> str | None:
             if self._pool is None:
                 return "no pool"
-            async with self._pool.acquire() as conn:
-                missing = await migrations.pending(conn, all_migrations())
+            try:
+                async with asyncio.timeout(bound), self._pool.acquire(timeout=bound) as conn:
+                    missing = await migrations.pending(conn, expected)
+            except TimeoutError:
+                return f"no answer within {bound:g} s"
             return None if not missing else f"{len(missing)} migrations not applied"
 
         return {"nats": nats_ready, "postgres": postgres_ready}

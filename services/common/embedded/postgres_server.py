@@ -42,6 +42,11 @@ from ._process import (
 
 _SUPERUSER = "postgres"
 _READY_DEADLINE_S = 30.0
+# After a crash (a killed server or hub) PostgreSQL first replays its WAL, up to max_wal_size (1 GB),
+# saying "the database system is starting up" meanwhile. That is progress, not a hang, and
+# stopping it would only start the replay over: it gets this long, polled less often.
+_RECOVERY_DEADLINE_S = 600.0
+_RECOVERY_POLL_S = 0.1
 _POLL_S = 0.02
 # Appended to postgresql.conf at initdb, so later lines win and ALTER SYSTEM can still tune them.
 # fsync and synchronous_commit stay on: an event the hub has accepted must survive a crash.
@@ -110,6 +115,7 @@ class EmbeddedPostgres:
         self._requested_port = port
         self._database = database
         self._dsn: str | None = None
+        self._port: int | None = None
         self._proc: asyncio.subprocess.Process | None = None
 
     @property
@@ -139,6 +145,23 @@ class EmbeddedPostgres:
         """Start the server (initdb on first use) and return the DSN once it accepts connections."""
         if self._proc is not None and self._proc.returncode is None:
             return self.dsn
+        await self._launch(self._requested_port)
+        return self.dsn
+
+    async def restart(self) -> None:
+        """Start again after the server died, on the same port: the DSN handed out stays valid."""
+        if self._port is None:
+            raise EmbeddedServerError("PostgreSQL was never started")
+        if self._proc is None or self._proc.returncode is not None:
+            await self._launch(self._port)
+
+    async def wait(self) -> int:
+        """Wait until the running postmaster exits, however it ends, and return its exit code."""
+        if self._proc is None:
+            raise EmbeddedServerError("PostgreSQL is not running")
+        return await self._proc.wait()
+
+    async def _launch(self, fixed_port: int | None) -> None:
         account = pg_account()
         layout = _Layout(await asyncio.to_thread(self._data_dir.resolve))
         await self._stop_orphan(layout.cluster)
@@ -152,9 +175,9 @@ class EmbeddedPostgres:
             password = layout.password.read_text().strip()
         except FileNotFoundError as err:
             raise EmbeddedServerError(f"{layout.password} is missing; the cluster cannot be used") from err
-        attempts = 1 if self._requested_port is not None else 2
+        attempts = 1 if fixed_port is not None else 2
         for attempt in range(attempts):
-            port = self._requested_port or free_port()
+            port = fixed_port or free_port()
             offset = log_offset(layout.log)
             argv = [str(bin_dir / "postgres"), "-D", str(layout.cluster), "-p", str(port)]
             argv += ["-h", "127.0.0.1", "-c", "unix_socket_directories="]
@@ -171,8 +194,9 @@ class EmbeddedPostgres:
                 await _ensure_database(conn, self._database)
             finally:
                 await conn.close()
+            self._port = port
             self._dsn = _dsn(password, port, self._database)
-            return self._dsn
+            return
         raise AssertionError("unreachable")
 
     async def stop(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109 - the public API
@@ -190,8 +214,9 @@ class EmbeddedPostgres:
 
     async def _wait_ready(self, proc: asyncio.subprocess.Process, port: int, password: str) -> Any:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + _READY_DEADLINE_S
-        while loop.time() < deadline:
+        started = loop.time()
+        limit, poll = _READY_DEADLINE_S, _POLL_S
+        while loop.time() < started + limit:
             if proc.returncode is not None:
                 raise EmbeddedServerError(f"postgres exited with code {proc.returncode}")
             try:
@@ -206,11 +231,14 @@ class EmbeddedPostgres:
                     timeout=2,
                     ssl=False,
                 )
-            except (ConnectionError, TimeoutError, asyncpg.CannotConnectNowError):
-                await asyncio.sleep(_POLL_S)
+            except asyncpg.CannotConnectNowError:
+                limit, poll = _RECOVERY_DEADLINE_S, _RECOVERY_POLL_S
+                await asyncio.sleep(poll)
+            except (ConnectionError, TimeoutError):
+                await asyncio.sleep(poll)
             except (OSError, asyncpg.PostgresError) as err:
                 raise EmbeddedServerError(f"cannot connect: {err}") from err
-        raise EmbeddedServerError(f"not accepting connections after {_READY_DEADLINE_S:.0f} s")
+        raise EmbeddedServerError(f"not accepting connections after {limit:.0f} s")
 
 
 def _prepare(layout: _Layout, account: RunAs | None) -> Path:
