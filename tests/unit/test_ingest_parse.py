@@ -236,16 +236,12 @@ def test_an_invalid_ndjson_line_names_its_index_and_field_and_the_others_are_par
 # ---------------------------------------------------------------- hostile and odd bodies
 
 
-@pytest.mark.parametrize("depth", [100, 1_000, 10_000])
-def test_deeply_nested_json_is_a_malformed_body_not_a_crash(depth: int) -> None:
-    nested = b"[" * depth + b"]" * depth
-    for parse in (parse_json, parse_ndjson):
-        try:
-            parsed = parse(nested, max_items=10)
-        except MalformedBody as err:
-            assert "nested too deeply" in str(err)
-        else:  # shallow enough to decode: one item that is not an observation
-            assert parsed.errors[0].field == ""
+@pytest.mark.parametrize("parse", [parse_json, parse_ndjson])
+@pytest.mark.parametrize("depth", [1_000, 10_000])
+def test_deeply_nested_json_is_a_malformed_body_not_a_crash(parse: Any, depth: int) -> None:
+    # 2 kB of brackets once reached msgspec's recursion guard and left as a 500.
+    with pytest.raises(MalformedBody, match="nested too deeply"):
+        parse(b"[" * depth + b"]" * depth, max_items=10)
 
 
 def test_a_deep_object_is_a_malformed_body() -> None:
