@@ -236,6 +236,7 @@ async def test_connections_past_the_limit_are_refused_at_once(limited_hub: tuple
     assert received.startswith(b"HTTP/1.1 503 ") and b"Retry-After: 1" in received
     assert took < 0.5
     writer.close()
+
     # Once the half requests are closed for their slowness, connections are taken again.
     for held_reader, held_writer in held:
         await closed_within(held_reader, 8.0)
@@ -245,6 +246,10 @@ async def test_connections_past_the_limit_are_refused_at_once(limited_hub: tuple
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
     assert head.startswith(b"HTTP/1.1 200 ")
     writer.close()
+    async with aiohttp.ClientSession() as session, session.get(hub.http_url + "/metrics") as resp:
+        metrics = await resp.text()
+    assert 'safetyhub_http_connections_refused_total{reason="max_connections"}' in metrics
+    assert 'safetyhub_http_connections_refused_total{reason="header_timeout"}' in metrics
 
 
 async def test_a_body_that_does_not_arrive_in_time_is_a_408(limited_hub: tuple[Hub, str]) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+from prometheus_client import Counter
 
 from services.common.http.middleware import REFUSALS
 from services.common.http.problem import CONTENT_TYPE, TYPE_BASE
@@ -33,6 +34,12 @@ from services.common.logging import get_logger
 from services.common.settings import HttpConfig
 
 log = get_logger(__name__)
+
+CLOSED = Counter(
+    "safetyhub_http_connections_refused",
+    "Connections answered and closed by the listener's limits, by reason",
+    ["reason"],
+)
 
 
 def _raw_problem(status: int, reason: str, detail: str, extra_headers: str = "") -> bytes:
@@ -107,6 +114,7 @@ class _Connection(asyncio.Protocol):
             limit_s=self._guard.config.header_timeout_s,
         )
         timeout = self._guard.config.header_timeout_s
+        CLOSED.labels("header_timeout").inc()
         self._refuse(
             _raw_problem(408, "Request Timeout", f"The request headers did not arrive within {timeout:g} s")
         )
@@ -164,6 +172,7 @@ class ConnectionGuard:
     def admit(self, connection: _Connection) -> bool:
         if len(self._live) >= self.config.max_connections:
             self.refused += 1
+            CLOSED.labels("max_connections").inc()
             limit = self.config.max_connections
             REFUSALS.refused("connection_refused", who="listener", reason="max-connections", limit=limit)
             return False
