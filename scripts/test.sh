@@ -3,6 +3,8 @@
 # Creates .venv if missing and installs the project with its dev extras first.
 # Tests run against embedded NATS and PostgreSQL, or the servers named by SAFETYHUB_NATS_URL /
 # SAFETYHUB_DATABASE_URL (the suite owns those servers: never point it at production).
+# The suite includes a bounded fuzz test of the whole HTTP surface (schemathesis against openapi.yaml,
+# hypothesis for bodies and query strings) against a real hub.
 # Extra arguments go to pytest, e.g. scripts/test.sh tests/unit -k parse
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -23,6 +23,15 @@ class HttpConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     host: str = "127.0.0.1"
     # 0 picks a free port (tests); the chosen port is logged and written to the runtime file.
     port: Port = 8080
+    # A request's headers must be complete this long after the connection opens (or after the
+    # first byte of a following request); else 408 and the connection is closed.
+    header_timeout_s: PositiveFloat = 10.0
+    # A request body must have arrived this long after the handler starts reading it; else 408.
+    body_timeout_s: PositiveFloat = 60.0
+    # Open connections per process; one more is answered 503 and closed before it is read.
+    max_connections: Positive = 4096
+    # An idle keep-alive connection is closed after this long (longer than clients keep theirs).
+    keepalive_timeout_s: PositiveFloat = 75.0
 
 
 class StreamConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):

@@ -26,6 +26,7 @@ from services.common.db.pool import create_pool
 from services.common.errors import ConfigError
 from services.common.http.middleware import MAX_BODY_BYTES, auth_middleware, problem_middleware
 from services.common.http.ops import READINESS_BOUND_S, ReadinessCheck, add_ops_routes
+from services.common.http.server import GuardedSite, runner_options
 from services.common.logging import get_logger
 from services.common.settings import HubConfig, site_files, site_patterns
 from services.common.sites.api import SitesApi
@@ -160,11 +161,15 @@ class Hub:
         if "store" in self._services:
             self._store = StoreService(self._pool, self._js, self.config.store)
             await self._store.start()
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=15.0)
-        await self._runner.setup()
-        site = web.TCPSite(
-            self._runner, self.config.http.host, self.config.http.port, reuse_port=self._reuse_port
+        self._runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=15.0,
+            **runner_options(self.config.http),
         )
+        await self._runner.setup()
+        site = GuardedSite(self._runner, self.config.http, reuse_port=self._reuse_port)
         await site.start()
         port = self._runner.addresses[0][1]
         self.http_url = f"http://{self.config.http.host}:{port}"
@@ -205,6 +210,7 @@ class Hub:
                 self._publisher,
                 self.config.ingest,
                 retention_days=self.config.store.retention_days,
+                body_timeout_s=self.config.http.body_timeout_s,
             ).add_routes(app)
         if "store" in self._services:
             StoreApi(pool, registry).add_routes(app)

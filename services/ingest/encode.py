@@ -194,10 +194,19 @@ class _Packer:
         # with the same client id (which a raw client id as Nats-Msg-Id would have collided
         # with) is another message. Ids and slugs hold no U+001F, so the parts cannot run together.
         members: list[str] = []
+        stamp_ms: int | None = None  # the id's time part: the earliest time a member was sent with
         for index in indexes:
             seconds, nanos = self.moments[index]
+            # An item with a client id but no time is stamped on arrival, so a retry of it has
+            # another time: name it by its id alone here, and the stream drops the retry within
+            # its duplicate window (the store, keyed on time too, cannot).
+            if self._items[index].time is None and self._items[index].id:
+                members += (self.ids[index], "untimed")
+                continue
             members += (self.ids[index], f"{seconds}.{nanos:09d}")
-        batch_id = derived_id(int(earliest.timestamp() * 1000), "batch", self._tenant, *members)
+            ms = seconds * 1000 + nanos // 1_000_000
+            stamp_ms = ms if stamp_ms is None else min(stamp_ms, ms)
+        batch_id = derived_id(stamp_ms or 0, "batch", self._tenant, *members)
         env = batch.envelope
         env.id = batch_id
         env.type = OBSERVATION_BATCH_TYPE

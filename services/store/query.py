@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
+import binascii
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import asyncpg
 import msgspec
@@ -36,11 +37,22 @@ def encode_cursor(moment: datetime, row_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+# What a stored row's id can be (a client id or a derived ULID), so a cursor carrying anything
+# else (a NUL, which PostgreSQL text cannot hold) was not made here.
+_ROW_ID = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/-]+\Z")]
+_CURSOR = msgspec.json.Decoder(tuple[datetime, _ROW_ID])
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        moment, row_id = msgspec.json.decode(raw, type=tuple[datetime, str])
-    except (ValueError, msgspec.DecodeError) as err:
+        raw = base64.urlsafe_b64decode(cursor.encode("ascii") + b"=" * (-len(cursor) % 4))
+        moment, row_id = _CURSOR.decode(raw)
+        # A stored time is in UTC; one that has no UTC instant (year 1 with a positive offset),
+        # or no offset at all, was not written by encode_cursor.
+        if moment.tzinfo is None:
+            raise ValueError("no offset")
+        moment.astimezone(UTC)
+    except (ValueError, OverflowError, binascii.Error, msgspec.DecodeError) as err:
         raise BadCursor("cursor is not one this API returned") from err
     return moment, row_id
 

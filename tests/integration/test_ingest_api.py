@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -10,6 +11,7 @@ import asyncpg
 import msgspec
 import nats
 import pytest
+import structlog
 from yarl import URL
 
 from tests.conftest import RunningHub, eventually
@@ -229,7 +231,7 @@ async def test_invalid_items_are_422_naming_index_and_field(running_hub: Running
     assert status == 422
     assert headers["Content-Type"].startswith(PROBLEM)
     assert body["errors"] == [
-        {"index": 0, "field": "value", "detail": "Expected `float | null`, got `str`"},
+        {"index": 0, "field": "value", "detail": "value must be a number (got a string)"},
         {
             "index": 1,
             "field": "device",
@@ -334,6 +336,10 @@ async def test_query_filters_pages_and_tenant_scope(running_hub: RunningHub) -> 
     assert status == 403
 
 
+def _cursor(raw: str) -> str:
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [
@@ -342,14 +348,28 @@ async def test_query_filters_pages_and_tenant_scope(running_hub: RunningHub) -> 
         ({"since": "yesterday"}, "since"),
         ({"cursor": "@@@"}, "cursor"),
         ({"colour": "red"}, "colour"),
+        # Each of these once reached PostgreSQL or a time conversion and answered 500.
+        ({"device": "\x00"}, "device"),
+        ({"kind": "gas\x00h2s"}, "kind"),
+        ({"site": "\x00"}, "site"),
+        ({"since": "0001-01-01T00:00:00+23:59"}, "since"),
+        ({"until": "9999-12-31T23:59:59-23:59"}, "until"),
+        ({"cursor": _cursor('["0001-01-01T00:30:00+01:00", "01JD8Z0000000000000000000A"]')}, "cursor"),
+        ({"cursor": _cursor('["2026-11-22T00:00:00+00:00", "01JD\\u0000"]')}, "cursor"),
+        # Not RFC 3339, and not ASCII digits: refused rather than guessed.
+        ({"since": "20261122T000000Z"}, "since"),
+        ({"until": "2026-11-22"}, "until"),
+        ({"limit": "\u0665"}, "limit"),
+        ({"limit": " 5"}, "limit"),
     ],
 )
 async def test_bad_query_parameters_are_400_naming_the_field(
     running_hub: RunningHub, params: dict[str, str], field: str
 ) -> None:
     status, body = await get(running_hub, **params)
-    assert status == 400
+    assert status == 400, body
     assert body["errors"][0]["field"] == field
+    assert body["detail"].startswith(f"{field}: ")
 
 
 async def test_health_readiness_and_metrics(running_hub: RunningHub) -> None:
@@ -399,3 +419,49 @@ async def test_the_stored_row_keeps_detection_details(running_hub: RunningHub, d
     assert item["snapshot"] == detection["snapshot"]
     assert item["position"] == detection["position"]
     assert item["attributes"] == {"model": "smoke-v2"}
+
+
+async def test_the_documented_order_media_type_before_role(running_hub: RunningHub) -> None:
+    # A viewer may not post, but a text/plain body is refused for its type first (415), as the
+    # documented order of checks says; with a JSON body the role is refused (403).
+    status, body, _ = await post(running_hub, None, raw=b"hello", key="viewer", content_type="text/plain")
+    assert status == 415
+    status, body, _ = await post(running_hub, [reading(0)], key="viewer")
+    assert status == 403 and "viewer" in body["detail"]
+
+
+async def test_odd_bodies_are_named_not_crashed_on(running_hub: RunningHub) -> None:
+    status, body, _ = await post(running_hub, None, raw=b"[" * 1000 + b"]" * 1000)
+    assert status == 400 and "nested too deeply" in body["detail"]
+
+    single = b'{"site":"ulsan-refinery","device":"gd-cdu1-101","kind":"gas.h2s","value":1e400}'
+    status, body, _ = await post(running_hub, None, raw=single)
+    assert status == 422
+    assert body["errors"][0]["field"] == "value" and body["detail"].startswith("value must be a number")
+
+    status, body, _ = await post(running_hub, [])
+    assert status == 422 and "carries no observation" in body["detail"]
+
+
+async def test_refused_requests_are_logged_with_key_reason_and_counts(running_hub: RunningHub) -> None:
+    key_id = running_hub.keys["gateway"].split("_")[1]
+    running_hub.keys["forged"] = "shk_000000000000_not-a-real-secret"
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(3):  # the same refusal again within the interval is counted, not logged
+            status, _, _ = await post(running_hub, [reading(0, device="gd-nope-999"), reading(1, value="x")])
+            assert status == 422
+        status, _, _ = await post(running_hub, [reading(2, id="fine"), reading(3, unit="ppb")])
+        assert status == 202
+        status, _, _ = await post(running_hub, [reading(0)], key="forged")
+        assert status == 401
+    refused = [e for e in logs if e["event"] == "request_refused" and e["who"] == f"key:{key_id}"]
+    assert len(refused) == 1
+    assert refused[0]["reason"] == "invalid-observations"
+    assert refused[0]["status"] == 422 and refused[0]["errors"] == 2 and refused[0]["items"] == 2
+    partial = [e for e in logs if e["event"] == "observations_rejected"]
+    assert partial and partial[0]["who"] == f"key:{key_id}"
+    assert partial[0]["items"] == 2 and partial[0]["rejected"] == 1 and partial[0]["reason"] == "unit"
+    unknown = [e for e in logs if e["event"] == "request_refused" and e["reason"] == "unauthorized"]
+    # The presented key id is logged, never its secret.
+    assert unknown and unknown[0]["who"] == "key:000000000000"
+    assert all("not-a-real-secret" not in str(e) for e in logs)

@@ -147,6 +147,18 @@ def test_a_batch_of_one_is_not_deduplicated_on_the_raw_client_id() -> None:
     assert str(ULID.from_str(message.headers["Nats-Msg-Id"])) == message.headers["Nats-Msg-Id"]
 
 
+def test_a_retry_of_an_item_with_an_id_but_no_time_gets_the_same_stream_id() -> None:
+    # Stamped with the receive time, the retry is another (id, time) for the store; the stream's
+    # deduplication id leaves that time out, so JetStream drops the retry within its window.
+    first = encode(observation(id="gw-7:000123", time=None), received=RECEIVED)
+    retry = encode(observation(id="gw-7:000123", time=None), received=RECEIVED + timedelta(seconds=3))
+    anonymous = encode(observation(time=None), received=RECEIVED)
+    anonymous_retry = encode(observation(time=None), received=RECEIVED + timedelta(seconds=3))
+
+    assert first.headers["Nats-Msg-Id"] == retry.headers["Nats-Msg-Id"]
+    assert anonymous.headers["Nats-Msg-Id"] != anonymous_retry.headers["Nats-Msg-Id"]
+
+
 def test_the_correlation_id_defaults_to_the_id_and_a_client_one_is_kept() -> None:
     own = decoded(encode(observation()))
     chosen = decoded(encode(observation(correlation_id="shift-42")))

@@ -231,3 +231,72 @@ def test_an_invalid_ndjson_line_names_its_index_and_field_and_the_others_are_par
 
     assert fields(parsed) == {1: "value", 2: "device"}
     assert [(i, item.value) for i, item in parsed.items] == [(0, 1.0)]
+
+
+# ---------------------------------------------------------------- hostile and odd bodies
+
+
+@pytest.mark.parametrize("parse", [parse_json, parse_ndjson])
+@pytest.mark.parametrize("depth", [1_000, 10_000])
+def test_deeply_nested_json_is_a_malformed_body_not_a_crash(parse: Any, depth: int) -> None:
+    # 2 kB of brackets once reached msgspec's recursion guard and left as a 500.
+    with pytest.raises(MalformedBody, match="nested too deeply"):
+        parse(b"[" * depth + b"]" * depth, max_items=10)
+
+
+def test_a_deep_object_is_a_malformed_body() -> None:
+    deep = b'{"a":' * 2_000 + b"1" + b"}" * 2_000
+
+    with pytest.raises(MalformedBody, match="nested too deeply"):
+        parse_json(deep, max_items=10)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"site":"ulsan-refinery","device":"gd-cdu1-101","kind":"gas.h2s","value":1e400}',
+        b'[{"site":"ulsan-refinery","device":"gd-cdu1-101","kind":"gas.h2s","value":1e400}]',
+    ],
+)
+def test_a_number_too_large_for_a_float_is_an_item_error_naming_value(text: bytes) -> None:
+    parse = parse_ndjson if text.startswith(b"{") else parse_json
+    for decoded in (parse_json(text, max_items=10), parse(text, max_items=10)):
+        [error] = decoded.errors
+        assert error.field == "value"
+        assert error.detail.startswith("value must be a number")
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "words"),
+    [
+        ({"value": "high"}, "value", "value must be a number (got a string)"),
+        ({"quality": "ok"}, "quality", "quality must be one of good, uncertain, bad"),
+        ({"confidence": 1.5}, "confidence", "confidence must be a number from 0 to 1"),
+        ({"attributes": {"": "x"}}, "attributes", "attributes must be an object of at most 32"),
+        ({"attributes": {"a\x00": "x"}}, "attributes", "a name of 1 to 64 characters"),
+        ({"attributes": {"model": 7}}, "attributes", "(got a number)"),
+        ({"box": {"x": 0.1, "y": 0.1, "width": 0.1}}, "box.height", "box.height is required"),
+        ({"box": {"x": 2, "y": 0, "width": 0, "height": 0}}, "box.x", "box.x must be a number from 0 to 1"),
+        ({"colour": "red"}, "colour", "unknown field 'colour'; the fields are site, device"),
+        ({"site": None}, "site", "site is required"),
+        ({"time": "yesterday"}, "time", "time must be an RFC 3339 time with a UTC offset"),
+    ],
+)
+def test_item_errors_name_the_field_and_say_what_it_takes(
+    changes: dict[str, Any], field: str, words: str
+) -> None:
+    parsed = parse_json(body([reading(**changes)]), max_items=10)
+
+    [error] = parsed.errors
+    assert error.field == field
+    assert words in error.detail
+    assert "Expected `" not in error.detail and "Invalid enum" not in error.detail
+
+
+def test_an_item_that_is_not_an_object_says_so() -> None:
+    parsed = parse_json(b"[[1], 7]", max_items=10)
+
+    assert [(e.field, e.detail) for e in parsed.errors] == [
+        ("", "each item must be a JSON object (one observation), not an array"),
+        ("", "each item must be a JSON object (one observation), not a number"),
+    ]

@@ -52,6 +52,12 @@ def _b64(raw: bytes) -> str:
         _b64(b'[1732234500, "01JD"]'),
         _b64(b'["2026-11-22T00:15:00+00:00", 7]'),
         _b64(b"\xff\xfe\x00"),
+        # A year-1 time with a positive offset has no UTC instant; no offset is not one we wrote.
+        _b64(b'["0001-01-01T00:30:00+01:00", "01JD"]'),
+        _b64(b'["2026-11-22T00:15:00", "01JD"]'),
+        # A NUL, which PostgreSQL text cannot hold, is in no id the store returns.
+        _b64(b'["2026-11-22T00:15:00+00:00", "01JD\\u0000"]'),
+        _b64(b'["2026-11-22T00:15:00+00:00", ""]'),
     ],
 )
 def test_a_cursor_the_api_did_not_return_is_refused(cursor: str) -> None:

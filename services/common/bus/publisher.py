@@ -27,6 +27,10 @@ class PublishRejected(SafetyhubError):
     """JetStream refused a message (no stream for the subject, limits, ...)."""
 
 
+class NothingSent(UnavailableError):
+    """NATS is not connected: not one message of the batch was sent."""
+
+
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
     subject: str
@@ -124,10 +128,16 @@ class JetStreamPublisher:
         if len(messages) > self._max_in_flight:
             total = Published()
             for start in range(0, len(messages), self._max_in_flight):
-                total += await self.publish(messages[start : start + self._max_in_flight])
+                try:
+                    total += await self.publish(messages[start : start + self._max_in_flight])
+                except NothingSent as err:
+                    if start == 0:
+                        raise
+                    # The first parts were sent (and stored): no longer "nothing sent".
+                    raise UnavailableError(f"NATS went away after {start} messages were sent") from err
             return total
         if not self._nc.is_connected:
-            raise UnavailableError("NATS is not connected")
+            raise NothingSent("NATS is not connected")
         loop = asyncio.get_running_loop()
         batch = _Batch(remaining=len(messages), done=loop.create_future())
         tokens: list[str] = []

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import time
+from collections.abc import Callable
+
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
@@ -18,6 +22,68 @@ MAX_BODY_BYTES: web.AppKey[int] = web.AppKey("max_body_bytes", int)
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
 PUBLIC_PREFIXES = ("/docs/",)  # the API page's script and style
 _HTTP_TITLES = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}
+# The key id of a presented key, `shk_<key id>_<secret>`; only the id is ever logged.
+_CLAIMED_KEY = re.compile(r"^\s*bearer\s+shk_([0-9a-f]{1,32})_", re.IGNORECASE)
+
+
+class RefusalLog:
+    """Logs refused requests so a misconfigured gateway can be traced from the log, without a
+    flood: one line per key (or address) and reason every `interval` seconds, counting the
+    refusals in between (`suppressed`)."""
+
+    def __init__(
+        self, *, interval: float = 10.0, max_keys: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._interval = interval
+        self._max_keys = max_keys
+        self._clock = clock
+        # (who, reason) -> (when last logged, refusals not logged since)
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def refused(self, event: str, *, who: str, reason: str, **fields: object) -> bool:
+        """Log `event` unless this (who, reason) was logged within the interval; True if logged."""
+        now = self._clock()
+        key = (who, reason)
+        last = self._seen.get(key)
+        if last is not None and now - last[0] < self._interval:
+            self._seen[key] = (last[0], last[1] + 1)
+            return False
+        if last is None and len(self._seen) >= self._max_keys:
+            # Many distinct callers (a scan): forget the oldest rather than grow without bound.
+            for stale in list(self._seen)[: self._max_keys // 2]:
+                del self._seen[stale]
+        self._seen[key] = (now, 0)
+        log.warning(event, who=who, reason=reason, suppressed=last[1] if last else 0, **fields)
+        return True
+
+
+REFUSALS = RefusalLog()
+
+
+def caller_of(request: web.Request) -> str:
+    """Who made the request, for the log: the key id (verified, or as presented), else the address."""
+    principal = request.get(PRINCIPAL)
+    if principal is not None:
+        return f"key:{principal.key_id}"
+    claimed = _CLAIMED_KEY.match(request.headers.get("Authorization", ""))
+    if claimed:
+        return f"key:{claimed.group(1)}"
+    return f"addr:{request.remote or 'unknown'}"
+
+
+def _log_refusal(request: web.Request, problem: Problem) -> None:
+    errors = problem.extensions.get("errors")
+    REFUSALS.refused(
+        "request_refused",
+        who=caller_of(request),
+        reason=problem.slug,
+        status=problem.status,
+        method=request.method,
+        path=request.path[:200],
+        detail=problem.detail[:300],
+        errors=len(errors) if isinstance(errors, list) else 0,
+        **{k: v for k, v in problem.extensions.items() if k in ("items", "max_items")},
+    )
 
 
 @web.middleware
@@ -26,11 +92,12 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     try:
         return await handler(request)
     except Problem as problem:
+        _log_refusal(request, problem)
         return problem_response(problem, request.path)
     except UnavailableError as err:
-        return problem_response(
-            Problem(503, "Service unavailable", str(err), headers={"Retry-After": "2"}), request.path
-        )
+        unavailable = Problem(503, "Service unavailable", str(err), headers={"Retry-After": "2"})
+        _log_refusal(request, unavailable)
+        return problem_response(unavailable, request.path)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -39,7 +106,9 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if exc.status == 413:
             detail = f"The request body exceeds the limit of {request.app[MAX_BODY_BYTES]} bytes"
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
-        return problem_response(Problem(exc.status, title, detail, headers=headers), request.path)
+        refused = Problem(exc.status, title, detail, headers=headers)
+        _log_refusal(request, refused)
+        return problem_response(refused, request.path)
     except Exception:
         log.exception("unhandled_error", path=request.path, method=request.method)
         return problem_response(

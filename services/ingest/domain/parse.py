@@ -7,7 +7,6 @@ items decoded one by one, so each error names its item index and field.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import msgspec
@@ -15,12 +14,15 @@ import msgspec
 from services.common.errors import SafetyhubError
 from services.ingest.domain.checks import ItemError
 from services.ingest.domain.contract import ObservationIn
+from services.ingest.domain.explain import explain
 
 _ONE = msgspec.json.Decoder(ObservationIn)
 _MANY = msgspec.json.Decoder(list[ObservationIn])
 _RAW_LIST = msgspec.json.Decoder(list[msgspec.Raw])
-_ANY = msgspec.json.Decoder()
-_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+# Checks the syntax only: numbers are not converted, so 1e400 is well-formed JSON here (and a
+# field error later), not a malformed body.
+_SYNTAX = msgspec.json.Decoder(msgspec.Raw)
+_TOO_DEEP = "the JSON is nested too deeply; an observation is at most three levels deep"
 
 
 class MalformedBody(SafetyhubError):
@@ -41,23 +43,9 @@ class Parsed:
     count: int = 0
 
 
-def _field_of(path: str) -> str:
-    # "$.box.x" -> "box.x"; "$[3].value" was handled by decoding items one by one.
-    return path.lstrip(".")
-
-
 def item_error(index: int, err: msgspec.ValidationError) -> ItemError:
-    match = _AT.match(str(err))
-    message = match.group("msg") if match else str(err)
-    path = match.group("path") if match and match.group("path") else ""
-    name = _field_of(path)
-    unknown = re.match(r"Object contains unknown field `([^`]+)`", message)
-    missing = re.match(r"Object missing required field `([^`]+)`", message)
-    if unknown:
-        name = f"{name}.{unknown.group(1)}" if name else unknown.group(1)
-    elif missing:
-        name = f"{name}.{missing.group(1)}" if name else missing.group(1)
-    return ItemError(index, name, message)
+    field, detail = explain(str(err))
+    return ItemError(index, field, detail)
 
 
 def _raise_if_malformed(raw: bytes, *, where: str = "") -> None:
@@ -65,7 +53,7 @@ def _raise_if_malformed(raw: bytes, *, where: str = "") -> None:
     on; a body that is not JSON at all must be reported as such (400), not as a bad field (422).
     Only runs on the error path, so valid requests do not pay for it."""
     try:
-        _ANY.decode(raw)
+        _SYNTAX.decode(raw)
     except msgspec.DecodeError as err:
         raise MalformedBody(f"{where}malformed JSON: {err}") from err
 
@@ -81,6 +69,20 @@ def _decode_each(raw_items: list[bytes], parsed: Parsed) -> None:
 
 
 def parse_json(body: bytes, max_items: int) -> Parsed:
+    try:
+        return _parse_json(body, max_items)
+    except RecursionError as err:  # msgspec guards its stack; a 2 kB "[[[[..." reaches the limit
+        raise MalformedBody(_TOO_DEEP) from err
+
+
+def parse_ndjson(body: bytes, max_items: int) -> Parsed:
+    try:
+        return _parse_ndjson(body, max_items)
+    except RecursionError as err:
+        raise MalformedBody(_TOO_DEEP) from err
+
+
+def _parse_json(body: bytes, max_items: int) -> Parsed:
     start = body.lstrip()[:1]
     parsed = Parsed()
     if start == b"{":
@@ -94,10 +96,7 @@ def parse_json(body: bytes, max_items: int) -> Parsed:
             raise MalformedBody(f"malformed JSON: {err}") from err
         return parsed
     if start != b"[":
-        try:
-            _ANY.decode(body)
-        except msgspec.DecodeError as err:
-            raise MalformedBody(f"malformed JSON: {err}") from err
+        _raise_if_malformed(body)
         raise MalformedBody("the body must be a JSON object or an array of objects")
     try:
         raw_items = _RAW_LIST.decode(body)
@@ -115,7 +114,7 @@ def parse_json(body: bytes, max_items: int) -> Parsed:
     return parsed
 
 
-def parse_ndjson(body: bytes, max_items: int) -> Parsed:
+def _parse_ndjson(body: bytes, max_items: int) -> Parsed:
     lines = [line for line in body.split(b"\n") if line.strip()]
     if len(lines) > max_items:
         raise TooManyItems(len(lines), max_items)
