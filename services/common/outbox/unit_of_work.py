@@ -16,6 +16,7 @@ commit and publish loses nothing.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
@@ -74,6 +75,8 @@ class UnitOfWork:
         self.service = service
         self._max_payload = max_payload
         self._messages: list[OutgoingMessage] = []
+        # Wall-clock time PostgreSQL acknowledged the COMMIT; None until then (for logs, measures).
+        self.committed_at: float | None = None
 
     @property
     def emitted(self) -> Sequence[OutgoingMessage]:
@@ -129,9 +132,11 @@ class Outbox:
         database is raised as UnavailableError, which consumers treat as "retry later".
         """
         try:
-            async with self._pool.acquire() as connection, connection.transaction():
-                uow = UnitOfWork(connection, self.service, self._max_payload)
-                yield uow
-                await uow._write_outbox()
+            async with self._pool.acquire() as connection:
+                async with connection.transaction():
+                    uow = UnitOfWork(connection, self.service, self._max_payload)
+                    yield uow
+                    await uow._write_outbox()
+                uow.committed_at = time.time()
         except TRANSIENT_DB_ERRORS as err:
             raise UnavailableError(f"PostgreSQL unavailable: {err}") from err
