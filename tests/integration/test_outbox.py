@@ -187,16 +187,23 @@ async def test_a_rolled_back_unit_of_work_publishes_nothing_and_writes_nothing(
     assert await migrated_pool.fetchval("SELECT count(*) FROM alarm_state") == 0
 
 
-async def test_messages_committed_while_no_relay_runs_are_published_when_one_starts(
-    migrated_pool: asyncpg.Pool, bus: Bus, publisher: JetStreamPublisher, relays: list[OutboxRelay]
+@pytest.mark.parametrize("chunk", [1_000, 7])
+async def test_messages_committed_while_no_relay_runs_are_published_in_order_when_one_starts(
+    migrated_pool: asyncpg.Pool,
+    bus: Bus,
+    publisher: JetStreamPublisher,
+    relays: list[OutboxRelay],
+    chunk: int,
 ) -> None:
     outbox = Outbox(migrated_pool, SERVICE)
     async with outbox.unit_of_work() as uow:
-        for n in range(2_500):  # more than a chunk: the relay reads on until the outbox is empty
+        for n in range(2_500):  # many chunks, several in flight at once: the order must hold
             uow.emit(message(n, f"{PREFIX}.one"))
     assert await outbox_rows(migrated_pool) == 2_500
 
-    start_relay(relays, migrated_pool, publisher)
+    relay = OutboxRelay(migrated_pool, publisher, SERVICE, RelayConfig(chunk=chunk, window=4))
+    relay.start()
+    relays.append(relay)
     messages = await eventually(lambda: holds(bus.js, 2_500), what="the backlog on the stream")
     assert ids(messages) == [f"m-{n}" for n in range(2_500)]
     await eventually(lambda: _empty(migrated_pool), what="the backlog deleted")

@@ -7,11 +7,13 @@ connection is lost (the server releases the lock with the session).
 
 The leader LISTENs on the service's channel, which every commit of a unit of work notifies, and
 also polls every `poll_interval` for what a notification did not announce (sent while it was
-reconnecting). Each pass reads the oldest rows in `seq` order, a chunk at a time, publishes the
-chunk through the pipelined publisher (in order, on one connection), and deletes the rows once
-JetStream acknowledged every one. A failure stops the pass; the next one starts again from the
-first row not deleted. Rows published but not deleted (a crash between the two) are published
-again with the same Nats-Msg-Id, and JetStream drops the repeat within its duplicate window.
+reconnecting). It reads the oldest rows in `seq` order, a chunk at a time, publishes each chunk
+through the pipelined publisher (in order, on one connection), and deletes the rows once JetStream
+acknowledged them and every row before them. Chunks are pipelined too: what was committed while a
+chunk waits for its acknowledgement is read and sent at once, up to `window` chunks in flight. A
+failure stops the pass; the next one starts again from the first row not deleted. Rows published
+but not deleted (a failure or a crash in between) are published again with the same Nats-Msg-Id,
+and JetStream drops the repeats within its duplicate window.
 
 Published rows are deleted rather than marked: the table then holds exactly what is still to send,
 so a pass reads from the front of a small index, and rows committed out of `seq` order (two
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,19 +40,17 @@ from services.common.outbox.unit_of_work import notify_channel
 
 log = get_logger(__name__)
 
-_READ = """
-SELECT seq, subject, payload, headers::text AS headers,
-       extract(epoch FROM clock_timestamp() - created_at)::float8 AS age
-FROM outbox WHERE service = $1 ORDER BY seq LIMIT $2
-"""
-# Deleting what was published and reading what comes next in one round trip. The SELECT sees the
-# snapshot from before the DELETE, hence the `<> ALL`.
+# One round trip per chunk: delete what JetStream acknowledged ($3) and read what follows, leaving
+# out the rows in flight ($4). The SELECT sees the snapshot from before the DELETE, hence $3 twice.
 _DELETE_AND_READ = """
 WITH published AS (DELETE FROM outbox WHERE seq = ANY($3::bigint[]))
 SELECT seq, subject, payload, headers::text AS headers,
        extract(epoch FROM clock_timestamp() - created_at)::float8 AS age
-FROM outbox WHERE service = $1 AND seq <> ALL($3::bigint[]) ORDER BY seq LIMIT $2
+FROM outbox
+WHERE service = $1 AND seq <> ALL($3::bigint[]) AND seq <> ALL($4::bigint[])
+ORDER BY seq LIMIT $2
 """
+_DELETE = "DELETE FROM outbox WHERE seq = ANY($1::bigint[])"
 _DEPTH = "SELECT count(*) FROM outbox WHERE service = $1"
 _PURGE = (
     "DELETE FROM processed_messages WHERE service = $1 AND processed_at < now() - make_interval(secs => $2)"
@@ -63,6 +64,8 @@ _HEADERS = msgspec.json.Decoder(dict[str, str])
 @dataclass(frozen=True, slots=True)
 class RelayConfig:
     chunk: int = 1_000
+    # Chunks published and not yet acknowledged, at most.
+    window: int = 4
     # Fallback for a notification missed while reconnecting; normally the NOTIFY wakes the relay.
     poll_interval: float = 1.0
     standby_interval: float = 1.0
@@ -167,8 +170,6 @@ class OutboxRelay:
         failures = 0
         try:
             while not self._stopped.is_set():
-                # Cleared before reading: a commit notified during the pass triggers another one.
-                self._wake.clear()
                 try:
                     await self._drain(conn)
                     failures = 0
@@ -204,20 +205,63 @@ class OutboxRelay:
                 await conn.execute("SELECT pg_advisory_unlock($1, $2)", *self._lock)
 
     async def _drain(self, conn: asyncpg.Connection) -> None:
-        """Publish and delete every row there is now, oldest first, one chunk at a time."""
+        """Publish and delete every row there is, oldest first; return when none is left.
+
+        Order holds across pipelined chunks because chunks start in the order they were read and
+        the publisher sends a chunk's messages without yielding to the loop in between (its
+        reservation lock is FIFO and the connection buffers nothing, see connection.py), so the
+        server receives them in `seq` order. Only an acknowledged prefix of chunks is deleted.
+        """
+        service, chunk, window = self._service, self._config.chunk, self._config.window
+        sent: deque[tuple[list[int], asyncio.Task[None]]] = deque()
+        acked: list[int] = []
+        try:
+            while True:
+                while sent and sent[0][1].done():
+                    seqs, task = sent.popleft()
+                    task.result()  # a failed publish ends the pass here
+                    acked.extend(seqs)
+                reading = len(sent) < window and not self._stopped.is_set()
+                if reading:
+                    # Cleared before reading: a commit notified after the read is read next round.
+                    self._wake.clear()
+                    in_flight = [seq for seqs, _ in sent for seq in seqs]
+                    rows = await conn.fetch(_DELETE_AND_READ, service, chunk, acked, in_flight)
+                    acked = []
+                    if rows:
+                        task = asyncio.create_task(self._publish(rows))
+                        sent.append(([r["seq"] for r in rows], task))
+                        if len(rows) == chunk:
+                            continue  # a backlog: read on while this chunk is in flight
+                if not sent:
+                    if acked:  # stopping: what was acknowledged last is deleted all the same
+                        await conn.execute(_DELETE, acked)
+                    return
+                if not reading:  # the window is full, or the relay stops: the oldest ack first
+                    await asyncio.wait([sent[0][1]])
+                    continue
+                # Until the oldest chunk is acknowledged, or a commit brings something to send.
+                woken = asyncio.ensure_future(self._wake.wait())
+                await asyncio.wait([sent[0][1], woken], return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
+        finally:
+            # After a failure, let the chunks in flight finish: their rows stay and are sent again.
+            if sent:
+                await asyncio.wait([task for _, task in sent])
+                for _, task in sent:
+                    if not task.cancelled():
+                        task.exception()  # retrieved: the first failure is the one raised
+
+    async def _publish(self, rows: list[asyncpg.Record]) -> None:
         loop = asyncio.get_running_loop()
-        service, chunk = self._service, self._config.chunk
-        latency = metrics.LATENCY.labels(service)
-        rows = await conn.fetch(_READ, service, chunk)
-        while rows:
-            read_at = loop.time()
-            await self._publisher.publish(
-                [OutgoingMessage(r["subject"], r["payload"], _HEADERS.decode(r["headers"])) for r in rows]
-            )
-            # Ages are measured on the database's clock up to the read and on ours after it, so a
-            # clock difference between the two machines does not enter.
-            acked = loop.time() - read_at
-            for r in rows:
-                latency.observe(r["age"] + acked)
-            metrics.PUBLISHED.labels(service).inc(len(rows))
-            rows = await conn.fetch(_DELETE_AND_READ, service, chunk, [r["seq"] for r in rows])
+        read_at = loop.time()
+        await self._publisher.publish(
+            [OutgoingMessage(r["subject"], r["payload"], _HEADERS.decode(r["headers"])) for r in rows]
+        )
+        # Ages are measured on the database's clock up to the read and on ours after it, so a
+        # clock difference between the two machines does not enter.
+        acked = loop.time() - read_at
+        latency = metrics.LATENCY.labels(self._service)
+        for r in rows:
+            latency.observe(r["age"] + acked)
+        metrics.PUBLISHED.labels(self._service).inc(len(rows))
