@@ -142,6 +142,8 @@ async def test_a_commit_is_published_with_its_ids_and_headers_in_order_per_subje
             await uow.connection.execute("INSERT INTO alarm_state VALUES ($1, 'UNACK')", unit)
             for n in range(unit * 40, unit * 40 + 40):
                 uow.emit(message(n))
+            assert uow.committed_at is None
+        assert uow.committed_at is not None
 
     messages = await eventually(lambda: holds(bus.js, 200), what="200 messages on the stream")
     assert sorted(ids(messages)) == sorted(f"m-{n}" for n in range(200))

@@ -33,6 +33,7 @@ import asyncpg
 import msgspec
 
 from services.common.bus.publisher import JetStreamPublisher, OutgoingMessage, PublishRejected
+from services.common.db.pool import TRANSIENT_DB_ERRORS
 from services.common.errors import UnavailableError
 from services.common.logging import get_logger
 from services.common.outbox import metrics
@@ -132,9 +133,15 @@ class OutboxRelay:
                         await self._lead(conn)
             except Exception as err:  # the database went away, or a bug: retry, never die
                 failures += 1
-                metrics.FAILURES.labels(self._service, "database").inc()
                 delay = backoff(failures)
-                log.warning("outbox_relay_failed", service=self._service, error=repr(err), retry_in_s=delay)
+                if isinstance(err, (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError, UnavailableError)):
+                    metrics.FAILURES.labels(self._service, "database").inc()
+                    log.warning(
+                        "outbox_relay_failed", service=self._service, error=repr(err), retry_in_s=delay
+                    )
+                else:
+                    metrics.FAILURES.labels(self._service, "error").inc()
+                    log.exception("outbox_relay_error", service=self._service, retry_in_s=delay)
                 await self._pause(delay)
             finally:
                 if self.leading:
