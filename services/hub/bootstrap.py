@@ -41,7 +41,11 @@ from services.store.service import StoreService
 log = get_logger(__name__)
 
 SERVICES = ("ingest", "store")
-MIGRATION_SOURCES = (("auth", "services.common.auth"), ("store", "services.store"))
+MIGRATION_SOURCES = (
+    ("auth", "services.common.auth"),
+    ("store", "services.store"),
+    ("outbox", "services.common.outbox"),
+)
 
 
 @dataclass(frozen=True, slots=True)

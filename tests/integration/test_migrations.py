@@ -37,13 +37,13 @@ async def recorded(pool: asyncpg.Pool) -> list[tuple[str, int, str]]:
 
 async def test_a_fresh_database_gets_every_table_and_each_version_recorded_once(pool: asyncpg.Pool) -> None:
     wanted = all_migrations()
-    assert {m.component for m in wanted} == {"auth", "store"}
+    assert {m.component for m in wanted} == {"auth", "store", "outbox"}
 
     applied = await migrations.apply(pool, wanted)
 
     assert keys(applied) == keys(wanted)
     assert await recorded(pool) == sorted((m.component, m.version, m.name) for m in wanted)
-    for table in ("api_keys", "observations", "observations_default"):
+    for table in ("api_keys", "observations", "observations_default", "outbox", "processed_messages"):
         assert await pool.fetchval("SELECT to_regclass($1) IS NOT NULL", table), table
     async with pool.acquire() as conn:
         assert await migrations.pending(conn, wanted) == []

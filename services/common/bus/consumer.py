@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -24,8 +24,12 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import Gauge
 
 from services.common.bus.deadletter import DeadLetters
+from services.common.contracts.cloudevents import MSG_ID
 from services.common.errors import SafetyhubError, UnavailableError
 from services.common.logging import get_logger
+
+if TYPE_CHECKING:
+    from services.common.outbox.unit_of_work import Outbox, UnitOfWork
 
 log = get_logger(__name__)
 
@@ -66,6 +70,9 @@ class ConsumerSpec:
 
 Decoder = Callable[[Msg], T]
 Handler = Callable[[list[T]], Awaitable[Sequence[Rejection]]]
+WorkHandler = Callable[[list[T], "UnitOfWork"], Awaitable[Sequence[Rejection]]]
+# What the consumer calls: the items and the messages they came from (for their ids).
+_BatchHandler = Callable[[list[T], list[Msg]], Awaitable[Sequence[Rejection]]]
 
 
 def retry_delay(deliveries: int) -> float:
@@ -81,7 +88,7 @@ class DurableConsumer(Generic[T]):
         self._js = js
         self._spec = spec
         self._decode = decode
-        self._handle = handle
+        self._handle: _BatchHandler[T] = lambda items, _msgs: handle(items)
         self._deadletters = DeadLetters(js, spec.durable)
         self._buffer: list[Msg] = []
         self._buffered_bytes = 0
@@ -90,6 +97,26 @@ class DurableConsumer(Generic[T]):
         self._sub: JetStreamContext.PushSubscription | None = None
         self._run_task: asyncio.Task[None] | None = None
         self._lag_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def in_units_of_work(
+        cls,
+        js: JetStreamContext,
+        spec: ConsumerSpec,
+        decode: Decoder[T],
+        handle: WorkHandler[T],
+        outbox: Outbox,
+        *,
+        skip_processed: bool = True,
+    ) -> DurableConsumer[T]:
+        """A consumer whose handler runs in one unit of work per batch, acked after its commit.
+
+        `skip_processed=False` leaves deduplication to the handler (ON CONFLICT on its own keys),
+        saving a write per message where effects are idempotent anyway.
+        """
+        consumer = cls(js, spec, decode, _unused)
+        consumer._handle = _InUnitOfWork(outbox, handle, spec.durable, skip_processed)
+        return consumer
 
     async def start(self) -> None:
         spec = self._spec
@@ -201,7 +228,7 @@ class DurableConsumer(Generic[T]):
 
     async def _handle_batch(self, items: list[T], msgs: list[Msg]) -> None:
         try:
-            rejections = await self._handle(items)
+            rejections = await self._handle(items, msgs)
         except UnavailableError as err:
             await self._nak_all(msgs, err)
             return
@@ -248,3 +275,42 @@ class DurableConsumer(Generic[T]):
                 info = await self._js.consumer_info(self._spec.stream, self._spec.durable)
                 gauge.set(info.num_pending or 0)
             await asyncio.sleep(2.0)
+
+
+async def _unused(items: list[T]) -> Sequence[Rejection]:
+    raise AssertionError("replaced by the unit-of-work handler")
+
+
+def message_id(msg: Msg) -> str:
+    """What names a message for deduplication: its Nats-Msg-Id, else its place in the stream."""
+    headers = msg.headers
+    if headers and headers.get(MSG_ID):
+        return headers[MSG_ID]
+    return f"{msg.metadata.stream}:{msg.metadata.sequence.stream}"
+
+
+class _InUnitOfWork(Generic[T]):
+    def __init__(self, outbox: Outbox, handle: WorkHandler[T], consumer: str, skip_processed: bool) -> None:
+        self._outbox = outbox
+        self._handle = handle
+        self._consumer = consumer
+        self._skip_processed = skip_processed
+
+    async def __call__(self, items: list[T], msgs: list[Msg]) -> Sequence[Rejection]:
+        async with self._outbox.unit_of_work() as uow:
+            if not self._skip_processed:
+                return await self._handle(items, uow)
+            ids = [message_id(msg) for msg in msgs]
+            fresh = await uow.first_deliveries(self._consumer, ids)
+            # Indices of the items to handle: first copies of messages not processed before.
+            todo = []
+            for index, id_ in enumerate(ids):
+                if id_ in fresh:
+                    todo.append(index)
+                    fresh.discard(id_)
+            if len(todo) < len(items):
+                log.info("consumer_skipped_processed", consumer=self._consumer, count=len(items) - len(todo))
+            if not todo:
+                return ()
+            rejections = await self._handle([items[i] for i in todo], uow)
+        return [Rejection(todo[r.index], r.reason) for r in rejections]
