@@ -57,7 +57,7 @@ class _Ack(msgspec.Struct):
 
 
 _ACK = msgspec.json.Decoder(_Ack)
-_NO_RESPONDERS = "no stream takes the subject (no responders)"
+_NO_RESPONDERS = "no stream takes the subject"  # nats-server answers "no responders"
 
 
 def refusal_of(data: bytes, headers: Mapping[str, str] | None) -> Refusal:
