@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from services.common.auth.keys import KeyError_, KeyInfo, list_keys, revoke_key
+from services.common.auth.keys import KeyInfo, KeyRequestError, list_keys, revoke_key
 from services.common.auth.keys import create_key as store_key
 from services.common.db import migrations
 from services.common.db.pool import create_pool
@@ -129,28 +129,29 @@ def check_key_scope(
     sites: Sequence[str] | None,
     devices: Sequence[str] | None,
 ) -> None:
-    """Refuse a key for a tenant, site or device the site files do not declare (KeyError_).
+    """Refuse a key for a tenant, site or device the site files do not declare (KeyRequestError).
 
     A key for a misspelt tenant or device would be created and then be refused on every post;
     a key naming another tenant's site would be worse. The option at fault is named.
     """
     tenants = [t.id for t in registry.tenants]
     if tenant not in tenants:
-        raise KeyError_(
+        raise KeyRequestError(
             f"--tenant: no tenant {tenant!r} in the site files; known: {', '.join(tenants) or 'none'}"
         )
     own = [site.id for site in registry.sites_of(tenant)]
     for site in sites or ():
         owner = registry.tenant_of(site)
         if owner is None:
-            raise KeyError_(f"--sites: no site {site!r}; sites of {tenant}: {', '.join(own) or 'none'}")
+            raise KeyRequestError(f"--sites: no site {site!r}; sites of {tenant}: {', '.join(own) or 'none'}")
         if owner != tenant:
-            raise KeyError_(f"--sites: site {site!r} belongs to tenant {owner!r}, not to {tenant!r}")
+            raise KeyRequestError(f"--sites: site {site!r} belongs to tenant {owner!r}, not to {tenant!r}")
     scope = list(sites) if sites else own
     for device in devices or ():
         if not any(registry.device(site, device) is not None for site in scope):
             where = "the key's sites" if sites else f"the sites of {tenant}"
-            raise KeyError_(f"--devices: no device {device!r} at {where} ({', '.join(scope) or 'none'})")
+            known = ", ".join(scope) or "none"
+            raise KeyRequestError(f"--devices: no device {device!r} at {where} ({known})")
 
 
 async def create_key(

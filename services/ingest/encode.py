@@ -25,10 +25,10 @@ from services.common.contracts import (
     SCHEMA_VERSION,
     Observation,
     ObservationBatch,
-    Quality,
 )
 from services.common.contracts.cloudevents import ce_headers
 from services.common.contracts.ids import derived_id
+from services.common.contracts.quality import quality_number
 from services.ingest.domain.checks import OUT_OF_RANGE, Checked
 from services.ingest.domain.contract import ObservationIn
 
@@ -39,14 +39,6 @@ MAX_PER_MESSAGE = 1_000
 HEADER_ROOM = 4_096
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_QUALITY = {
-    "good": Quality.QUALITY_GOOD,
-    "uncertain": Quality.QUALITY_UNCERTAIN,
-    "bad": Quality.QUALITY_BAD,
-    "QUALITY_GOOD": Quality.QUALITY_GOOD,
-    "QUALITY_UNCERTAIN": Quality.QUALITY_UNCERTAIN,
-    "QUALITY_BAD": Quality.QUALITY_BAD,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +100,7 @@ def _fill(
     obs.kind = item.kind
     if item.unit:
         obs.unit = item.unit
-    obs.quality = _QUALITY[item.quality]
+    obs.quality = quality_number(item.quality)
     if isinstance(item, Checked) and item.quality_reason:
         obs.quality_reason = item.quality_reason
     if item.snapshot:

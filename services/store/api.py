@@ -15,7 +15,7 @@ from services.common.errors import UnavailableError
 from services.common.http.middleware import principal_of
 from services.common.http.problem import Problem
 from services.common.sites.registry import SiteRegistry
-from services.ingest.domain.contract import DEVICE_PATTERN, KIND_PATTERN, SLUG_PATTERN
+from services.common.types import DEVICE_ID_PATTERN, KIND_PATTERN, SLUG_PATTERN
 from services.store.query import MAX_LIMIT, BadCursor, ObservationQuery, decode_cursor, run_query
 
 _PARAMS = frozenset({"site", "device", "kind", "since", "until", "limit", "cursor"})
@@ -44,7 +44,7 @@ _LIMIT = re.compile(r"^[0-9]{1,7}\Z", re.ASCII)  # int() would also take Arabic-
 # NUL (which PostgreSQL text cannot hold) must not reach the database.
 _FILTERS = {
     "site": (re.compile(SLUG_PATTERN), "a site id: lower-case letters, digits and '-'"),
-    "device": (re.compile(DEVICE_PATTERN), "a device id: letters, digits, '_' and '-'"),
+    "device": (re.compile(DEVICE_ID_PATTERN), "a device id: letters, digits, '_' and '-'"),
     "kind": (re.compile(KIND_PATTERN), "a kind such as gas.h2s: lower-case words joined by '.'"),
 }
 _TIME_HINT = "expected an RFC 3339 time with an offset, such as 2026-11-22T09:00:00+09:00"

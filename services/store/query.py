@@ -6,13 +6,15 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
 import asyncpg
 import msgspec
 
+from services.common.contracts.quality import quality_name
 from services.common.db.pool import bounded
 from services.common.errors import SafetyhubError
+from services.common.types import ClientId
 
 MAX_LIMIT = 1000
 
@@ -37,10 +39,9 @@ def encode_cursor(moment: datetime, row_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-# What a stored row's id can be (a client id or a derived ULID), so a cursor carrying anything
-# else (a NUL, which PostgreSQL text cannot hold) was not made here.
-_ROW_ID = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/-]+\Z")]
-_CURSOR = msgspec.json.Decoder(tuple[datetime, _ROW_ID])
+# A stored row's id is a client id or a derived ULID, so a cursor carrying anything else (a NUL,
+# which PostgreSQL text cannot hold) was not made here.
+_CURSOR = msgspec.json.Decoder(tuple[datetime, ClientId])
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
@@ -83,9 +84,6 @@ def build_sql(query: ObservationQuery) -> tuple[str, list[Any]]:
     return sql, params
 
 
-_QUALITY = {0: "unspecified", 1: "good", 2: "uncertain", 3: "bad"}
-
-
 def to_json(row: asyncpg.Record) -> dict[str, Any]:
     item: dict[str, Any] = {
         "id": row["id"],
@@ -94,7 +92,7 @@ def to_json(row: asyncpg.Record) -> dict[str, Any]:
         "device": row["device"],
         "kind": row["kind"],
         "time": row["time"].isoformat(),
-        "quality": _QUALITY.get(row["quality"], "unspecified"),
+        "quality": quality_name(row["quality"]),
         "received": row["received"].isoformat(),
     }
     if row["value"] is not None:

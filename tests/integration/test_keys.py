@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
-from services.common.auth.keys import KeyError_, create_key, list_keys, revoke_key
+from services.common.auth.keys import KeyRequestError, create_key, list_keys, revoke_key
 from services.common.auth.principal import Principal
 from services.common.auth.verifier import KeyCachePolicy, KeyVerifier
 
@@ -126,7 +126,7 @@ async def test_only_a_hash_of_the_secret_is_stored(pool: asyncpg.Pool) -> None:
 
 
 async def test_a_key_for_an_unknown_role_is_refused(pool: asyncpg.Pool) -> None:
-    with pytest.raises(KeyError_, match="unknown role 'root'"):
+    with pytest.raises(KeyRequestError, match="unknown role 'root'"):
         await create_key(pool, tenant="acme", role="root")
     assert await pool.fetchval("SELECT count(*) FROM api_keys") == 0
 
@@ -139,7 +139,7 @@ async def test_a_key_limited_to_no_sites_never_grants_every_site(
     # empty); widening it to the whole tenant fails open. Refusing it, or a key for no site, is fine.
     try:
         token = await create_key(pool, tenant="acme", role="gateway", sites=[])
-    except KeyError_:
+    except KeyRequestError:
         return
     principal = await verifier.verify(token)
 
@@ -169,7 +169,7 @@ async def test_a_device_key_verifies_with_its_devices(pool: asyncpg.Pool, verifi
 async def test_a_device_limit_that_makes_no_sense_is_refused(
     pool: asyncpg.Pool, role: str, devices: list[str], reason: str
 ) -> None:
-    with pytest.raises(KeyError_, match=reason):
+    with pytest.raises(KeyRequestError, match=reason):
         await create_key(pool, tenant="acme", role=role, devices=devices)
     assert await pool.fetchval("SELECT count(*) FROM api_keys") == 0
 
@@ -240,9 +240,9 @@ async def test_revoking_twice_or_an_unknown_key_is_an_error(pool: asyncpg.Pool) 
     token = await create_key(pool, tenant="acme", role="gateway")
     first = await revoke_key(pool, key_id(token))
 
-    with pytest.raises(KeyError_, match="already revoked"):
+    with pytest.raises(KeyRequestError, match="already revoked"):
         await revoke_key(pool, key_id(token))
-    with pytest.raises(KeyError_, match="no key '000000000000'"):
+    with pytest.raises(KeyRequestError, match="no key '000000000000'"):
         await revoke_key(pool, "000000000000")
     again = await pool.fetchval("SELECT revoked_at FROM api_keys WHERE key_id = $1", key_id(token))
     assert again == first.revoked_at, "a second revocation must not move the time it was revoked"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.auth.keys import KeyError_
+from services.common.auth.keys import KeyRequestError
 from services.common.sites.registry import SiteRegistry
 from services.hub.commands import check_key_scope
 from tests.conftest import DEMO_SITES, EXTRA_SITE
@@ -35,12 +35,12 @@ def test_what_the_site_files_do_not_declare_is_refused(
     devices: list[str] | None,
     message: str,
 ) -> None:
-    with pytest.raises(KeyError_, match=message):
+    with pytest.raises(KeyRequestError, match=message):
         check_key_scope(registry, tenant=tenant, sites=sites, devices=devices)
 
 
 def test_the_error_lists_what_would_have_been_right(registry: SiteRegistry) -> None:
-    with pytest.raises(KeyError_) as info:
+    with pytest.raises(KeyRequestError) as info:
         check_key_scope(registry, tenant="ulsan-refining", sites=["nowhere"], devices=None)
 
     assert "ulsan-refinery" in str(info.value) and "ulsan-refinery-east" in str(info.value)

@@ -22,8 +22,8 @@ PREFIX = "shk"
 log = get_logger(__name__)
 
 
-class KeyError_(SafetyhubError):
-    """A key cannot be created as asked."""
+class KeyRequestError(SafetyhubError):
+    """A key cannot be created or revoked as asked (unknown role, empty scope, no such key, ...)."""
 
 
 def _hash(secret: str) -> bytes:
@@ -41,16 +41,16 @@ async def create_key(
 ) -> str:
     """Store a new key and return it; this is the only time the secret exists in clear."""
     if role not in ROLES:
-        raise KeyError_(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+        raise KeyRequestError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
     if not tenant:
-        raise KeyError_("a key needs a tenant")
+        raise KeyRequestError("a key needs a tenant")
     if sites is not None and not list(sites):
         # An empty list must not silently mean "every site" (NULL in the table).
-        raise KeyError_("a key limited to no sites could do nothing; omit --sites for all sites")
+        raise KeyRequestError("a key limited to no sites could do nothing; omit --sites for all sites")
     if devices is not None and not list(devices):
-        raise KeyError_("a key limited to no devices could do nothing; omit --devices for all devices")
+        raise KeyRequestError("a key limited to no devices could do nothing; omit --devices for all devices")
     if devices is not None and role != "gateway":
-        raise KeyError_("only a gateway key can be limited to devices: it is what devices post with")
+        raise KeyRequestError("only a gateway key can be limited to devices: it is what devices post with")
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32).replace("_", "-")  # '_' separates the parts
     await conn.execute(
@@ -115,7 +115,7 @@ async def list_keys(
 async def revoke_key(conn: asyncpg.Connection | asyncpg.Pool, key_id: str) -> KeyInfo:
     """Mark a key revoked; verifiers refuse it once their cache of it expires.
 
-    Raises KeyError_ for an unknown key id and for a key already revoked (a second revocation
+    Raises KeyRequestError for an unknown key id and for a key already revoked (a second revocation
     would otherwise look like a first one that worked).
     """
     row = await conn.fetchrow(
@@ -126,8 +126,9 @@ async def revoke_key(conn: asyncpg.Connection | asyncpg.Pool, key_id: str) -> Ke
     if row is None:
         revoked_at = await conn.fetchval("SELECT revoked_at FROM api_keys WHERE key_id = $1", key_id)
         if revoked_at is None:
-            raise KeyError_(f"no key {key_id!r}; `safetyhub keys list` shows the key ids")
-        raise KeyError_(f"key {key_id!r} was already revoked at {revoked_at.isoformat(timespec='seconds')}")
+            raise KeyRequestError(f"no key {key_id!r}; `safetyhub keys list` shows the key ids")
+        when = revoked_at.isoformat(timespec="seconds")
+        raise KeyRequestError(f"key {key_id!r} was already revoked at {when}")
     info = _info(row)
     log.info("audit", action="key_revoked", key_id=key_id, tenant=info.tenant, role=info.role)
     return info

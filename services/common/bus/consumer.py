@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from services.common.bus.deadletter import DeadLetters
 from services.common.contracts.cloudevents import MSG_ID
@@ -38,6 +38,21 @@ CONSUMER_LAG = Gauge(
     "Messages in the stream not yet delivered",
     ["consumer"],
     multiprocess_mode="max",
+)
+LAG_PROBE_FAILURES = Counter(
+    "safetyhub_consumer_lag_probe_failures",
+    "Lag probes (consumer info requests) that failed: the lag gauge shows the last value read",
+    ["consumer"],
+)
+# The ConsumerConfig fields `start` sets, compared with an existing durable's when it cannot update.
+_CONFIGURED = (
+    "deliver_group",
+    "deliver_subject",
+    "deliver_policy",
+    "ack_policy",
+    "ack_wait",
+    "max_ack_pending",
+    "filter_subject",
 )
 T = TypeVar("T")
 
@@ -132,8 +147,8 @@ class DurableConsumer(Generic[T]):
         )
         try:
             await self._js.add_consumer(spec.stream, config=config)
-        except Exception as err:  # an existing consumer whose config cannot change in place
-            log.warning("consumer_config_kept", consumer=spec.durable, error=str(err))
+        except Exception as err:
+            await self._existing_or_raise(config, err)
         self._sub = await self._js.subscribe(
             spec.filter_subject,
             queue=spec.durable,
@@ -147,6 +162,23 @@ class DurableConsumer(Generic[T]):
         self._run_task = asyncio.create_task(self._run(), name=f"consume-{spec.durable}")
         self._lag_task = asyncio.create_task(self._watch_lag(), name=f"lag-{spec.durable}")
         log.info("consumer_started", consumer=spec.durable, stream=spec.stream)
+
+    async def _existing_or_raise(self, wanted: ConsumerConfig, err: Exception) -> None:
+        """`add_consumer` failed: go on only with a durable that exists already, and say whether
+        its config is the one asked for (JetStream cannot change some fields in place, such as the
+        deliver policy: the existing config is then kept). Without one there is nothing to consume."""
+        spec = self._spec
+        error = {"error": str(err), "err_code": getattr(err, "err_code", None)}
+        try:
+            existing = (await self._js.consumer_info(spec.stream, spec.durable)).config
+        except Exception:
+            log.error("consumer_create_failed", consumer=spec.durable, stream=spec.stream, **error)
+            raise err from None
+        differs = sorted(f for f in _CONFIGURED if getattr(existing, f) != getattr(wanted, f))
+        if differs:
+            log.warning("consumer_config_kept", consumer=spec.durable, differs=differs, **error)
+        else:
+            log.warning("consumer_update_failed", consumer=spec.durable, config="as asked", **error)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop intake, finish what was delivered, then return. Unfinished work is redelivered."""
@@ -269,11 +301,25 @@ class DurableConsumer(Generic[T]):
             await msg.nak(delay=retry_delay(deliveries))
 
     async def _watch_lag(self) -> None:
-        gauge = CONSUMER_LAG.labels(self._spec.durable)
+        durable = self._spec.durable
+        gauge = CONSUMER_LAG.labels(durable)
+        failures = LAG_PROBE_FAILURES.labels(durable)
+        failing = False
         while not self._stopping:
-            with contextlib.suppress(Exception):
-                info = await self._js.consumer_info(self._spec.stream, self._spec.durable)
+            try:
+                info = await self._js.consumer_info(self._spec.stream, durable)
+            except Exception as err:
+                if self._stopping:  # the connection closing under a probe is not a failure
+                    return
+                failures.inc()
+                if not failing:  # once per outage, not every two seconds; the counter has them all
+                    log.warning("consumer_lag_probe_failed", consumer=durable, error=str(err))
+                failing = True
+            else:
                 gauge.set(info.num_pending or 0)
+                if failing:
+                    log.info("consumer_lag_probe_recovered", consumer=durable)
+                failing = False
             await asyncio.sleep(2.0)
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -23,8 +24,75 @@ from nats.errors import ConnectionClosedError, ConnectionDrainingError, Outbound
 from services.common.errors import SafetyhubError, UnavailableError
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why JetStream refused one message, as its acknowledgement said."""
+
+    # The HTTP-like status: 503 for limits and for no stream at all, 400 for a failed expectation.
+    code: int | None
+    # JetStream's own error code, e.g. 10077 "maximum messages per subject exceeded"; None when
+    # no stream answered (nats-server's "no responders").
+    err_code: int | None
+    description: str
+    # The stream that refused; None when no stream takes the subject.
+    stream: str | None
+
+    def __str__(self) -> str:
+        detail = [f"code {self.code}"] if self.code is not None else []
+        if self.err_code is not None:
+            detail.append(f"err_code {self.err_code}")
+        where = f"stream {self.stream}: " if self.stream else ""
+        return f"{where}{self.description}" + (f" ({', '.join(detail)})" if detail else "")
+
+
+class _AckError(msgspec.Struct):
+    code: int | None = None
+    err_code: int | None = None
+    description: str = ""
+
+
+class _Ack(msgspec.Struct):
+    error: _AckError | None = None
+    stream: str | None = None
+
+
+_ACK = msgspec.json.Decoder(_Ack)
+_NO_RESPONDERS = "no stream takes the subject"  # nats-server answers "no responders"
+
+
+def refusal_of(data: bytes, headers: Mapping[str, str] | None) -> Refusal:
+    """The refusal a failed acknowledgement carries: a PubAck with an `error`, or an empty status
+    reply (nats-server's 503 "no responders" when no stream takes the subject)."""
+    if not data:
+        status = (headers or {}).get("Status", "")
+        code = int(status) if status.isdigit() else None
+        return Refusal(code, None, _NO_RESPONDERS if code == 503 else "empty acknowledgement", None)
+    try:
+        ack = _ACK.decode(data)
+    except msgspec.MsgspecError:
+        return Refusal(None, None, data.decode(errors="replace"), None)
+    error = ack.error or _AckError(description=data.decode(errors="replace"))
+    return Refusal(error.code, error.err_code, error.description, ack.stream)
+
+
 class PublishRejected(SafetyhubError):
-    """JetStream refused a message (no stream for the subject, limits, ...)."""
+    """JetStream refused a message (no stream for the subject, limits, a failed expectation).
+
+    Like asyncpg's `sqlstate`, the fields say which refusal it was, for the first refused message
+    of the batch: `code` (HTTP-like), `err_code` (JetStream's), `description`, `stream` (None when
+    no stream takes the subject) and `subject`; `refused` of `total` messages were refused.
+    """
+
+    def __init__(self, refusal: Refusal, *, subject: str, refused: int, total: int) -> None:
+        self.refusal = refusal
+        self.code = refusal.code
+        self.err_code = refusal.err_code
+        self.description = refusal.description
+        self.stream = refusal.stream
+        self.subject = subject
+        self.refused = refused
+        self.total = total
+        super().__init__(f"{refused} of {total} refused: {subject}: {refusal}")
 
 
 class NothingSent(UnavailableError):
@@ -58,7 +126,7 @@ class Published:
 class _Batch:
     remaining: int
     done: asyncio.Future[None]
-    errors: list[str] = field(default_factory=list)
+    refusals: dict[str, Refusal] = field(default_factory=dict)  # by reply token
     duplicates: set[str] = field(default_factory=set)  # reply tokens of duplicate acks
 
 
@@ -108,7 +176,7 @@ class JetStreamPublisher:
         # A PubAck is {"stream":..,"seq":..[,"duplicate":true]}; failures carry "error". A
         # duplicate is success: the message is in the stream from an earlier publish.
         if b'"error"' in data or not data:
-            batch.errors.append(data.decode(errors="replace") or "empty reply (no stream?)")
+            batch.refusals[token] = refusal_of(data, msg.headers)
         elif b'"duplicate"' in data:
             batch.duplicates.add(token)
         batch.remaining -= 1
@@ -167,8 +235,11 @@ class JetStreamPublisher:
                 self._waiting.pop(token, None)
             for _ in range(len(messages)):
                 self._capacity.release()
-        if batch.errors:
-            raise PublishRejected(f"{len(batch.errors)} of {len(messages)} refused: {batch.errors[0]}")
+        if batch.refusals:
+            first = next(i for i, token in enumerate(tokens) if token in batch.refusals)
+            refusal = batch.refusals[tokens[first]]
+            subject = messages[first].subject
+            raise PublishRejected(refusal, subject=subject, refused=len(batch.refusals), total=len(messages))
         if not batch.duplicates:
             return Published()
         dropped = [m for token, m in zip(tokens, messages, strict=True) if token in batch.duplicates]

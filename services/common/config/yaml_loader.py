@@ -21,20 +21,14 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from services.common.errors import ConfigError
+from services.common.validation import PathPart, locate
 
 T = TypeVar("T")
-
-PathPart = str | int
 
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
-# msgspec appends the location as " - at `$.a[0].b`", or " - at `key` in `$.a`" for a mapping key.
-_LOCATION = re.compile(r" - at (`key` in )?`(\$[^`]*)`$")
-_PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
-_UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(.*)`$")
-_MISSING_FIELD = re.compile(r"^Object missing required field `(.*)`$")
 _NOT_A_STRING = re.compile(r"^Expected `str`, got `(bool|int|float|null)`$")
 
 
@@ -192,26 +186,18 @@ def _convert(data: Any, type_: type[T], lines: LineMap, filename: str) -> T:
 
 def _config_error(text: str, lines: LineMap, filename: str) -> ConfigError:
     """Turns msgspec's `<problem> - at `$.a[0].b`` into a ConfigError pointing at that line."""
-    located = _LOCATION.search(text)
-    message = text[: located.start()] if located else text
-    path: list[PathPart] = []
-    if located:
-        for name, index in _PATH_PART.findall(located.group(2)):
-            if index == "...":
-                break  # msgspec does not say which mapping key; the mapping's line will do
-            path.append(int(index) if index else name)
-    key = located.group(2).removeprefix("$").removeprefix(".") if located else ""
-    line_path: list[PathPart] = list(path)
-    if unknown := _UNKNOWN_FIELD.match(message):
+    located = locate(text)
+    message, key = located.message, located.location
+    if located.unknown is not None:
         # Point at the offending key itself and name it.
-        line_path.append(unknown.group(1))
-        key = _child_key(key, unknown.group(1))
-    elif missing := _MISSING_FIELD.match(message):
+        return ConfigError(filename, lines.line_of(located.field), _child_key(key, located.unknown), message)
+    if located.missing is not None:
         # The line stays the parent mapping's: the field is absent, so it has no line.
-        key = _child_key(key, missing.group(1))
+        key = _child_key(key, located.missing)
     elif _NOT_A_STRING.match(message):
         message += " (quote the value to keep it a string)"
-    return ConfigError(filename, lines.line_of(line_path), key, message)
+    # Past a mapping's `[...]` msgspec does not say which key; the mapping's line will do.
+    return ConfigError(filename, lines.line_of(located.path), key, message)
 
 
 def _child_key(parent: str, name: str) -> str:

@@ -12,12 +12,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-# Site and tenant ids travel in bus subjects and URLs: lowercase, no dots or spaces.
-Slug = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,62}\Z")]
-# Device ids often come from a plant's tag list, so case and underscores are allowed.
-DeviceId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}\Z")]
-# Dotted lowercase words: `gas.h2s`, `flame.ir`, `temperature`.
-MeasureKind = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z")]
+from services.common.types import DeviceId, Kind, Slug
+
 Name = Annotated[str, Meta(min_length=1)]
 Latitude = Annotated[float, Meta(ge=-90, le=90)]
 Longitude = Annotated[float, Meta(ge=-180, le=180)]
@@ -46,7 +42,7 @@ class LatLon(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
 class Measure(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """One quantity a device reports, with its unit and, if known, its calibrated range."""
 
-    kind: MeasureKind
+    kind: Kind
     unit: Name
     range: tuple[float, float] | None = None
 

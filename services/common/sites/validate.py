@@ -10,9 +10,10 @@ from __future__ import annotations
 import zoneinfo
 from collections.abc import Sequence
 
-from services.common.config.yaml_loader import LineMap, PathPart, format_path
+from services.common.config.yaml_loader import LineMap, format_path
 from services.common.errors import ConfigError
 from services.common.sites.model import Device, Site, SitesFile, Zone
+from services.common.validation import PathPart
 
 # (filename, parsed file, its line map if it came from YAML)
 LoadedFile = tuple[str, SitesFile, LineMap | None]

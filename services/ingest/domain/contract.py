@@ -11,14 +11,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-CLIENT_ID_PATTERN = r"^[A-Za-z0-9._:@/-]+\Z"
-SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]*\Z"
-DEVICE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*\Z"
-KIND_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z"
-ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=CLIENT_ID_PATTERN)]
-Slug = Annotated[str, msgspec.Meta(min_length=1, max_length=63, pattern=SLUG_PATTERN)]
-DeviceId = Annotated[str, msgspec.Meta(min_length=1, max_length=63, pattern=DEVICE_PATTERN)]
-Kind = Annotated[str, msgspec.Meta(max_length=63, pattern=KIND_PATTERN)]
+from services.common.types import ClientId, DeviceId, Kind, Slug
+
 Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 # PostgreSQL text and jsonb cannot hold U+0000: refuse it at the door (422 naming the field) rather
 # than accept an observation the store could never write.

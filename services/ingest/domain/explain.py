@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from services.common.validation import Located, dotted
+
 _FRACTION = "a number from 0 to 1"
 _CLIENT_ID = "a string of 1 to 128 letters, digits or . _ : @ / -"
 
@@ -54,28 +56,22 @@ _TYPES = {
     "array": "an array",
     "object": "an object",
 }
-_AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<key>key` in `)?\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _GOT = re.compile(r"got `([a-z]+)`")
-_UNKNOWN = re.compile(r"Object contains unknown field `([^`]*)`")
-_MISSING = re.compile(r"Object missing required field `([^`]+)`")
 
 
-def explain(message: str) -> tuple[str, str]:
+def explain(err: Located) -> tuple[str, str]:
     """The field at fault (dotted; "" for the item itself) and what is wrong, from a msgspec
-    validation message such as ``Expected `float` <= 1.0 - at `$.box.x` ``."""
-    match = _AT.match(message)
-    text = match.group("msg") if match else message
-    path = (match.group("path") or "") if match else ""
+    validation error such as ``Expected `float` <= 1.0 - at `$.box.x` ``."""
+    text = err.message
     # "$.attributes[...]" (a value) and "key` in `$.attributes" (a name) are both about attributes.
-    where = re.sub(r"\[[^\]]*\]", "", path).lstrip(".")
-    if unknown := _UNKNOWN.match(text):
-        name = unknown.group(1)
+    where = dotted(err.path)
+    if err.unknown is not None:
         known = _FIELDS.get(where, "")
-        field = f"{where}.{name}" if where else name
-        return field, f"unknown field '{name}'" + (f"; the fields are {known}" if known else "")
-    if missing := _MISSING.match(text):
-        name = missing.group(1)
-        field = f"{where}.{name}" if where else name
+        return dotted(err.field), f"unknown field '{err.unknown}'" + (
+            f"; the fields are {known}" if known else ""
+        )
+    if err.missing is not None:
+        field = dotted(err.field)
         return field, f"{field} is required: {ALLOWED.get(field, 'a value')}"
     if not where:
         got = _GOT.search(text)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from services.common.errors import SafetyhubError
+from services.common.validation import locate
 from services.ingest.domain.checks import ItemError
 from services.ingest.domain.contract import ObservationIn
 from services.ingest.domain.explain import explain
@@ -44,7 +45,7 @@ class Parsed:
 
 
 def item_error(index: int, err: msgspec.ValidationError) -> ItemError:
-    field, detail = explain(str(err))
+    field, detail = explain(locate(err))
     return ItemError(index, field, detail)
 
 
