@@ -6,8 +6,7 @@ from typing import Annotated
 
 import msgspec
 
-Positive = Annotated[int, msgspec.Meta(gt=0)]
-PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+from services.common.settings import Positive, PositiveFloat
 
 
 class IngestConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):

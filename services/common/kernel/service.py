@@ -11,7 +11,7 @@ service: the hub's registry lists them.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import asyncpg
@@ -95,7 +95,7 @@ class Service(Generic[C]):
     migrations: str | None = None  # the package holding `migrations/`; None: no tables
     permissions: tuple[Permission, ...] = ()
     public_paths: frozenset[str] = frozenset()
-    panel: tuple[PanelRow, ...] = field(default=())
+    panel: tuple[PanelRow, ...] = ()
 
     def section(self, config: HubConfig) -> C:
         """The service's config section, typed; its defaults when `config` was built without it."""
