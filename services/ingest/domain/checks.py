@@ -111,7 +111,7 @@ def check(
                 index,
                 "time",
                 f"time is more than {max_age.days} days in the past; the hub keeps {max_age.days} days"
-                " of history (store.retention_days)",
+                " of history (ingest.max_age_days)",
             )
     return _complete(item, measure)
 
