@@ -42,7 +42,7 @@ from services.common.db import migrations
 from services.common.db.pool import create_pool
 from services.common.embedded import EmbeddedNats, EmbeddedPostgres
 from services.common.outbox import Outbox, OutboxRelay
-from services.hub.bootstrap import all_migrations
+from services.hub.registry import REGISTRY
 
 STREAM = "BENCH_OUTBOX"
 SUBJECTS = 10
@@ -119,7 +119,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
     try:
         nats_url, database_url = await asyncio.gather(nats_server.start(), postgres.start())
         pool = await create_pool(database_url, min_size=4, max_size=20)
-        await migrations.apply(pool, all_migrations())
+        await migrations.apply(pool, REGISTRY.migrations(()))
         await pool.execute("CREATE TABLE bench_state (id int PRIMARY KEY, n bigint NOT NULL)")
         nc = await connect_bus(nats_url, name="bench-outbox")
         js = nc.jetstream()

@@ -2,7 +2,8 @@
 
 SAFETYHUB_NATS_URL / SAFETYHUB_DATABASE_URL point the suite at external servers; otherwise one
 embedded nats-server and one embedded PostgreSQL serve the whole session. Isolation per test: a
-fresh database (CREATE DATABASE) and the hub's streams deleted before the test. The suite owns
+fresh database (CREATE DATABASE) and every stream of the server (with its consumers) deleted before
+the test, so the streams of a service added to the registry start empty too. The suite owns
 the servers it is given: do not point it at production.
 """
 
@@ -27,12 +28,14 @@ import nats
 import pytest
 
 from services.common.auth.keys import create_key
-from services.common.bus.streams import DEADLETTER, OBSERVATIONS
+from services.common.bus.streams import StreamSpec
 from services.common.db import migrations
 from services.common.db.pool import create_pool
 from services.common.embedded import EmbeddedNats, EmbeddedPostgres
-from services.common.settings import HttpConfig, HubConfig, StoreConfig
-from services.hub.bootstrap import Endpoints, Hub, all_migrations
+from services.common.settings import HttpConfig, HubConfig, StreamConfig
+from services.hub.bootstrap import Endpoints, Hub
+from services.hub.registry import REGISTRY
+from services.store.config import StoreConfig
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_SITES = REPO / "sites" / "ulsan-demo.yaml"
@@ -112,26 +115,33 @@ async def database_url(postgres_admin_url: str) -> AsyncIterator[str]:
 async def migrated_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     """A pool on this test's fresh database with every migration applied."""
     pool = await create_pool(database_url, min_size=1, max_size=4)
-    await migrations.apply(pool, all_migrations())
+    await migrations.apply(pool, REGISTRY.migrations())
     yield pool
     await pool.close()
 
 
 @pytest.fixture
 async def nats_url(nats_server_url: str) -> str:
-    """The session's NATS server with the hub's streams removed, so each test starts empty."""
+    """The session's NATS server with no stream (nor consumer) left, so each test starts empty."""
     nc = await nats.connect(nats_server_url)
     js = nc.jetstream()
-    for stream in (OBSERVATIONS, DEADLETTER):
+    for name in await js.streams_info():
         with contextlib.suppress(nats.js.errors.NotFoundError):
-            await js.delete_stream(stream)
+            await js.delete_stream(name.config.name)
     await nc.close()
     return nats_server_url
 
 
+def hub_streams(**bus: StreamConfig) -> list[StreamSpec]:
+    """Every registered service's streams and DEADLETTER, with the `bus:` limits given."""
+    config = REGISTRY.config_type()()
+    config = msgspec.structs.replace(config, bus=msgspec.structs.replace(config.bus, **bus))
+    return REGISTRY.streams(config)
+
+
 def hub_config(**overrides: object) -> HubConfig:
     """Defaults for tests: a free port, the demo sites, short redelivery so recovery is quick."""
-    base = HubConfig(
+    base = REGISTRY.config_type()(
         http=HttpConfig(port=0),
         sites=[str(DEMO_SITES), str(EXTRA_SITE)],
         store=StoreConfig(ack_wait_s=2.0, batch_wait_ms=5),

@@ -1,14 +1,15 @@
 """The hub's configuration: one YAML file (optional) plus environment overrides.
 
 Every key has a default, so `safetyhub up` runs with no file at all. The file is validated strictly
-(unknown keys rejected) and a bad one stops start-up with file, line and key.
+(unknown keys rejected) and a bad one stops start-up with file, line and key. This module holds the
+kernel's sections; each service declares its own, composed in by the hub's registry.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import msgspec
 
@@ -51,7 +52,7 @@ class BusConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only
     url: str | None = None
     # Port of the embedded nats-server; None picks a free one at each start.
     embedded_port: Port | None = None
-    observations: StreamConfig = StreamConfig()
+    # The kernel's stream; each service's streams add their own key here (see bus/streams.py).
     deadletter: StreamConfig = StreamConfig(max_age_hours=24.0 * 14)
 
 
@@ -63,35 +64,13 @@ class DatabaseConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw
     pool_max: Annotated[int, msgspec.Meta(ge=1)] = 10
 
 
-class IngestConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    max_items: Positive = 10_000
-    max_body_mb: Positive = 32
-    # Readings stamped further ahead than this are refused: a device clock that runs fast would
-    # otherwise write observations into days that have not happened yet.
-    max_future_s: PositiveFloat = 300.0
-    # Observations in flight to JetStream at once (per process), the back-pressure bound.
-    max_in_flight: Positive = 20_000
-
-
-class StoreConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    # One write (COPY + INSERT, one transaction) takes at most batch_max bus messages and
-    # batch_max_kb of their payload; a message may carry many observations of one device.
-    batch_max: Positive = 5_000
-    batch_max_kb: Positive = 2_048
-    batch_wait_ms: Positive = 20
-    max_ack_pending: Positive = 10_000
-    ack_wait_s: PositiveFloat = 30.0
-    # Days of observation history kept in PostgreSQL; older daily partitions are dropped whole.
-    # 0 keeps everything. The stream keeps its own, shorter window (bus.observations.max_age_hours).
-    retention_days: Annotated[int, msgspec.Meta(ge=0)] = 30
-
-
 class HubConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """The kernel's settings. The hub's registry composes each service's section onto it
+    (services/common/kernel/config.py), so a file's `ingest:` is checked as strictly as `http:`."""
+
     http: HttpConfig = HttpConfig()
     bus: BusConfig = BusConfig()
     database: DatabaseConfig = DatabaseConfig()
-    ingest: IngestConfig = IngestConfig()
-    store: StoreConfig = StoreConfig()
     # Site files or globs, relative to the config file (or to the working directory without one).
     sites: list[str] = msgspec.field(default_factory=lambda: ["sites/*.yaml"])
     # Seconds between checks of the site files for changes, which are then loaded without a
@@ -103,10 +82,16 @@ class HubConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only
     workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
 
 
-def load_config(path: Path | None, env: dict[str, str] | None = None) -> tuple[HubConfig, Path]:
-    """The configuration and the directory relative paths in it are resolved against."""
+H = TypeVar("H", bound=HubConfig)
+
+
+def load_config(
+    path: Path | None, env: dict[str, str] | None = None, *, schema: type[H]
+) -> tuple[H, Path]:
+    """The configuration (of `schema`, the composed config type) and the directory relative
+    paths in it are resolved against."""
     environ = os.environ if env is None else env
-    config = load_yaml_file(path, HubConfig) if path is not None else HubConfig()
+    config = load_yaml_file(path, schema) if path is not None else schema()
     base = path.resolve().parent if path is not None else Path.cwd()
     nats_url = environ.get("SAFETYHUB_NATS_URL") or config.bus.url
     db_url = environ.get("SAFETYHUB_DATABASE_URL") or config.database.url

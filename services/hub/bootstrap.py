@@ -1,6 +1,8 @@
 """One process of the hub: connections, migrations, streams, the services asked for, one HTTP app.
 
-`safetyhub up` builds it with every service; `safetyhub run <service>` with one. Shutdown runs in
+`safetyhub up` builds it with every service of the registry; `safetyhub run <service>` with one.
+The hub knows no service: it starts the kernel (pool, the running services' migrations, NATS,
+their streams), then each service in registry order, and stops them in reverse. Shutdown runs in
 stages so nothing accepted is lost: stop HTTP intake (in-flight requests finish, so every 202 was
 acknowledged by JetStream), stop consumers (the batch in hand is committed and acked), drain NATS,
 close the pool.
@@ -9,43 +11,36 @@ close the pool.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 from aiohttp import web
 from nats.aio.client import Client as NATS
-from nats.js import JetStreamContext
 
 from services.common.auth.verifier import KeyVerifier
 from services.common.bus.connection import connect_bus
-from services.common.bus.publisher import JetStreamPublisher
-from services.common.bus.streams import ensure_streams, hub_streams
+from services.common.bus.streams import ensure_streams
 from services.common.db import migrations
 from services.common.db.pool import create_pool
 from services.common.errors import ConfigError
 from services.common.http.middleware import MAX_BODY_BYTES, auth_middleware, problem_middleware
 from services.common.http.ops import READINESS_BOUND_S, ReadinessCheck, add_ops_routes
 from services.common.http.server import GuardedSite, runner_options
+from services.common.kernel import ServiceContext, ServiceInstance
 from services.common.logging import get_logger
 from services.common.settings import HubConfig, site_files, site_patterns
 from services.common.sites.api import SitesApi
 from services.common.sites.registry import SiteRegistry
 from services.common.sites.reload import SiteReloader, fingerprint
 from services.hub.apidocs import add_api_docs
-from services.ingest.api import IngestApi
-from services.store.api import StoreApi
-from services.store.latest import LatestApi
-from services.store.service import StoreService
+from services.hub.registry import REGISTRY, Registry
 
 log = get_logger(__name__)
 
-SERVICES = ("ingest", "store")
-MIGRATION_SOURCES = (
-    ("auth", "services.common.auth"),
-    ("store", "services.store"),
-    ("outbox", "services.common.outbox"),
-)
+# aiohttp's own default, for a process whose services read no large body.
+_DEFAULT_MAX_BODY = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +85,6 @@ def _looked_at(config: HubConfig, base: Path) -> str:
     )
 
 
-def all_migrations() -> list[migrations.Migration]:
-    return [m for component, package in MIGRATION_SOURCES for m in migrations.discover(component, package)]
-
-
 @dataclass(frozen=True, slots=True)
 class Endpoints:
     nats_url: str
@@ -101,34 +92,37 @@ class Endpoints:
 
 
 class Hub:
+    """The kernel (pool, NATS, streams, HTTP) and the services asked for, in registry order."""
+
     def __init__(
         self,
         config: HubConfig,
         base: Path,
         endpoints: Endpoints,
-        services: tuple[str, ...] = SERVICES,
+        services: Iterable[str] | None = None,
         *,
+        service_registry: Registry = REGISTRY,
         reuse_port: bool = False,
         sites: LoadedSites | None = None,
     ):
-        unknown = set(services) - set(SERVICES)
-        if unknown:
-            raise ValueError(f"unknown services {sorted(unknown)}; known: {', '.join(SERVICES)}")
+        self._catalog = service_registry
+        self._services = service_registry.select(services)  # ValueError for an unknown name
         self.config = config
         self._base = base
         self._endpoints = endpoints
-        self._services = services
         self._reuse_port = reuse_port
         self._sites = sites
         self._registry = sites.registry if sites is not None else None
         self._nc: NATS | None = None
-        self._js: JetStreamContext | None = None
         self._pool: asyncpg.Pool | None = None
-        self._publisher: JetStreamPublisher | None = None
-        self._store: StoreService | None = None
+        self._running: list[ServiceInstance] = []
         self._runner: web.AppRunner | None = None
         self._reloader: SiteReloader | None = None
         self.http_url = ""
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self._services)
 
     @property
     def registry(self) -> SiteRegistry:
@@ -148,23 +142,24 @@ class Hub:
             self._sites = await load_sites(self.config, self._base)
             self._registry = self._sites.registry
 
+        # The kernel's and the running services' migrations, read once: readiness checks these.
+        expected = await asyncio.to_thread(self._catalog.migrations, self._services)
         self._pool = await create_pool(
             self._endpoints.database_url,
             min_size=self.config.database.pool_min,
             max_size=self.config.database.pool_max,
         )
-        await migrations.apply(self._pool, all_migrations())
+        await migrations.apply(self._pool, expected)
         self._nc = await connect_bus(self._endpoints.nats_url, name="safetyhub")
-        self._js = self._nc.jetstream()
-        await ensure_streams(self._js, hub_streams(self.config.bus))
+        js = self._nc.jetstream()
+        await ensure_streams(js, self._catalog.streams(self.config, self._services))
 
-        if "ingest" in self._services:
-            self._publisher = JetStreamPublisher(self._nc, max_in_flight=self.config.ingest.max_in_flight)
-            await self._publisher.start()
-        app = self._build_app(self._pool)
-        if "store" in self._services:
-            self._store = StoreService(self._pool, self._js, self.config.store)
-            await self._store.start()
+        context = ServiceContext(self.config, self._pool, self._nc, js, lambda: self.registry)
+        instances = [service.create(context) for service in self._services]
+        app = self._build_app(self._pool, instances, expected)
+        for instance in instances:
+            await instance.start()
+            self._running.append(instance)
         self._runner = web.AppRunner(
             app,
             handle_signals=False,
@@ -185,7 +180,7 @@ class Hub:
                 loaded=self._sites.fingerprint,
             )
             self._reloader.start()
-        log.info("hub_started", services=list(self._services), http=self.http_url)
+        log.info("hub_started", services=list(self.services), http=self.http_url)
 
     def _use_registry(self, registry: SiteRegistry) -> None:
         # Requests read `self.registry` once each, so a request sees one registry throughout.
@@ -197,35 +192,40 @@ class Hub:
             raise RuntimeError("site reloading is off or the hub is not started")
         return await self._reloader.check()
 
-    def _build_app(self, pool: asyncpg.Pool) -> web.Application:
+    def _build_app(
+        self,
+        pool: asyncpg.Pool,
+        instances: Sequence[ServiceInstance],
+        expected: list[migrations.Migration],
+    ) -> web.Application:
         verifier = KeyVerifier(pool)
-        max_body = self.config.ingest.max_body_mb * 1024 * 1024
+        max_body = max((i.max_body_bytes for i in instances), default=0) or _DEFAULT_MAX_BODY
+        public = self._catalog.public_paths(self._services)
         app = web.Application(
-            client_max_size=max_body, middlewares=[problem_middleware, auth_middleware(verifier)]
+            client_max_size=max_body,
+            middlewares=[
+                problem_middleware,
+                auth_middleware(verifier, public_paths=public, public_prefixes=("/docs/",)),
+            ],
         )
         app[MAX_BODY_BYTES] = max_body
-        add_ops_routes(app, self._readiness_checks())
-        registry = lambda: self.registry  # noqa: E731 - the registry object is swapped on reload
+        checks = self._readiness_checks(expected)
+        for service, instance in zip(self._services, instances, strict=True):
+            for name, check in instance.readiness_checks().items():
+                checks[f"{service.name}.{name}"] = check
+        add_ops_routes(app, checks)
         add_api_docs(app)
-        SitesApi(registry).add_routes(app)
-        if self._publisher is not None:
-            IngestApi(
-                registry,
-                self._publisher,
-                self.config.ingest,
-                retention_days=self.config.store.retention_days,
-                body_timeout_s=self.config.http.body_timeout_s,
-            ).add_routes(app)
-        if "store" in self._services:
-            StoreApi(pool, registry).add_routes(app)
-            LatestApi(pool, registry).add_routes(app)
+        SitesApi(lambda: self.registry).add_routes(app)  # the registry object is swapped on reload
+        for instance in instances:
+            instance.add_routes(app)
         return app
 
-    def _readiness_checks(self) -> dict[str, ReadinessCheck]:
+    def _readiness_checks(self, expected: list[migrations.Migration]) -> dict[str, ReadinessCheck]:
         # Each check bounds its own waits too, so a run /readyz stopped waiting for (a frozen
-        # server) ends soon after instead of holding a connection. Migrations are read once, here.
+        # server) ends soon after instead of holding a connection. `expected` holds the kernel's
+        # and the running services' migrations, read once at start: another service's pending
+        # migrations are that service's business.
         bound = READINESS_BOUND_S
-        expected = all_migrations()
 
         async def nats_ready() -> str | None:
             nc = self._nc
@@ -256,12 +256,11 @@ class Hub:
         # 1. stop intake; requests in flight finish (their publishes are acknowledged or fail).
         if self._runner is not None:
             await self._runner.cleanup()
-        # 2. consumers finish and commit the batch in hand.
-        if self._store is not None:
-            await self._store.stop()
+        # 2. the services, in reverse order: consumers finish and commit the batch in hand,
+        # publishers let go of their acknowledgement subscriptions.
+        while self._running:
+            await self._running.pop().stop()
         # 3. the bus: nothing is buffered client-side (pending_size=0), drain acks and subscriptions.
-        if self._publisher is not None:
-            await self._publisher.close()
         if self._nc is not None and not self._nc.is_closed:
             try:
                 await asyncio.wait_for(self._nc.drain(), timeout=10)

@@ -17,8 +17,9 @@ import msgspec
 from services.common.auth.principal import ROLES
 from services.common.errors import ConfigError, SafetyhubError
 from services.common.logging import configure_logging
-from services.common.settings import HubConfig, load_config
+from services.common.settings import HubConfig
 from services.hub.ports import PortUnavailable, check_http_port
+from services.hub.registry import REGISTRY, Registry
 
 
 def _version() -> str:
@@ -28,7 +29,7 @@ def _version() -> str:
         return "unknown"
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(registry: Registry = REGISTRY) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="safetyhub", description="Safety incident and alarm hub")
     parser.add_argument(
         "--version", action="version", version=f"safetyhub {_version()}", help="print the version and exit"
@@ -60,12 +61,21 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--plain", action="store_true", help="no live view: log JSON to stderr instead")
 
     run = sub.add_parser("run", help="run one service against external NATS and PostgreSQL")
-    run.add_argument("service", choices=["ingest", "store"], help="the service to run: ingest or store")
+    names = registry.names
+    run.add_argument("service", choices=names, help=f"the service to run: {' or '.join(names)}")
     common(run, data_dir=False)
     http_port(run)
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
     common(migrate)
+    migrate.add_argument(
+        "--service",
+        action="append",
+        choices=names,
+        metavar="NAME",
+        help=f"migrate the shared tables and this service's ({', '.join(names)}); repeatable;"
+        " default: every service",
+    )
 
     keys = sub.add_parser("keys", help="create, list and revoke API keys")
     keys_sub = keys.add_subparsers(
@@ -103,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> tuple[HubConfig, Path]:
-    config, base = load_config(args.config)
+    config, base = REGISTRY.load_config(args.config)
     port = getattr(args, "http_port", None)
     if port is not None:
         config = msgspec.structs.replace(config, http=msgspec.structs.replace(config.http, port=port))
@@ -159,7 +169,7 @@ async def _migrate(args: argparse.Namespace) -> int:
 
     config, _ = _config(args)
     configure_logging(config.log_level)
-    return await migrate(config, _data_dir(args))
+    return await migrate(config, _data_dir(args), args.service)
 
 
 def _list(option: str | None) -> list[str] | None:

@@ -15,7 +15,8 @@ from services.common.errors import ConfigError
 from services.common.logging import get_logger
 from services.common.settings import HubConfig
 from services.common.sites.registry import SiteRegistry
-from services.hub.bootstrap import SERVICES, Endpoints, Hub, LoadedSites, all_migrations, load_sites
+from services.hub.bootstrap import Endpoints, Hub, LoadedSites, load_sites
+from services.hub.registry import REGISTRY, Registry
 from services.hub.runtime import database_url, hub_endpoints, redact, write_runtime_file
 from services.hub.supervisor import Supervisor, WorkerPlan, free_port
 
@@ -84,7 +85,9 @@ def _announce(data_dir: Path, http_url: str, endpoints: Endpoints, *, workers: i
     )
 
 
-async def run_service(config: HubConfig, base: Path, service: str) -> int:
+async def run_service(
+    config: HubConfig, base: Path, service: str, *, registry: Registry = REGISTRY
+) -> int:
     """`safetyhub run <service>`: one service against the external servers of the config/env."""
     from services.hub.cli import install_stop_signals
 
@@ -95,11 +98,17 @@ async def run_service(config: HubConfig, base: Path, service: str) -> int:
             "SAFETYHUB_NATS_URL / SAFETYHUB_DATABASE_URL",
             "`run` needs external servers; set both (or bus.url and database.url)",
         )
-    if service not in SERVICES:
+    if service not in registry.names:
         raise ConfigError("command line", None, "service", f"unknown service {service!r}")
     stop = asyncio.Event()
     install_stop_signals(stop)
-    hub = Hub(config, base, Endpoints(config.bus.url, config.database.url), services=(service,))
+    hub = Hub(
+        config,
+        base,
+        Endpoints(config.bus.url, config.database.url),
+        services=(service,),
+        service_registry=registry,
+    )
     try:
         await hub.start()
         await stop.wait()
@@ -108,11 +117,24 @@ async def run_service(config: HubConfig, base: Path, service: str) -> int:
     return 0
 
 
-async def migrate(config: HubConfig, data_dir: Path) -> int:
+async def migrate(
+    config: HubConfig,
+    data_dir: Path,
+    services: Sequence[str] | None = None,
+    *,
+    registry: Registry = REGISTRY,
+) -> int:
+    """`safetyhub migrate [--service NAME ...]`: the kernel's migrations and the named services'
+    (every service's when none is named)."""
+    try:
+        chosen = registry.select(services or None)
+    except ValueError as err:
+        raise ConfigError("command line", None, "--service", str(err)) from err
+    wanted = await asyncio.to_thread(registry.migrations, chosen)
     async with database_url(data_dir, config) as url:
         pool = await create_pool(url, min_size=1, max_size=2)
         try:
-            applied = await migrations.apply(pool, all_migrations())
+            applied = await migrations.apply(pool, wanted)
         finally:
             await pool.close()
     print(
@@ -120,6 +142,11 @@ async def migrate(config: HubConfig, data_dir: Path) -> int:
         + "".join(f"\n  {m.component} {m.version:04d}_{m.name}" for m in applied)
     )
     return 0
+
+
+def _kernel_migrations() -> list[migrations.Migration]:
+    # The key store is the kernel's: key commands need its tables, not every service's.
+    return REGISTRY.migrations(())
 
 
 def check_key_scope(
@@ -170,7 +197,7 @@ async def create_key(
     async with database_url(data_dir, config) as url:
         pool = await create_pool(url, min_size=1, max_size=2)
         try:
-            await migrations.apply(pool, all_migrations())
+            await migrations.apply(pool, _kernel_migrations())
             return await store_key(
                 pool, tenant=tenant, role=role, sites=sites, devices=devices, description=description
             )
@@ -183,7 +210,7 @@ async def show_keys(config: HubConfig, data_dir: Path, *, tenant: str | None, in
     async with database_url(data_dir, config) as url:
         pool = await create_pool(url, min_size=1, max_size=2)
         try:
-            await migrations.apply(pool, all_migrations())
+            await migrations.apply(pool, _kernel_migrations())
             keys = await list_keys(pool, tenant=tenant, include_revoked=include_revoked)
         finally:
             await pool.close()
@@ -194,7 +221,7 @@ async def revoke(config: HubConfig, data_dir: Path, key_id: str) -> KeyInfo:
     async with database_url(data_dir, config) as url:
         pool = await create_pool(url, min_size=1, max_size=2)
         try:
-            await migrations.apply(pool, all_migrations())
+            await migrations.apply(pool, _kernel_migrations())
             return await revoke_key(pool, key_id)
         finally:
             await pool.close()

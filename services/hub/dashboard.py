@@ -3,7 +3,8 @@
 Figures come from the process's own Prometheus metrics, so the view shows exactly what a scrape
 would, and they add up: every accepted observation is stored, a duplicate (dropped by the stream
 or by the store) or in flight. The pure parts (`snapshot`, `rates`, `render`) are separate from
-the refresh loop so they can be tested without a terminal.
+the refresh loop so they can be tested without a terminal. Below the flow, each running service
+shows the rows its declaration lists (`Service.panel`): a new service appears without an edit here.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import asyncio
 import contextlib
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
@@ -26,6 +28,8 @@ from rich.text import Text
 
 from services.common.bus.consumer import CONSUMER_LAG
 from services.common.bus.deadletter import DEADLETTERED
+from services.common.kernel import Service
+from services.hub.registry import REGISTRY as SERVICES
 from services.ingest import metrics as ingest
 from services.store import metrics as store
 
@@ -47,6 +51,43 @@ _DEADLETTER = _exposed(DEADLETTERED, "_total")
 _LAG = _exposed(CONSUMER_LAG)
 _BATCH_BUCKET = _exposed(store.BATCH_SECONDS, "_bucket")
 _PLAIN = (_RECEIVED, _ACCEPTED, _INGEST_DUPLICATES, _STORED, _STORE_DUPLICATES)
+
+
+# The sample a panel row totals, by the metric's type: a counter's `_total`, a histogram's count.
+_SUFFIX = {"counter": "_total", "histogram": "_count", "summary": "_count"}
+
+
+def _sample_name(metric: MetricWrapperBase) -> str:
+    (family,) = metric.describe()
+    return f"{family.name}{_SUFFIX.get(family.type, '')}"
+
+
+@dataclass(frozen=True, slots=True)
+class PanelLine:
+    """One row of a service's panel as read now: its total and, when the row asks, a breakdown."""
+
+    service: str
+    label: str
+    total: float = 0.0
+    breakdown: Mapping[str, float] = field(default_factory=dict)
+
+
+def panel_lines(families: Iterable[Metric], services: Sequence[Service[Any]]) -> list[PanelLine]:
+    """The rows the services' panels declare, read from metric families (a missing metric reads 0)."""
+    wanted: dict[str, list[int]] = defaultdict(list)
+    rows = [(service.name, row) for service in services for row in service.panel]
+    for index, (_, row) in enumerate(rows):
+        wanted[_sample_name(row.metric)].append(index)
+    totals = [0.0] * len(rows)
+    breakdowns: list[dict[str, float]] = [defaultdict(float) for _ in rows]
+    for metric in families:
+        for sample in metric.samples:
+            for index in wanted.get(sample.name, ()):
+                totals[index] += sample.value
+                by = rows[index][1].by
+                if by is not None:
+                    breakdowns[index][sample.labels.get(by, "")] += sample.value
+    return [PanelLine(name, row.label, totals[i], dict(breakdowns[i])) for i, (name, row) in enumerate(rows)]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -162,8 +203,10 @@ def quantile(buckets: tuple[tuple[float, float], ...], q: float) -> float | None
     return lower
 
 
-def render(info: Mapping[str, str], snap: FlowSnapshot, flow: FlowRates) -> RenderableType:
-    """The whole view: where things are, the flow table, and how to stop."""
+def render(
+    info: Mapping[str, str], snap: FlowSnapshot, flow: FlowRates, panels: Sequence[PanelLine] = ()
+) -> RenderableType:
+    """The whole view: where things are, the flow table, the services' panels, and how to stop."""
     header = Table.grid(padding=(0, 2))
     header.add_column(style="bold cyan", no_wrap=True)
     header.add_column(overflow="fold")
@@ -189,11 +232,26 @@ def render(info: Mapping[str, str], snap: FlowSnapshot, flow: FlowRates) -> Rend
     table.add_row(_warn("Dead-lettered", deadlettered), _count(deadlettered), "", _breakdown(dead_detail))
     table.add_row("Consumer lag", _count(sum(snap.lag.values())), "", _breakdown(snap.lag))
 
-    return Group(
+    parts: list[RenderableType] = [
         Panel(header, title="safetyhub", title_align="left", border_style="cyan"),
         table,
-        Text("Ctrl-C to stop", style="dim"),
-    )
+    ]
+    if panels:
+        services = Table(title="Services", title_justify="left", expand=False)
+        for column in ("service", "", "total", "detail"):
+            services.add_column(column, justify="right" if column == "total" else "left")
+        shown = ""
+        for line in panels:
+            services.add_row(
+                line.service if line.service != shown else "",
+                line.label,
+                _count(line.total),
+                _breakdown(line.breakdown),
+            )
+            shown = line.service
+        parts.append(services)
+    parts.append(Text("Ctrl-C to stop", style="dim"))
+    return Group(*parts)
 
 
 async def run_dashboard(
@@ -203,17 +261,24 @@ async def run_dashboard(
     console: Console | None = None,
     refresh_s: float = 1.0,
     registry: CollectorRegistry = REGISTRY,
+    services: Sequence[Service[Any]] | None = None,
 ) -> None:
-    """Shows the live view on `console` (the terminal by default) until `stop` is set."""
+    """Shows the live view on `console` (the terminal by default) until `stop` is set; the
+    panels of `services` (every registered service by default) below the flow."""
+    shown = SERVICES.services if services is None else services
+
+    def panels() -> list[PanelLine]:
+        return panel_lines(registry.collect(), shown)
+
     loop = asyncio.get_running_loop()
     prev, prev_at = snapshot(registry), loop.time()
-    first = render(info, prev, rates(prev, prev, 0.0))
+    first = render(info, prev, rates(prev, prev, 0.0), panels())
     with Live(first, console=console or Console(), auto_refresh=False) as live:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=refresh_s)
             cur, at = snapshot(registry), loop.time()
-            live.update(render(info, cur, rates(prev, cur, at - prev_at)), refresh=True)
+            live.update(render(info, cur, rates(prev, cur, at - prev_at), panels()), refresh=True)
             prev, prev_at = cur, at
 
 

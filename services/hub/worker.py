@@ -18,9 +18,9 @@ from pathlib import Path
 import msgspec
 
 from services.common.logging import configure_logging
-from services.common.settings import load_config
 from services.hub.bootstrap import Endpoints, Hub
 from services.hub.cli import install_stop_signals, run_async
+from services.hub.registry import REGISTRY
 
 READY_LINE = "safetyhub-worker-ready"
 
@@ -34,7 +34,7 @@ async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    config, base = load_config(args.config)
+    config, base = REGISTRY.load_config(args.config)
     config = msgspec.structs.replace(config, http=msgspec.structs.replace(config.http, port=args.http_port))
     configure_logging(config.log_level)
     if config.bus.url is None or config.database.url is None:

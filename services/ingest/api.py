@@ -16,24 +16,26 @@ import msgspec
 from aiohttp import web
 
 from services.common.auth.principal import Principal
+from services.common.bus.channel import ChannelPublisher
 from services.common.bus.publisher import (
-    JetStreamPublisher,
     NothingSent,
     OutgoingMessage,
     Published,
     PublishRejected,
 )
+from services.common.contracts import ObservationBatch
 from services.common.errors import UnavailableError
 from services.common.http.body import check_encoding, read_body
 from services.common.http.middleware import REFUSALS, caller_of, principal_of
 from services.common.http.problem import Problem
-from services.common.settings import IngestConfig
 from services.common.sites.registry import SiteRegistry
 from services.ingest import metrics
+from services.ingest.config import IngestConfig
 from services.ingest.domain.checks import ItemError, authorize, check
 from services.ingest.domain.contract import ObservationIn
 from services.ingest.domain.parse import MalformedBody, Parsed, TooManyItems, parse_json, parse_ndjson
 from services.ingest.encode import HEADER_ROOM, encode_observations
+from services.ingest.permissions import POST_OBSERVATIONS
 
 JSON_TYPES = frozenset({"application/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson"})
@@ -65,10 +67,9 @@ class IngestApi:
     def __init__(
         self,
         registry: Callable[[], SiteRegistry],
-        publisher: JetStreamPublisher,
+        publisher: ChannelPublisher[ObservationBatch],
         config: IngestConfig,
         *,
-        retention_days: int = 0,
         body_timeout_s: float = 60.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -77,7 +78,7 @@ class IngestApi:
         self._config = config
         self._max_future = timedelta(seconds=config.max_future_s)
         # Observations older than the store keeps are refused (0: the store keeps everything).
-        self._max_age = timedelta(days=retention_days) if retention_days > 0 else None
+        self._max_age = timedelta(days=config.max_age_days) if config.max_age_days > 0 else None
         self._clock = clock
         self._body_timeout = body_timeout_s
 
@@ -115,7 +116,7 @@ class IngestApi:
         except Problem:
             metrics.REJECTED.labels("unsupported_media_type").inc()
             raise
-        if not principal.may_ingest:
+        if not principal.may(POST_OBSERVATIONS):
             metrics.REJECTED.labels("forbidden").inc()
             raise Problem(403, "Forbidden", f"role '{principal.role}' may not post observations")
         try:

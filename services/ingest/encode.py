@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from services.common.bus.publisher import OutgoingMessage
-from services.common.bus.streams import observation_subject
 from services.common.contracts import (
     OBSERVATION_BATCH_TYPE,
     OBSERVATION_TYPE,
@@ -29,6 +28,7 @@ from services.common.contracts import (
 from services.common.contracts.cloudevents import ce_headers
 from services.common.contracts.ids import derived_id
 from services.common.contracts.quality import quality_number
+from services.ingest.channel import OBSERVATION_CHANNEL
 from services.ingest.domain.checks import OUT_OF_RANGE, Checked
 from services.ingest.domain.contract import ObservationIn
 
@@ -251,7 +251,7 @@ def encode_observations(
             continue
         by_device.setdefault((item.site, item.device), []).append(index)
     for (site, device), indexes in by_device.items():
-        subject = observation_subject(tenant, site, device)
+        subject = OBSERVATION_CHANNEL.subject(tenant, site, device)
         for start in range(0, len(indexes), max_per_message):
             packer.pack(subject, site, indexes[start : start + max_per_message])
     for index, first in repeats:

@@ -16,6 +16,7 @@ from services.common.http.middleware import principal_of
 from services.common.http.problem import Problem
 from services.common.sites.registry import SiteRegistry
 from services.common.types import DEVICE_ID_PATTERN, KIND_PATTERN, SLUG_PATTERN
+from services.store.permissions import READ_OBSERVATIONS
 from services.store.query import MAX_LIMIT, BadCursor, ObservationQuery, decode_cursor, run_query
 
 _PARAMS = frozenset({"site", "device", "kind", "since", "until", "limit", "cursor"})
@@ -89,7 +90,7 @@ class StoreApi:
 
     def _query(self, request: web.Request) -> ObservationQuery:
         principal = principal_of(request)
-        if not principal.may_read_observations:
+        if not principal.may(READ_OBSERVATIONS):
             raise Problem(403, "Forbidden", f"role '{principal.role}' may not read observations")
         params = dict(request.query)
         unknown = sorted(set(params) - _PARAMS)

@@ -25,6 +25,7 @@ from services.common.http.middleware import principal_of
 from services.common.http.problem import Problem
 from services.common.sites.model import Device, Site
 from services.common.sites.registry import SiteRegistry
+from services.store.permissions import READ_OBSERVATIONS
 from services.store.query import to_json
 
 _PARAMS = frozenset({"site"})
@@ -87,7 +88,7 @@ class LatestApi:
 
     async def latest(self, request: web.Request) -> web.Response:
         principal = principal_of(request)
-        if not principal.may_read_observations:
+        if not principal.may(READ_OBSERVATIONS):
             raise Problem(403, "Forbidden", f"role '{principal.role}' may not read observations")
         unknown = sorted(set(request.query) - _PARAMS)
         if unknown:

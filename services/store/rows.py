@@ -6,11 +6,12 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 import msgspec
-from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 
+from services.common.bus.channel import ChannelSubscriber
 from services.common.bus.consumer import Poison
-from services.common.contracts import Observation, ObservationBatch
+from services.common.contracts import Observation
+from services.ingest.channel import OBSERVATION_CHANNEL
 
 COLUMNS = (
     "id",
@@ -29,6 +30,7 @@ COLUMNS = (
 )
 Row = tuple[object, ...]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+OBSERVATIONS_IN = ChannelSubscriber(OBSERVATION_CHANNEL)
 
 
 @lru_cache(maxsize=4096)
@@ -86,17 +88,12 @@ def _has_nul(obs: Observation) -> bool:
 
 def observation_rows(msg: Msg) -> list[Row]:
     """The rows of one OBSERVATIONS message (an ObservationBatch of one device)."""
-    try:
-        batch = ObservationBatch.FromString(msg.data)
-    except DecodeError as err:
-        raise Poison(f"not an ObservationBatch protobuf: {err}") from err
+    batch = OBSERVATIONS_IN.decode(msg)
     if not batch.observations:
         raise Poison("the batch holds no observation")
     tenant, site = batch.envelope.tenant, batch.envelope.site
     device = batch.observations[0].device
-    expected = f"obs.{tenant}.{site}.{device}"
-    if msg.subject != expected:
-        raise Poison(f"subject {msg.subject} does not match the envelope ({expected})")
+    OBSERVATIONS_IN.check_subject(msg, tenant, site, device)
     rows = []
     for index, obs in enumerate(batch.observations):
         env = obs.envelope

@@ -12,10 +12,10 @@ import asyncpg
 from nats.js import JetStreamContext
 
 from services.common.bus.consumer import ConsumerSpec, DurableConsumer, Rejection
-from services.common.bus.streams import OBSERVATIONS
 from services.common.logging import get_logger
-from services.common.settings import StoreConfig
+from services.ingest.channel import OBSERVATION_CHANNEL
 from services.store import metrics
+from services.store.config import StoreConfig
 from services.store.partitions import drop_expired, ensure_partitions
 from services.store.rows import Row, observation_rows
 from services.store.writer import ObservationWriter
@@ -38,9 +38,9 @@ class StoreService:
         self._writer = ObservationWriter(pool)
         self._today = today
         spec = ConsumerSpec(
-            stream=OBSERVATIONS,
+            stream=OBSERVATION_CHANNEL.stream.name,
             durable=DURABLE,
-            filter_subject="obs.>",
+            filter_subject=OBSERVATION_CHANNEL.filter_subject,
             batch_max=config.batch_max,
             batch_max_bytes=config.batch_max_kb * 1024,
             batch_wait=config.batch_wait_ms / 1000,

@@ -1,6 +1,6 @@
 """The bus against a real nats-server: streams, acknowledged publishing, the durable consumer.
 
-Each test starts with the hub's streams deleted (the `nats_url` fixture), so stream counts and
+Each test starts with no stream on the server (the `nats_url` fixture), so stream counts and
 consumer state belong to the test alone. Consumers run with a short ack_wait and nak delays of
 0.5 s (the first step of `retry_delay`), so redelivery shows up in about a second.
 """
@@ -25,20 +25,22 @@ from services.common.bus.connection import connect_bus
 from services.common.bus.consumer import ConsumerSpec, DurableConsumer, Poison, Rejection
 from services.common.bus.deadletter import CONSUMER_HEADER, REASON_HEADER, SEQUENCE_HEADER, SUBJECT_HEADER
 from services.common.bus.publisher import JetStreamPublisher, OutgoingMessage, PublishRejected
-from services.common.bus.streams import DEADLETTER, OBSERVATIONS, ensure_streams, hub_streams
+from services.common.bus.streams import DEADLETTER, ensure_streams
 from services.common.contracts.cloudevents import MSG_ID
 from services.common.embedded import EmbeddedNats
 from services.common.errors import UnavailableError
-from services.common.settings import BusConfig, StreamConfig
+from services.common.settings import StreamConfig
+from services.ingest.channel import OBSERVATIONS as OBSERVATIONS_STREAM
 from services.ingest.domain.contract import ObservationIn
 from services.ingest.encode import to_message
 from services.store.rows import Row, observation_rows
-from tests.conftest import eventually, reachable_temp_dir
+from tests.conftest import eventually, hub_streams, reachable_temp_dir
 
 pytestmark = pytest.mark.integration
 
 DURABLE = "bus-test"
 ACK_WAIT = 2.0
+OBSERVATIONS = OBSERVATIONS_STREAM.name
 
 
 @dataclass
@@ -51,7 +53,7 @@ class Bus:
 async def bus(nats_url: str) -> AsyncIterator[Bus]:
     nc = await connect_bus(nats_url, name="test-bus")
     js = nc.jetstream()
-    await ensure_streams(js, hub_streams(BusConfig()))
+    await ensure_streams(js, hub_streams())
     yield Bus(nc, js)
     await nc.close()
 
@@ -161,13 +163,13 @@ async def all_settled(bus: Bus) -> bool:
 
 
 async def test_ensure_streams_is_idempotent_and_applies_changed_limits(bus: Bus) -> None:
-    first = BusConfig(observations=StreamConfig(max_age_hours=1.0, max_bytes_mb=64))
-    await ensure_streams(bus.js, hub_streams(first))
+    first = StreamConfig(max_age_hours=1.0, max_bytes_mb=64)
+    await ensure_streams(bus.js, hub_streams(observations=first))
     await bus.js.publish("obs.acme.refinery.gd-101", b"kept across restarts")
 
-    changed = BusConfig(observations=StreamConfig(max_age_hours=2.0, max_bytes_mb=128))
-    await ensure_streams(bus.js, hub_streams(changed))
-    await ensure_streams(bus.js, hub_streams(changed))
+    changed = StreamConfig(max_age_hours=2.0, max_bytes_mb=128)
+    await ensure_streams(bus.js, hub_streams(observations=changed))
+    await ensure_streams(bus.js, hub_streams(observations=changed))
 
     info = await bus.js.stream_info(OBSERVATIONS)
     assert info.config.max_age == pytest.approx(2 * 3600.0)
@@ -240,7 +242,7 @@ async def test_publishing_while_nats_is_down_fails_within_the_ack_timeout_and_re
     nc = await connect_bus(url, name="test-bus-down")
     pub = JetStreamPublisher(nc, ack_timeout=1.0)
     try:
-        await ensure_streams(nc.jetstream(), hub_streams(BusConfig()))
+        await ensure_streams(nc.jetstream(), hub_streams())
         await pub.start()
         await pub.publish([message(1)])
 

@@ -18,11 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.common.bus.connection import connect_bus
 from services.common.bus.publisher import JetStreamPublisher, OutgoingMessage, Published
-from services.common.bus.streams import ensure_streams, hub_streams
+from services.common.bus.streams import ensure_streams
 from services.common.contracts.cloudevents import MSG_ID
-from services.common.settings import BusConfig
 from services.hub.dashboard import FlowSnapshot, snapshot_of
-from tests.conftest import RunningHub, eventually
+from tests.conftest import RunningHub, eventually, hub_streams
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +30,7 @@ BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 
 async def test_the_publisher_reports_what_the_stream_dropped_as_duplicates(nats_url: str) -> None:
     nc = await connect_bus(nats_url, name="test-publisher")
-    await ensure_streams(nc.jetstream(), hub_streams(BusConfig()))
+    await ensure_streams(nc.jetstream(), hub_streams())
     publisher = JetStreamPublisher(nc)
     await publisher.start()
 

@@ -12,7 +12,7 @@ import pytest
 
 from services.common.db import migrations
 from services.common.db.pool import create_pool
-from services.hub.bootstrap import all_migrations
+from services.hub.registry import REGISTRY
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +36,7 @@ async def recorded(pool: asyncpg.Pool) -> list[tuple[str, int, str]]:
 
 
 async def test_a_fresh_database_gets_every_table_and_each_version_recorded_once(pool: asyncpg.Pool) -> None:
-    wanted = all_migrations()
+    wanted = REGISTRY.migrations()
     assert {m.component for m in wanted} == {"auth", "store", "outbox"}
 
     applied = await migrations.apply(pool, wanted)
@@ -50,29 +50,29 @@ async def test_a_fresh_database_gets_every_table_and_each_version_recorded_once(
 
 
 async def test_applying_again_applies_nothing(pool: asyncpg.Pool) -> None:
-    await migrations.apply(pool, all_migrations())
+    await migrations.apply(pool, REGISTRY.migrations())
     before = await recorded(pool)
 
-    assert await migrations.apply(pool, all_migrations()) == []
+    assert await migrations.apply(pool, REGISTRY.migrations()) == []
     assert await recorded(pool) == before
 
 
 async def test_pending_lists_everything_on_an_empty_database(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
-        assert keys(await migrations.pending(conn, all_migrations())) == keys(all_migrations())
+        assert keys(await migrations.pending(conn, REGISTRY.migrations())) == keys(REGISTRY.migrations())
 
 
 async def test_processes_starting_together_apply_each_migration_exactly_once(database_url: str) -> None:
     # One pool per "process"; the advisory lock, not luck, must keep them from both applying.
     pools = [await create_pool(database_url, min_size=1, max_size=1) for _ in range(4)]
     try:
-        results = await asyncio.gather(*(migrations.apply(p, all_migrations()) for p in pools))
+        results = await asyncio.gather(*(migrations.apply(p, REGISTRY.migrations()) for p in pools))
         applied = Counter(key for result in results for key in keys(result))
-        assert applied == Counter(keys(all_migrations())), "each migration applied by exactly one"
+        assert applied == Counter(keys(REGISTRY.migrations())), "each migration applied by exactly one"
         assert sum(1 for result in results if result) == 1, "the first to take the lock applies all"
-        assert len(await recorded(pools[0])) == len(all_migrations())
+        assert len(await recorded(pools[0])) == len(REGISTRY.migrations())
         async with pools[0].acquire() as conn:
-            assert await migrations.pending(conn, all_migrations()) == []
+            assert await migrations.pending(conn, REGISTRY.migrations()) == []
     finally:
         for p in pools:
             await p.close()
@@ -82,15 +82,15 @@ async def test_a_failing_migration_leaves_nothing_half_applied(pool: asyncpg.Poo
     broken = migrations.Migration("broken", 1, "two_statements", "CREATE TABLE half (id int); SELECT 1/0;")
 
     with pytest.raises(migrations.MigrationError, match=re.escape("broken 0001_two_statements.sql")):
-        await migrations.apply(pool, [*all_migrations(), broken])
+        await migrations.apply(pool, [*REGISTRY.migrations(), broken])
 
     assert await pool.fetchval("SELECT to_regclass('half') IS NULL"), "the failed file rolled back"
-    assert len(await recorded(pool)) == len(all_migrations()), "earlier files stay applied"
+    assert len(await recorded(pool)) == len(REGISTRY.migrations()), "earlier files stay applied"
     async with pool.acquire() as conn:
-        assert keys(await migrations.pending(conn, [*all_migrations(), broken])) == [("broken", 1)]
+        assert keys(await migrations.pending(conn, [*REGISTRY.migrations(), broken])) == [("broken", 1)]
     # The advisory lock was released: another process starting now is not blocked behind it.
     other = await create_pool(database_url, min_size=1, max_size=1)
     try:
-        assert await asyncio.wait_for(migrations.apply(other, all_migrations()), timeout=5) == []
+        assert await asyncio.wait_for(migrations.apply(other, REGISTRY.migrations()), timeout=5) == []
     finally:
         await other.close()

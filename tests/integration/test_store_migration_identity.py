@@ -10,7 +10,7 @@ import pytest
 
 from services.common.db import migrations
 from services.common.db.pool import create_pool
-from services.hub.bootstrap import all_migrations
+from services.hub.registry import REGISTRY
 from services.store.partitions import ensure_partitions
 
 pytestmark = pytest.mark.integration
@@ -43,7 +43,7 @@ async def key_columns(conn: asyncpg.Pool, table: str) -> list[str]:
 async def test_the_key_becomes_tenant_id_time_on_every_partition_and_keeps_the_rows(
     pool: asyncpg.Pool,
 ) -> None:
-    before = [m for m in all_migrations() if not (m.component == "store" and m.version >= 2)]
+    before = [m for m in REGISTRY.migrations() if not (m.component == "store" and m.version >= 2)]
     await migrations.apply(pool, before)
     await ensure_partitions(pool, NOW.date())
     await pool.execute(INSERT, "shared-id-1", NOW, "acme", 1.0)
@@ -51,7 +51,7 @@ async def test_the_key_becomes_tenant_id_time_on_every_partition_and_keeps_the_r
     await pool.execute(INSERT, "shared-id-1", NOW, "mipo", 3.0)
     assert await pool.fetchval("SELECT count(*) FROM observations") == 2, "the old key ignored the tenant"
 
-    await migrations.apply(pool, all_migrations())
+    await migrations.apply(pool, REGISTRY.migrations())
 
     today = f"observations_p{NOW:%Y%m%d}"
     for table in ("observations", today, "observations_default"):

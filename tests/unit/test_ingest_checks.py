@@ -56,7 +56,7 @@ def test_a_reading_older_than_the_kept_history_is_refused_naming_time(registry: 
     error = error_of(outside, 3, registry, NOW, MAX_FUTURE, max_age=thirty_days)
     assert error is not None
     assert (error.index, error.field) == (3, "time")
-    assert "30 days" in error.detail and "store.retention_days" in error.detail
+    assert "30 days" in error.detail and "ingest.max_age_days" in error.detail
     # Without a retention limit the store keeps everything, so nothing is too old.
     assert error_of(outside, 3, registry, NOW, MAX_FUTURE, max_age=None) is None
 

@@ -7,9 +7,12 @@ from pathlib import Path
 import pytest
 
 from services.common.errors import ConfigError
-from services.common.settings import HubConfig, load_config
 from services.hub.bootstrap import load_sites
+from services.hub.registry import REGISTRY
 from tests.conftest import DEMO_SITES
+
+HubConfig = REGISTRY.config_type()
+load_config = REGISTRY.load_config
 
 
 def _config(folder: Path, text: str) -> tuple[HubConfig, Path]:

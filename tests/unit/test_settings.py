@@ -7,7 +7,11 @@ from pathlib import Path
 import pytest
 
 from services.common.errors import ConfigError
-from services.common.settings import HubConfig, load_config, site_files
+from services.common.settings import site_files
+from services.hub.registry import REGISTRY
+
+HubConfig = REGISTRY.config_type()
+load_config = REGISTRY.load_config
 
 
 def write(path: Path, text: str = "") -> Path:

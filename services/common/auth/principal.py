@@ -1,4 +1,8 @@
-"""Who is calling: the tenant, role, sites and devices an API key grants."""
+"""Who is calling: the tenant, role, sites and devices an API key grants, and what its role may do.
+
+The roles are the kernel's; what each may do is declared by the services, one `Permission` per
+verb ("post observations"), so the kernel knows no service's verbs.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,20 @@ from typing import Literal, get_args
 Role = Literal["gateway", "viewer", "responder", "operator", "admin", "platform"]
 ROLES: tuple[str, ...] = get_args(Role)
 
-# What each role may do with observations. Later services add their own verbs.
-_INGEST: frozenset[str] = frozenset({"gateway", "admin"})
-_READ_OBSERVATIONS: frozenset[str] = frozenset({"viewer", "responder", "operator", "admin"})
+
+@dataclass(frozen=True, slots=True)
+class Permission:
+    """A verb of one service and the roles that may do it, e.g. ("observations.post", gateway)."""
+
+    verb: str
+    roles: frozenset[str]
+    # What the README's role table says the verb lets a role do ("post observations").
+    summary: str = ""
+
+    def __post_init__(self) -> None:
+        unknown = self.roles - set(ROLES)
+        if unknown:
+            raise ValueError(f"{self.verb}: unknown roles {sorted(unknown)}; roles are {', '.join(ROLES)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +45,6 @@ class Principal:
     def may_post_for_device(self, device: str) -> bool:
         return self.devices is None or device in self.devices
 
-    @property
-    def may_ingest(self) -> bool:
-        return self.role in _INGEST
-
-    @property
-    def may_read_observations(self) -> bool:
-        return self.role in _READ_OBSERVATIONS
+    def may(self, permission: Permission) -> bool:
+        """Whether the key's role may do `permission`'s verb."""
+        return self.role in permission.roles

@@ -12,6 +12,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from prometheus_client import Counter
 
+from services.common.bus.streams import deadletter_subject
 from services.common.contracts.cloudevents import MSG_ID
 from services.common.logging import get_logger
 
@@ -45,7 +46,7 @@ class DeadLetters:
                 SEQUENCE_HEADER: str(seq),
             }
         )
-        await self._js.publish(f"deadletter.{self._consumer}.{msg.subject}", msg.data, headers=headers)
+        await self._js.publish(deadletter_subject(self._consumer, msg.subject), msg.data, headers=headers)
         await msg.term()
         DEADLETTERED.labels(self._consumer, category).inc()
         log.warning(

@@ -1,8 +1,14 @@
-"""JetStream streams, created or updated idempotently at start-up."""
+"""JetStream streams: what a service declares, and creating or updating them idempotently.
+
+A service declares the streams it owns as `StreamDef`s; their limits come from the config's `bus:`
+section under the stream's `config_key`, so `bus: {observations: {...}}` configures the stream its
+owner declares. The kernel owns DEADLETTER, where every consumer moves what it cannot process.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType
@@ -14,8 +20,23 @@ from services.common.settings import BusConfig, StreamConfig
 
 log = get_logger(__name__)
 
-OBSERVATIONS = "OBSERVATIONS"
-DEADLETTER = "DEADLETTER"
+
+@dataclass(frozen=True, slots=True)
+class StreamDef:
+    """A stream as its owner declares it; the limits are read from `bus.<config_key>`."""
+
+    name: str
+    subjects: tuple[str, ...]
+    description: str
+    config_key: str
+    default_limits: StreamConfig = field(default_factory=StreamConfig)
+
+    def limits(self, bus: BusConfig) -> StreamConfig:
+        value = getattr(bus, self.config_key, None)
+        return value if isinstance(value, StreamConfig) else self.default_limits
+
+    def spec(self, bus: BusConfig) -> StreamSpec:
+        return StreamSpec(self.name, list(self.subjects), self.limits(bus), self.description)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,20 +47,29 @@ class StreamSpec:
     description: str
 
 
-def observation_subject(tenant: str, site: str, device: str) -> str:
-    return f"obs.{tenant}.{site}.{device}"
+DEADLETTER_STREAM = StreamDef(
+    "DEADLETTER",
+    ("deadletter.>",),
+    "Messages a consumer could not process",
+    config_key="deadletter",
+    default_limits=BusConfig().deadletter,
+)
+DEADLETTER = DEADLETTER_STREAM.name
 
 
-def hub_streams(config: BusConfig) -> list[StreamSpec]:
-    return [
-        StreamSpec(
-            OBSERVATIONS,
-            ["obs.>"],
-            config.observations,
-            "Readings and detections: one message per device and post",
-        ),
-        StreamSpec(DEADLETTER, ["deadletter.>"], config.deadletter, "Messages a consumer could not process"),
-    ]
+def deadletter_subject(consumer: str, subject: str) -> str:
+    """Where consumer `consumer` moves a message it read on `subject`."""
+    return f"deadletter.{consumer}.{subject}"
+
+
+def stream_specs(bus: BusConfig, defs: Iterable[StreamDef]) -> list[StreamSpec]:
+    """The specs of `defs` with the configured limits, each stream once, in the order given."""
+    seen: dict[str, StreamDef] = {}
+    for stream in defs:
+        if stream.name in seen and seen[stream.name] is not stream:
+            raise ValueError(f"two declarations of stream {stream.name}")
+        seen[stream.name] = stream
+    return [stream.spec(bus) for stream in seen.values()]
 
 
 def _js_config(spec: StreamSpec) -> JsStreamConfig:
@@ -58,7 +88,7 @@ def _js_config(spec: StreamSpec) -> JsStreamConfig:
     )
 
 
-async def ensure_streams(js: JetStreamContext, specs: list[StreamSpec]) -> None:
+async def ensure_streams(js: JetStreamContext, specs: Sequence[StreamSpec]) -> None:
     """Create each stream, or bring an existing one to the configured limits."""
     for spec in specs:
         wanted = _js_config(spec)

@@ -19,8 +19,6 @@ log = get_logger(__name__)
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 MAX_BODY_BYTES: web.AppKey[int] = web.AppKey("max_body_bytes", int)
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
-PUBLIC_PREFIXES = ("/docs/",)  # the API page's script and style
 _HTTP_TITLES = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}
 # The key id of a presented key, `shk_<key id>_<secret>`; only the id is ever logged.
 _CLAIMED_KEY = re.compile(r"^\s*bearer\s+shk_([0-9a-f]{1,32})_", re.IGNORECASE)
@@ -117,10 +115,15 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         )
 
 
-def auth_middleware(verifier: KeyVerifier) -> Middleware:
+def auth_middleware(
+    verifier: KeyVerifier, *, public_paths: frozenset[str], public_prefixes: tuple[str, ...] = ()
+) -> Middleware:
+    """Requires a valid key everywhere but on `public_paths` and under `public_prefixes`
+    (the hub's and its services' declared paths: probes, metrics, the API page)."""
+
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES):
+        if request.path in public_paths or request.path.startswith(public_prefixes):
             return await handler(request)
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")

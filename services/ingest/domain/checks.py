@@ -18,6 +18,7 @@ from services.common.auth.principal import Principal
 from services.common.sites.model import Measure
 from services.common.sites.registry import SiteRegistry
 from services.ingest.domain.contract import ObservationIn
+from services.ingest.permissions import POST_OBSERVATIONS
 
 _GOOD = frozenset({"good", "QUALITY_GOOD"})
 # Prefix of the quality reason of a value outside the registered range.
@@ -56,7 +57,7 @@ class Refusal:
 def authorize(
     item: ObservationIn, index: int, principal: Principal, registry: SiteRegistry
 ) -> Refusal | None:
-    if not principal.may_ingest:
+    if not principal.may(POST_OBSERVATIONS):
         return Refusal(index, item.site, f"role '{principal.role}' may not post observations")
     if not principal.may_access_site(item.site, registry.tenant_of(item.site)):
         # One answer whether the site is another tenant's, outside the key's sites or does not
@@ -110,7 +111,7 @@ def check(
                 index,
                 "time",
                 f"time is more than {max_age.days} days in the past; the hub keeps {max_age.days} days"
-                " of history (store.retention_days)",
+                " of history (ingest.max_age_days)",
             )
     return _complete(item, measure)
 

@@ -1,0 +1,22 @@
+"""The `ingest:` section of the hub's config."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from services.common.settings import Positive, PositiveFloat
+
+
+class IngestConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    max_items: Positive = 10_000
+    max_body_mb: Positive = 32
+    # Readings stamped further ahead than this are refused: a device clock that runs fast would
+    # otherwise write observations into days that have not happened yet.
+    max_future_s: PositiveFloat = 300.0
+    # Readings older than this many days are refused: keep it at or below the history the store
+    # keeps (store.retention_days), which would drop them. 0 refuses none.
+    max_age_days: Annotated[int, msgspec.Meta(ge=0)] = 30
+    # Observations in flight to JetStream at once (per process), the back-pressure bound.
+    max_in_flight: Positive = 20_000

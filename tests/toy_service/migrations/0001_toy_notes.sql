@@ -1,0 +1,4 @@
+CREATE TABLE toy_notes (
+    id   bigserial PRIMARY KEY,
+    text text NOT NULL
+);
