@@ -1,9 +1,9 @@
 """One process of the hub: connections, migrations, streams, the services asked for, one HTTP app.
 
 `safetyhub up` builds it with every service; `safetyhub run <service>` with one. Shutdown runs in
-stages so nothing accepted is lost: stop HTTP intake (in-flight requests finish, so every 202 was
-acknowledged by JetStream), stop consumers (the batch in hand is committed and acked), drain NATS,
-close the pool.
+stages so nothing accepted is lost: stop HTTP intake (open streams end, in-flight requests finish,
+so every 202 was acknowledged by JetStream), stop consumers (the batch in hand is committed and
+acked), drain NATS, close the pool; each stage within a bound, so a stuck server cannot hold it.
 """
 
 from __future__ import annotations
