@@ -3,9 +3,9 @@
 `safetyhub up` builds it with every service of the registry; `safetyhub run <service>` with one.
 The hub knows no service: it starts the kernel (pool, the running services' migrations, NATS,
 their streams), then each service in registry order, and stops them in reverse. Shutdown runs in
-stages so nothing accepted is lost: stop HTTP intake (in-flight requests finish, so every 202 was
-acknowledged by JetStream), stop consumers (the batch in hand is committed and acked), drain NATS,
-close the pool.
+stages so nothing accepted is lost: stop HTTP intake (open streams end, in-flight requests finish,
+so every 202 was acknowledged by JetStream), stop the services (consumers commit and ack the batch
+in hand), drain NATS, close the pool; each stage within a bound, so a stuck server cannot hold it.
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ from services.common.bus.streams import ensure_streams
 from services.common.db import migrations
 from services.common.db.pool import create_pool
 from services.common.errors import ConfigError
+from services.common.http.long_lived import install_long_lived
 from services.common.http.middleware import MAX_BODY_BYTES, auth_middleware, problem_middleware
 from services.common.http.ops import READINESS_BOUND_S, ReadinessCheck, add_ops_routes
 from services.common.http.server import GuardedSite, runner_options
 from services.common.kernel import ServiceContext, ServiceInstance
+from services.common.lifecycle import SHUTDOWN_BOUNDS, Stage, drain_bus, run_stages
 from services.common.logging import get_logger
 from services.common.settings import HubConfig, site_files, site_patterns
 from services.common.sites.api import SitesApi
@@ -164,7 +166,7 @@ class Hub:
             app,
             handle_signals=False,
             access_log=None,
-            shutdown_timeout=15.0,
+            shutdown_timeout=SHUTDOWN_BOUNDS.http_drain,
             **runner_options(self.config.http),
         )
         await self._runner.setup()
@@ -209,6 +211,7 @@ class Hub:
             ],
         )
         app[MAX_BODY_BYTES] = max_body
+        install_long_lived(app)  # streams end when shutdown starts, not after the HTTP drain
         checks = self._readiness_checks(expected)
         for service, instance in zip(self._services, instances, strict=True):
             for name, check in instance.readiness_checks().items():
@@ -251,22 +254,45 @@ class Hub:
         return {"nats": nats_ready, "postgres": postgres_ready}
 
     async def stop(self) -> None:
+        """Stop in stages, each within its bound (services.common.lifecycle); at most
+        `SHUTDOWN_BOUNDS.total` seconds whatever the servers do."""
+        bounds = SHUTDOWN_BOUNDS
+        await run_stages(
+            [
+                # 1. stop intake: streams end at once, requests in flight finish (their publishes
+                # are acknowledged or fail), so every 202 was acknowledged by JetStream.
+                Stage("intake", bounds.intake, self._stop_intake),
+                # 2. consumers finish and commit the batch in hand.
+                Stage("consumers", bounds.consumers, self._stop_consumers),
+                # 3. the bus: nothing is buffered client-side (pending_size=0); acks and
+                # subscriptions drain.
+                Stage("bus", bounds.bus, self._close_bus),
+                # 4. the database: a pool that cannot say goodbye to its server drops its connections.
+                Stage("database", bounds.database, self._close_pool, fallback=self._terminate_pool),
+            ]
+        )
+        log.info("hub_stopped")
+
+    async def _stop_intake(self) -> None:
         if self._reloader is not None:
             await self._reloader.stop()
-        # 1. stop intake; requests in flight finish (their publishes are acknowledged or fail).
         if self._runner is not None:
-            await self._runner.cleanup()
-        # 2. the services, in reverse order: consumers finish and commit the batch in hand,
+            await self._runner.cleanup()  # long-lived responses are closed by its on_shutdown
+
+    async def _stop_consumers(self) -> None:
+        # The services, in reverse order: consumers finish and commit the batch in hand,
         # publishers let go of their acknowledgement subscriptions.
         while self._running:
             await self._running.pop().stop()
-        # 3. the bus: nothing is buffered client-side (pending_size=0), drain acks and subscriptions.
-        if self._nc is not None and not self._nc.is_closed:
-            try:
-                await asyncio.wait_for(self._nc.drain(), timeout=10)
-            except Exception as err:
-                log.warning("nats_drain_failed", error=str(err))
-        # 4. the database.
+
+    async def _close_bus(self) -> None:
+        if self._nc is not None:
+            await drain_bus(self._nc)
+
+    async def _close_pool(self) -> None:
         if self._pool is not None:
             await self._pool.close()
-        log.info("hub_stopped")
+
+    def _terminate_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()

@@ -19,11 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.common.errors import SafetyhubError
+from services.common.lifecycle import SHUTDOWN_BOUNDS
 from services.common.logging import get_logger
 from services.hub.bootstrap import Endpoints
 from services.hub.worker import READY_LINE
 
 log = get_logger(__name__)
+
+# A worker stops in stages within SHUTDOWN_BOUNDS.total; then its interpreter exits. Past this it
+# is killed: what it had not acked is delivered again.
+WORKER_STOP_GRACE_S = SHUTDOWN_BOUNDS.total + 5.0
 
 
 class WorkerFailed(SafetyhubError):
@@ -81,18 +86,20 @@ class Supervisor:
             stdin=asyncio.subprocess.DEVNULL,
         )
         assert proc.stdout is not None  # stdout=PIPE above
+        # Known before it is ready: a stop that cuts this wait short stops it with the others.
+        self._procs[slot] = proc
         try:
             line = await asyncio.wait_for(proc.stdout.readline(), ready_within)
         except TimeoutError:
             line = b""
         if line.decode().strip() != READY_LINE:
+            del self._procs[slot]
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
             raise WorkerFailed(
                 f"worker {slot} did not start (exit code {proc.returncode}); see its log above"
             )
-        self._procs[slot] = proc
         log.info("worker_started", slot=slot, pid=proc.pid)
 
     async def start(self) -> None:
@@ -118,14 +125,36 @@ class Supervisor:
                 if slot is None:
                     continue
                 log.error("worker_died", slot=slot, exit_code=task.result(), restart_in_s=backoff)
-                await asyncio.sleep(backoff)
+                if not await self._restart(slot, backoff, stop):
+                    return
                 backoff = min(backoff * 2, 30.0)
-                try:
-                    await self._spawn(slot)
-                except WorkerFailed as err:
-                    log.error("worker_restart_failed", slot=slot, error=str(err))
 
-    async def stop(self, grace: float = 30.0) -> None:
+    async def _restart(self, slot: int, backoff: float, stop: asyncio.Event) -> bool:
+        """Start a worker again after `backoff`; False, at once, if `stop` is set meanwhile.
+
+        The back-off (up to 30 s) and the wait for the new worker to be ready (up to 60 s) must
+        not delay a shutdown; a worker cut short is stopped by `stop()` with the others.
+        """
+
+        async def restart() -> None:
+            await asyncio.sleep(backoff)
+            await self._spawn(slot)
+
+        restarting = asyncio.create_task(restart())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait([restarting, stopper], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not restarting.done():
+            restarting.cancel()
+            await asyncio.wait([restarting])
+            return False
+        try:
+            restarting.result()
+        except WorkerFailed as err:
+            log.error("worker_restart_failed", slot=slot, error=str(err))
+        return True
+
+    async def stop(self, grace: float = WORKER_STOP_GRACE_S) -> None:
         for proc in self._procs.values():
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):

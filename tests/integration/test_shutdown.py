@@ -1,0 +1,119 @@
+"""The hub stops within its bounds: an open stream ends at once, a frozen PostgreSQL is given up on.
+
+Before the staged shutdown, an open stream held `Hub.stop` for aiohttp's whole shutdown timeout
+(15 s) and a frozen PostgreSQL held it forever (`pool.close()` waits for the server's goodbye).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+import structlog
+from aiohttp import web
+
+from services.common.auth.keys import create_key
+from services.common.http.long_lived import LEAVE_GRACE_S, long_lived
+from services.common.lifecycle import SHUTDOWN_BOUNDS
+from services.hub.bootstrap import Endpoints, Hub
+from tests.conftest import REPO, hub_config, with_database
+from tests.integration.test_database_outage import PrivatePostgres
+
+pytestmark = pytest.mark.integration
+
+SLACK_S = 3.0  # for a loaded machine: each bound below is the design figure plus this
+STREAM = "/test/stream"
+GOODBYE = b"event: shutdown\ndata: the hub is stopping\n\n"
+
+
+async def stream_forever(request: web.Request) -> web.StreamResponse:
+    """An SSE-like response with no end of its own, as the incidents' live stream will be."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    async with long_lived(request) as stream:
+        while True:
+            await response.write(b"data: tick\n\n")
+            await asyncio.sleep(0.05)
+    if stream.closed_by_shutdown:
+        await response.write(GOODBYE)
+    await response.write_eof()
+    return response
+
+
+class HubWithStream(Hub):
+    """A hub serving one test-only streaming route beside the real ones."""
+
+    def _build_app(self, *args: Any, **kwargs: Any) -> web.Application:
+        app = super()._build_app(*args, **kwargs)
+        app.router.add_get(STREAM, stream_forever)
+        return app
+
+
+async def test_an_open_stream_ends_when_shutdown_starts_and_the_hub_stops_within_its_bound(
+    nats_url: str, database_url: str
+) -> None:
+    hub = HubWithStream(hub_config(), REPO, Endpoints(nats_url, database_url))
+    await hub.start()
+    key = await create_key(hub.pool, tenant="ulsan-refining", role="viewer")
+    url, headers = hub.http_url + STREAM, {"Authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as resp:
+        assert resp.status == 200
+        assert await resp.content.readuntil(b"\n\n") == b"data: tick\n\n"
+
+        started = time.monotonic()
+        with structlog.testing.capture_logs() as logs:
+            stopping = asyncio.create_task(hub.stop())
+            rest = await asyncio.wait_for(resp.content.read(), LEAVE_GRACE_S + SLACK_S)
+            await asyncio.wait_for(stopping, SHUTDOWN_BOUNDS.total + SLACK_S)
+        took = time.monotonic() - started
+
+    assert rest.endswith(GOODBYE), "the client saw the stream end, with the handler's last event"
+    # The old code waited aiohttp's 15 s shutdown timeout for the handler, then cancelled it.
+    assert took < LEAVE_GRACE_S + SLACK_S, f"hub.stop() took {took:.1f} s with a stream open"
+    (closed,) = [e for e in logs if e["event"] == "long_lived_closed"]
+    assert closed["closed"] == 1 and closed["still_open"] == 0
+    (complete,) = [e for e in logs if e["event"] == "shutdown_complete"]
+    assert list(complete["stages"]) == ["intake", "consumers", "bus", "database"]
+    assert complete["overran"] == [] and complete["failed"] == []
+
+
+@pytest.fixture(scope="module")
+async def private_postgres() -> AsyncIterator[PrivatePostgres]:
+    postgres = PrivatePostgres()
+    await postgres.start()
+    yield postgres
+    await postgres.server.stop()
+    shutil.rmtree(postgres.data_dir, ignore_errors=True)
+
+
+async def test_a_frozen_postgresql_holds_the_shutdown_no_longer_than_the_database_stage_bound(
+    private_postgres: PrivatePostgres, nats_url: str
+) -> None:
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    admin = await asyncpg.connect(private_postgres.admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    hub = Hub(hub_config(), REPO, Endpoints(nats_url, with_database(private_postgres.admin_url, name)))
+    await hub.start()
+    assert hub.pool.get_size() > 0, "the pool holds connections that will have to say goodbye"
+
+    with private_postgres.frozen():
+        started = time.monotonic()
+        with structlog.testing.capture_logs() as logs:
+            # The old code's `pool.close()` never returned here; the outer bound keeps the test finite.
+            await asyncio.wait_for(hub.stop(), SHUTDOWN_BOUNDS.total + SLACK_S)
+        took = time.monotonic() - started
+
+    assert took < SHUTDOWN_BOUNDS.database + SLACK_S, f"hub.stop() took {took:.1f} s"
+    overran = [e for e in logs if e["event"] == "shutdown_stage_overran"]
+    assert [(e["stage"], e["bound_s"]) for e in overran] == [("database", SHUTDOWN_BOUNDS.database)]
+    assert hub.pool.is_closing(), "the pool was terminated, not left open"
