@@ -15,6 +15,24 @@ MEASURED = datetime(2026, 11, 22, 9, 15, 0, 123456, tzinfo=KST)
 RECEIVED = datetime(2026, 11, 22, 0, 15, 1, 500000, tzinfo=UTC)
 
 
+# Posted readings are an hour old: inside the history the hub keeps, never in the future.
+RECENT = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+
+
+def reading(n: int = 0, **fields: Any) -> dict[str, Any]:
+    """The JSON of an H2S reading of the refinery's first CDU detector, `n` seconds after RECENT."""
+    item: dict[str, Any] = {
+        "site": "ulsan-refinery",
+        "device": "gd-cdu1-101",
+        "kind": "gas.h2s",
+        "unit": "ppm",
+        "value": 1.5 + n,
+        "time": (RECENT + timedelta(seconds=n)).isoformat(),
+    }
+    item.update(fields)
+    return item
+
+
 def observation(**changes: Any) -> ObservationIn:
     """An H2S reading of the refinery's first CDU detector, with any field changed."""
     fields: dict[str, Any] = {

@@ -13,7 +13,7 @@ from aiohttp import web
 from services.common.db.pool import TRANSIENT_DB_ERRORS
 from services.common.errors import UnavailableError
 from services.common.http.middleware import principal_of
-from services.common.http.problem import Problem
+from services.common.http.problem import Problem, invalid_query
 from services.common.sites.registry import SiteRegistry
 from services.common.types import DEVICE_ID_PATTERN, KIND_PATTERN, SLUG_PATTERN
 from services.store.permissions import READ_OBSERVATIONS
@@ -21,15 +21,6 @@ from services.store.query import MAX_LIMIT, BadCursor, ObservationQuery, decode_
 
 _PARAMS = frozenset({"site", "device", "kind", "since", "until", "limit", "cursor"})
 
-
-def _bad(field: str, detail: str) -> Problem:
-    return Problem(
-        400,
-        "Invalid query",
-        f"{field}: {detail}",
-        slug="invalid-query",
-        errors=[{"field": field, "detail": detail}],
-    )
 
 
 # An unescaped "+" in a query string arrives as a space. In an RFC 3339 time a space followed by
@@ -57,7 +48,7 @@ def _time(params: dict[str, str], name: str) -> datetime | None:
         return None
     raw = _SPACED_OFFSET.sub(r"\g<moment>+\g<offset>", raw)
     if not _RFC3339.match(raw):
-        raise _bad(name, _TIME_HINT)
+        raise invalid_query(name, _TIME_HINT)
     # Python keeps microseconds; RFC 3339 allows more digits, which are cut, not rounded.
     raw = re.sub(r"(\.\d{6})\d+", r"\1", raw)
     try:
@@ -66,7 +57,7 @@ def _time(params: dict[str, str], name: str) -> datetime | None:
         # database) can hold in UTC.
         moment.astimezone(UTC)
     except (ValueError, OverflowError) as err:
-        raise _bad(name, f"not a time that exists; {_TIME_HINT}") from err
+        raise invalid_query(name, f"not a time that exists; {_TIME_HINT}") from err
     return moment
 
 
@@ -76,7 +67,7 @@ def _filter(params: dict[str, str], name: str) -> str | None:
         return None
     pattern, what = _FILTERS[name]
     if len(value) > 63 or not pattern.match(value):
-        raise _bad(name, f"expected {what} (at most 63 characters)")
+        raise invalid_query(name, f"expected {what} (at most 63 characters)")
     return value
 
 
@@ -95,7 +86,7 @@ class StoreApi:
         params = dict(request.query)
         unknown = sorted(set(params) - _PARAMS)
         if unknown:
-            raise _bad(unknown[0], f"unknown parameter; known are {', '.join(sorted(_PARAMS))}")
+            raise invalid_query(unknown[0], f"unknown parameter; known are {', '.join(sorted(_PARAMS))}")
         registry = self._registry()
         readable = [
             s.id
@@ -114,16 +105,16 @@ class StoreApi:
             readable = [site]
         raw_limit = params.get("limit", "100")
         if not _LIMIT.match(raw_limit):
-            raise _bad("limit", f"expected a whole number from 1 to {MAX_LIMIT}, in digits 0-9")
+            raise invalid_query("limit", f"expected a whole number from 1 to {MAX_LIMIT}, in digits 0-9")
         limit = int(raw_limit)
         if not 1 <= limit <= MAX_LIMIT:
-            raise _bad("limit", f"must be between 1 and {MAX_LIMIT}")
+            raise invalid_query("limit", f"must be between 1 and {MAX_LIMIT}")
         after = None
         if "cursor" in params:
             try:
                 after = decode_cursor(params["cursor"])
             except BadCursor as err:
-                raise _bad("cursor", str(err)) from err
+                raise invalid_query("cursor", str(err)) from err
         return ObservationQuery(
             sites=readable,
             device=_filter(params, "device"),

@@ -22,7 +22,7 @@ from services.common.auth.principal import Principal
 from services.common.db.pool import TRANSIENT_DB_ERRORS
 from services.common.errors import UnavailableError
 from services.common.http.middleware import principal_of
-from services.common.http.problem import Problem
+from services.common.http.problem import Problem, invalid_query
 from services.common.sites.model import Device, Site
 from services.common.sites.registry import SiteRegistry
 from services.store.permissions import READ_OBSERVATIONS
@@ -45,15 +45,6 @@ ORDER BY k.n
 """
 
 
-def _invalid(field: str, detail: str) -> Problem:
-    return Problem(
-        400,
-        "Invalid query",
-        f"{field}: {detail}",
-        slug="invalid-query",
-        errors=[{"field": field, "detail": detail}],
-    )
-
 
 def find_device(
     registry: SiteRegistry, principal: Principal, device_id: str, site_id: str | None
@@ -74,7 +65,7 @@ def find_device(
         raise Problem(404, "Not found", f"no device '{device_id}'{where} that this key may read")
     if len(found) > 1:
         sites = ", ".join(site.id for site, _ in found)
-        raise _invalid("site", f"device '{device_id}' is at several sites ({sites}); name one")
+        raise invalid_query("site", f"device '{device_id}' is at several sites ({sites}); name one")
     return found[0]
 
 
@@ -92,7 +83,7 @@ class LatestApi:
             raise Problem(403, "Forbidden", f"role '{principal.role}' may not read observations")
         unknown = sorted(set(request.query) - _PARAMS)
         if unknown:
-            raise _invalid(unknown[0], f"unknown parameter; known are {', '.join(sorted(_PARAMS))}")
+            raise invalid_query(unknown[0], f"unknown parameter; known are {', '.join(sorted(_PARAMS))}")
         site, device = find_device(
             self._registry(), principal, request.match_info["device"], request.query.get("site")
         )

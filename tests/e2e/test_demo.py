@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
-from tests.conftest import DEMO_SITES, REPO, eventually, reachable_temp_dir
+from tests.conftest import DEMO_SITES, REPO, eventually
 
 pytestmark = pytest.mark.e2e
 
-
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    path = reachable_temp_dir("safetyhub-demo-")
-    yield path
-    for proc in psutil.process_iter(["cmdline"]):  # a failed test must not leave servers running
-        with contextlib.suppress(psutil.Error):
-            if str(path) in " ".join(proc.info["cmdline"] or []):
-                proc.kill()
-    shutil.rmtree(path, ignore_errors=True)
 
 
 async def run_pasted(command: str) -> tuple[int, str]:

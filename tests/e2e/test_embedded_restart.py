@@ -6,30 +6,18 @@ ports is what lets them carry on without being restarted themselves.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
-from tests.conftest import eventually, reachable_temp_dir
-from tests.e2e.test_hub_process import HubProcess, _post, _processes_under, _readings, _stored_ids
+from tests.conftest import eventually
+from tests.e2e.conftest import processes_under
+from tests.e2e.test_hub_process import HubProcess, _post, _readings, _stored_ids
 
 pytestmark = pytest.mark.e2e
 
-
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    path = reachable_temp_dir("safetyhub-e2e-")
-    yield path
-    for proc in _processes_under(path):  # a failed test must not leave servers running
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _server_pid(hub: HubProcess, name: str) -> int:
@@ -75,6 +63,6 @@ async def test_workers_carry_on_after_both_servers_are_killed(workdir: Path) -> 
     assert hub.stop() == 0
 
     async def all_gone() -> bool:
-        return not _processes_under(workdir)
+        return not processes_under(workdir)
 
     await eventually(all_gone, timeout=10, what="no process of the data dir left")

@@ -8,15 +8,12 @@ start-up with file, line and key; one data dir serves one hub at a time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,30 +23,14 @@ import msgspec
 import psutil
 import pytest
 
-from tests.conftest import DEMO_SITES, REPO, eventually, reachable_temp_dir
+from tests.conftest import DEMO_SITES, REPO, eventually
+from tests.e2e.conftest import processes_under
 
 pytestmark = pytest.mark.e2e
 
 CLI = [sys.executable, "-m", "services.hub.cli"]
 
 
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    path = reachable_temp_dir("safetyhub-e2e-")
-    yield path
-    for proc in _processes_under(path):  # a failed test must not leave servers running
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def _processes_under(path: Path) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        with contextlib.suppress(psutil.Error):
-            if str(path) in " ".join(proc.info["cmdline"] or []):
-                found.append(proc)
-    return found
 
 
 def _config(workdir: Path, extra: str = "") -> Path:
@@ -196,12 +177,12 @@ async def test_a_key_made_for_one_detector_posts_for_it_alone(workdir: Path) -> 
 async def test_sigterm_stops_the_hub_and_its_servers(workdir: Path) -> None:
     hub = HubProcess(workdir)
     await hub.ready()
-    servers = [p for p in _processes_under(workdir) if p.pid != hub.proc.pid]
+    servers = [p for p in processes_under(workdir) if p.pid != hub.proc.pid]
     assert {p.name() for p in servers} >= {"nats-server", "postgres"}
     assert hub.stop() == 0
 
     async def all_gone() -> bool:
-        return not _processes_under(workdir)
+        return not processes_under(workdir)
 
     await eventually(all_gone, timeout=10, what="no process of the data dir left")
 
@@ -209,7 +190,7 @@ async def test_sigterm_stops_the_hub_and_its_servers(workdir: Path) -> None:
 async def test_workers_share_one_port_and_sum_their_metrics(workdir: Path) -> None:
     hub = HubProcess(workdir, "--workers", "2")
     info = await hub.ready()
-    workers = [p for p in _processes_under(workdir) if "services.hub.worker" in " ".join(p.cmdline())]
+    workers = [p for p in processes_under(workdir) if "services.hub.worker" in " ".join(p.cmdline())]
     assert len(workers) == 2
     gateway = hub.key("ulsan-refining", "gateway")
     viewer = hub.key("ulsan-refining", "viewer")
@@ -230,7 +211,7 @@ async def test_workers_share_one_port_and_sum_their_metrics(workdir: Path) -> No
     )
     assert accepted == 800
     assert hub.stop() == 0
-    assert not [p for p in _processes_under(workdir) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not [p for p in processes_under(workdir) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
 async def test_a_second_hub_on_the_same_data_dir_is_refused(workdir: Path) -> None:

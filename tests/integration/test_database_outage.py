@@ -10,27 +10,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import aiohttp
-import asyncpg
 import msgspec
-import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.common.auth import verifier as key_verifier
 from services.common.auth.keys import create_key
 from services.common.auth.verifier import KeyCachePolicy
-from services.common.embedded import EmbeddedPostgres
 from services.hub.bootstrap import Endpoints, Hub
 from services.store.query import QUERY_TIMEOUT_S
-from tests.conftest import REPO, eventually, hub_config, reachable_temp_dir, with_database
+from tests.conftest import REPO, eventually, hub_config
+from tests.integration.private_postgres import PrivatePostgres
 
 pytestmark = pytest.mark.integration
 
@@ -42,73 +38,12 @@ SLACK_S = 2.0  # for a loaded machine: every bound below is the design figure pl
 TENANT = "ulsan-refining"
 
 
-class PrivatePostgres:
-    """An embedded PostgreSQL of this module, which tests may freeze or kill and start again."""
-
-    def __init__(self) -> None:
-        self.data_dir = reachable_temp_dir("safetyhub-outage-")
-        self.server = EmbeddedPostgres(self.data_dir)
-        self.admin_url = ""
-
-    async def start(self) -> None:
-        port = urlsplit(self.admin_url).port if self.admin_url else None
-        self.server = EmbeddedPostgres(self.data_dir, port=port)
-        self.admin_url = await self.server.start()
-
-    def processes(self) -> list[psutil.Process]:
-        if self.server.pid is None:
-            raise RuntimeError("PostgreSQL is not running")
-        postmaster = psutil.Process(self.server.pid)
-        return [postmaster, *postmaster.children(recursive=True)]
-
-    @contextlib.contextmanager
-    def frozen(self) -> Iterator[None]:
-        """SIGSTOP the server and its backends for the block; SIGCONT whatever happens."""
-        stopped: list[psutil.Process] = []
-        try:
-            for process in self.processes():  # the postmaster first: it forks no one meanwhile
-                process.suspend()
-                stopped.append(process)
-            yield
-        finally:
-            for process in stopped:
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    process.resume()
-
-    @contextlib.asynccontextmanager
-    async def killed(self) -> AsyncIterator[None]:
-        """SIGKILL the server and its backends; start it again (same port) after the block."""
-        try:
-            for process in self.processes():
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    process.kill()
-            yield
-        finally:
-            await self.server.stop()
-            await self.start()
-
-
-@pytest.fixture(scope="module")
-async def private_postgres() -> AsyncIterator[PrivatePostgres]:
-    postgres = PrivatePostgres()
-    await postgres.start()
-    yield postgres
-    await postgres.server.stop()
-    shutil.rmtree(postgres.data_dir, ignore_errors=True)
-
-
 @pytest.fixture
 async def hub(
     private_postgres: PrivatePostgres, nats_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Hub]:
     monkeypatch.setattr(key_verifier, "DEFAULT_POLICY", POLICY)
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    admin = await asyncpg.connect(private_postgres.admin_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    hub = Hub(hub_config(), REPO, Endpoints(nats_url, with_database(private_postgres.admin_url, name)))
+    hub = Hub(hub_config(), REPO, Endpoints(nats_url, await private_postgres.new_database()))
     await hub.start()
     yield hub
     await hub.stop()

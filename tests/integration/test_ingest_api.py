@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from typing import Any
 
 import asyncpg
@@ -14,28 +14,16 @@ import pytest
 import structlog
 from yarl import URL
 
+from tests.builders import RECENT, reading
 from tests.conftest import RunningHub, eventually
 
 pytestmark = pytest.mark.integration
 
 SITE = "ulsan-refinery"
 PROBLEM = "application/problem+json"
-# Readings are an hour old: inside the history the hub keeps, never in the future.
-BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+BASE = RECENT
 KST = timezone(timedelta(hours=9))
 
-
-def reading(n: int = 0, **fields: Any) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "site": SITE,
-        "device": "gd-cdu1-101",
-        "kind": "gas.h2s",
-        "unit": "ppm",
-        "value": 1.5 + n,
-        "time": (BASE + timedelta(seconds=n)).isoformat(),
-    }
-    item.update(fields)
-    return item
 
 
 async def post(

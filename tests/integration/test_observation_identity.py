@@ -9,33 +9,20 @@ from __future__ import annotations
 
 import io
 import re
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 import nats
 import pytest
 
+from tests.builders import RECENT, reading
 from tests.conftest import RunningHub, eventually
 
 pytestmark = pytest.mark.integration
 
 SITE = "ulsan-refinery"
-# An hour old: inside the history the hub keeps, never in the future.
-BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+BASE = RECENT
 
-
-def reading(n: int = 0, **fields: Any) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "site": SITE,
-        "device": "gd-cdu1-101",
-        "kind": "gas.h2s",
-        "unit": "ppm",
-        "value": 1.5 + n,
-        "time": (BASE + timedelta(seconds=n)).isoformat(),
-    }
-    item.update(fields)
-    return item
 
 
 async def post(hub: RunningHub, body: Any, *, key: str = "gateway") -> tuple[int, dict[str, Any]]:

@@ -7,14 +7,10 @@ Before the staged shutdown, an open stream held `Hub.stop` for aiohttp's whole s
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import asyncpg
 import pytest
 import structlog
 from aiohttp import web
@@ -23,8 +19,8 @@ from services.common.auth.keys import create_key
 from services.common.http.long_lived import LEAVE_GRACE_S, long_lived
 from services.common.lifecycle import SHUTDOWN_BOUNDS
 from services.hub.bootstrap import Endpoints, Hub
-from tests.conftest import REPO, hub_config, with_database
-from tests.integration.test_database_outage import PrivatePostgres
+from tests.conftest import REPO, hub_config
+from tests.integration.private_postgres import PrivatePostgres
 
 pytestmark = pytest.mark.integration
 
@@ -84,25 +80,10 @@ async def test_an_open_stream_ends_when_shutdown_starts_and_the_hub_stops_within
     assert complete["overran"] == [] and complete["failed"] == []
 
 
-@pytest.fixture(scope="module")
-async def private_postgres() -> AsyncIterator[PrivatePostgres]:
-    postgres = PrivatePostgres()
-    await postgres.start()
-    yield postgres
-    await postgres.server.stop()
-    shutil.rmtree(postgres.data_dir, ignore_errors=True)
-
-
 async def test_a_frozen_postgresql_holds_the_shutdown_no_longer_than_the_database_stage_bound(
     private_postgres: PrivatePostgres, nats_url: str
 ) -> None:
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    admin = await asyncpg.connect(private_postgres.admin_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    hub = Hub(hub_config(), REPO, Endpoints(nats_url, with_database(private_postgres.admin_url, name)))
+    hub = Hub(hub_config(), REPO, Endpoints(nats_url, await private_postgres.new_database()))
     await hub.start()
     assert hub.pool.get_size() > 0, "the pool holds connections that will have to say goodbye"
 

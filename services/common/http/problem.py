@@ -45,6 +45,17 @@ class Problem(SafetyhubError):
         }
 
 
+def invalid_query(parameter: str, detail: str) -> Problem:
+    """400 for a query or path parameter, naming it (the one shape every service's API uses)."""
+    return Problem(
+        400,
+        "Invalid query",
+        f"{parameter}: {detail}",
+        slug="invalid-query",
+        errors=[{"field": parameter, "detail": detail}],
+    )
+
+
 def problem_response(problem: Problem, instance: str) -> web.Response:
     return web.Response(
         status=problem.status,
