@@ -56,10 +56,11 @@ _OPTIONAL = (
     "min_confidence",
     "persistence",
 )
-# (upper, lower): the upper rule's set-point must lie above the lower's.
+# (upper, lower, milder): the upper rule's set-point must lie above the lower's. When neither
+# rule is more specific, the error points at the milder one: "a high below its high-high".
 _ORDERED = (
-    (ConditionType.HIGH_HIGH, ConditionType.HIGH),
-    (ConditionType.LOW, ConditionType.LOW_LOW),
+    (ConditionType.HIGH_HIGH, ConditionType.HIGH, ConditionType.HIGH),
+    (ConditionType.LOW, ConditionType.LOW_LOW, ConditionType.LOW),
 )
 
 
@@ -147,7 +148,8 @@ def validate_rule_files(files: Sequence[LoadedRulesFile], registry: SiteRegistry
             matched = _check_selector(spec.selector, registry, points, _At(source, (*at.path, "selector")))
             _check_range(spec, matched, at)
             label = f"{spec.condition}` on `{_describe(spec.selector)}"
-            selectors.add((selector_key(to_selector(spec.selector)), spec.condition), label, at)
+            key = (selector_key(to_selector(spec.selector)), spec.condition)
+            selectors.add(key, label, _At(source, (*at.path, "selector")))
 
     index = RuleIndex(to_rule(spec) for _, doc in sources for spec in doc.rules)
     _check_order(index, points, located)
@@ -235,20 +237,21 @@ def _check_order(index: RuleIndex, points: Sequence[_Point], located: dict[str, 
     a device override can break the order a kind-wide pair keeps."""
     for point in points:
         resolved = {rule.condition: rule for rule in index.resolve(point.ref, point.measure.kind)}
-        for upper_condition, lower_condition in _ORDERED:
+        for upper_condition, lower_condition, milder in _ORDERED:
             upper, lower = resolved.get(upper_condition), resolved.get(lower_condition)
             if upper is None or lower is None or upper.setpoint is None or lower.setpoint is None:
                 continue
             if lower.setpoint < upper.setpoint:
                 continue
             # Blame the more specific rule of the two: it is the override that broke the order.
-            lower_wins = specificity(lower.selector) >= specificity(upper.selector)
-            blamed, other = (lower, upper) if lower_wins else (upper, lower)
+            mild, severe = (lower, upper) if milder is lower_condition else (upper, lower)
+            severe_wins = specificity(severe.selector) > specificity(mild.selector)
+            blamed, other = (severe, mild) if severe_wins else (mild, severe)
             at, other_at = located[blamed.id], located[other.id]
             raise at.source.error(
                 (*at.path, "setpoint"),
-                f"the {lower_condition} set-point ({lower.setpoint:g}, rule `{lower.id}`) must be below "
-                f"the {upper_condition} set-point ({upper.setpoint:g}, rule `{upper.id}`) for "
+                f"the {_name(lower_condition)} set-point ({lower.setpoint:g}, rule `{lower.id}`) must be "
+                f"below the {_name(upper_condition)} set-point ({upper.setpoint:g}, rule `{upper.id}`) for "
                 f"`{point.measure.kind}` on {_device(point.ref)}; "
                 f"rule `{other.id}` is at {other_at.source.where(other_at.path, at.source)}",
             )
@@ -305,6 +308,10 @@ def _unknown_member(device: str, site: str, registry: SiteRegistry) -> str:
 
 def _kinds_of(device: Device) -> list[str]:
     return [measure.kind for measure in device.measures]
+
+
+def _name(condition: ConditionType) -> str:
+    return condition.value.replace("_", "-")
 
 
 def _device(ref: DeviceRef) -> str:

@@ -20,13 +20,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import MappingProxyType
+from typing import NamedTuple
 
 from services.alarms.domain.model import AlarmClass, ConditionType, Priority, Rationale, Rule, Selector
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceRef:
-    """Where a device sits, as far as rule selection cares."""
+class DeviceRef(NamedTuple):
+    """Where a device sits, as far as rule selection cares.
+
+    A named tuple rather than a dataclass: it keys the resolution memo, probed per observation,
+    and a tuple hashes and compares in C (a frozen dataclass is about four times slower here).
+    """
 
     site: str
     zone: str
