@@ -56,6 +56,8 @@ _OPTIONAL = (
     "min_confidence",
     "persistence",
 )
+# Device health conditions: they are how a member is faulty, not how it votes.
+_HEALTH = frozenset({ConditionType.STALE, ConditionType.BAD_QUALITY})
 # (upper, lower, milder): the upper rule's set-point must lie above the lower's. When neither
 # rule is more specific, the error points at the milder one: "a high below its high-high".
 _ORDERED = (
@@ -220,15 +222,23 @@ def _selects(selector: SelectorSpec, point: _Point) -> bool:
 def _check_range(spec: RuleSpec, matched: Sequence[_Point], at: _At) -> None:
     if spec.condition not in LEVEL_CONDITIONS or spec.setpoint is None:
         return
+    setpoint, deadband = spec.setpoint, spec.deadband or 0.0
+    # A high clears below set-point - deadband, a low above set-point + deadband.
+    upward = spec.condition in (ConditionType.HIGH, ConditionType.HIGH_HIGH)
+    clears_at = setpoint - deadband if upward else setpoint + deadband
     for point in matched:
         if point.measure.range is None:
             continue
         low, high = point.measure.range
-        if not low <= spec.setpoint <= high:
+        unit, kind = point.measure.unit, spec.selector.kind
+        span = f"the range [{low:g}, {high:g}] {unit} of `{kind}` on {_device(point.ref)}"
+        if not low <= setpoint <= high:
+            raise at.source.error((*at.path, "setpoint"), f"set-point {setpoint:g} is outside {span}")
+        if not low <= clears_at <= high:
             raise at.source.error(
-                (*at.path, "setpoint"),
-                f"set-point {spec.setpoint:g} is outside the range [{low:g}, {high:g}] "
-                f"{point.measure.unit} of `{spec.selector.kind}` on {_device(point.ref)}",
+                (*at.path, "deadband"),
+                f"with deadband {deadband:g} the alarm would clear at {clears_at:g}, outside {span}, "
+                "so it could never clear",
             )
 
 
@@ -261,15 +271,15 @@ def _check_group(group: VotingGroupSpec, registry: SiteRegistry, index: RuleInde
     site = registry.site(group.site)
     if site is None:
         raise at.source.error((*at.path, "site"), f"unknown site `{group.site}`")
-    members = _FirstSeen("member")
+    devices = _FirstSeen("device")
     for k, member in enumerate(group.members):
         path = (*at.path, "members", k)
         device = registry.device(group.site, member.device)
         if device is None:
             raise at.source.error((*path, "device"), _unknown_member(member.device, group.site, registry))
         ref = DeviceRef(group.site, device.zone, device.type, device.id)
-        label = member.device + "".join(f" {x}" for x in (member.kind, member.rule) if x is not None)
-        members.add((member.device, member.kind, member.rule), label, _At(at.source, path))
+        # MooN assumes independent votes: one device, whatever it measures, is one vote.
+        devices.add(member.device, member.device, _At(at.source, (*path, "device")))
         kinds = _kinds_of(device)
         if member.kind is not None and member.kind not in kinds:
             raise at.source.error(
@@ -283,6 +293,12 @@ def _check_group(group: VotingGroupSpec, registry: SiteRegistry, index: RuleInde
                 raise at.source.error(
                     (*path, "rule"), f"rule `{rule.id}` watches `{rule.selector.kind}`, not `{member.kind}`"
                 )
+            if rule.condition in _HEALTH:
+                raise at.source.error(
+                    (*path, "rule"),
+                    f"rule `{rule.id}` is a `{rule.condition}` rule: a member votes with its process "
+                    "alarms, and the group's `policy` says how a stale or faulty member counts",
+                )
             if rule not in index.resolve(ref, rule.selector.kind):
                 raise at.source.error(
                     (*path, "rule"),
@@ -290,7 +306,7 @@ def _check_group(group: VotingGroupSpec, registry: SiteRegistry, index: RuleInde
                     "more specific rule replaces it there)",
                 )
         watched = [member.kind] if member.kind is not None else kinds
-        if not any(index.resolve(ref, kind) for kind in watched):
+        if not any(r.condition not in _HEALTH for kind in watched for r in index.resolve(ref, kind)):
             raise at.source.error(
                 (*path, "device"), f"no rule watches device `{member.device}`, so it could never vote"
             )

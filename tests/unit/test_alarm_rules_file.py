@@ -173,6 +173,8 @@ def test_the_valid_file_loads_into_domain_rules_and_groups(tmp_path: Path, regis
     assert stale is not None and stale.stale_after == timedelta(seconds=30)
     assert rules.index.rule("h2s-high-high").latching is True  # type: ignore[union-attr]
     (group,) = rules.groups_of("alpha")
+    assert rules.groups_with("alpha", "gd-3") == (group,)
+    assert rules.groups_with("beta", "gd-3") == ()
     assert (group.m, group.n, group.fault_policy) == (2, 3, FaultPolicy.DEGRADE)
     assert rules.class_limits.max_shelve_of(AlarmClass.SAFETY) == timedelta(hours=1)
     assert rules.class_limits.max_shelve_of(AlarmClass.EQUIPMENT) == timedelta(hours=72)  # default
@@ -316,6 +318,17 @@ def test_a_kind_setpoint_is_checked_against_every_matching_device(
     assert "[0, 50] ppm of `gas.h2s` on device `gd-2`" in err.message
 
 
+def test_a_deadband_that_would_never_clear_is_refused(tmp_path: Path, registry: SiteRegistry) -> None:
+    # gd-1's high of 5 ppm with a deadband of 6 would need -1 ppm to clear: it never would.
+    text = RULES.replace("setpoint: 5\n", "setpoint: 5\n    deadband: 6\n")
+    err = refused(tmp_path, registry, text)
+    assert (err.line, err.key) == (line_of(text, "deadband: 6"), "rules[2].deadband")
+    assert err.message == (
+        "with deadband 6 the alarm would clear at -1, outside the range [0, 100] ppm of `gas.h2s` "
+        "on device `gd-1` (site `alpha`), so it could never clear"
+    )
+
+
 def test_a_high_not_below_its_high_high_is_refused(tmp_path: Path, registry: SiteRegistry) -> None:
     err = refused(tmp_path, registry, RULES.replace("setpoint: 10\n", "setpoint: 25\n"))
     assert (err.line, err.key) == (line_of(RULES, "setpoint: 10"), "rules[0].setpoint")
@@ -364,7 +377,14 @@ def test_a_low_not_above_its_low_low_is_refused(tmp_path: Path, registry: SiteRe
             "replaces it there)",
         ),
         ("{device: pt-1}", "device", "no rule watches device `pt-1`, so it could never vote"),
-        ("{device: gd-2, kind: gas.h2s}", "", "duplicate member `gd-2 gas.h2s` (first at line 56)"),
+        ("{device: gd-2, kind: gas.h2s}", "device", "duplicate device `gd-2` (first at line 56)"),
+        ("{device: gd-1, kind: gas.lel}", "device", "duplicate device `gd-1` (first at line 55)"),
+        (
+            "{device: gd-3, rule: h2s-stale}",
+            "rule",
+            "rule `h2s-stale` is a `stale` rule: a member votes with its process alarms, and the "
+            "group's `policy` says how a stale or faulty member counts",
+        ),
     ],
 )
 def test_a_voting_member_the_registry_or_rules_lack_is_refused(

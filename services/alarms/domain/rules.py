@@ -213,13 +213,33 @@ class RuleIndex:
         return tuple(winners[c] for c in ConditionType if c in winners)
 
 
-@dataclass(frozen=True, slots=True)
 class RuleSet:
-    """Everything the alarm rule files declare, validated together against the site registry."""
+    """Everything the alarm rule files declare, validated together against the site registry.
 
-    index: RuleIndex
-    voting_groups: tuple[VotingGroup, ...] = ()
-    class_limits: ClassLimits = field(default_factory=ClassLimits)
+    Immutable once built: a reload builds a new one and swaps it in whole.
+    """
+
+    __slots__ = ("_by_device", "_by_site", "class_limits", "index", "voting_groups")
+
+    def __init__(
+        self,
+        index: RuleIndex,
+        voting_groups: Iterable[VotingGroup] = (),
+        class_limits: ClassLimits | None = None,
+    ) -> None:
+        self.index = index
+        self.voting_groups = tuple(voting_groups)
+        self.class_limits = class_limits or ClassLimits()
+        by_site: dict[str, list[VotingGroup]] = {}
+        by_device: dict[tuple[str, str], list[VotingGroup]] = {}
+        for group in self.voting_groups:
+            by_site.setdefault(group.site, []).append(group)
+            for member in group.members:
+                in_device = by_device.setdefault((group.site, member.device), [])
+                if group not in in_device:
+                    in_device.append(group)
+        self._by_site = {site: tuple(groups) for site, groups in by_site.items()}
+        self._by_device = {key: tuple(groups) for key, groups in by_device.items()}
 
     @property
     def rules(self) -> Sequence[Rule]:
@@ -229,4 +249,9 @@ class RuleSet:
         return self.index.resolve(ref, kind)
 
     def groups_of(self, site: str) -> tuple[VotingGroup, ...]:
-        return tuple(group for group in self.voting_groups if group.site == site)
+        """The voting groups of a site, in file order."""
+        return self._by_site.get(site, ())
+
+    def groups_with(self, site: str, device: str) -> tuple[VotingGroup, ...]:
+        """The voting groups a device votes in: where a change of its alarms must be counted."""
+        return self._by_device.get((site, device), ())
