@@ -90,7 +90,14 @@ class PersistenceSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True, k
 
 
 class RuleSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """One rule. Which optional fields a condition takes is checked in rules_validate.py."""
+    """One rule. What each condition takes (checked in rules_validate.py; anything else is refused):
+
+    high, high_high, low, low_low: `setpoint` (required), `deadband`, `on_delay_s`, `off_delay_s`
+    rate_of_rise: `rate_per_min` (required, units per minute), `on_delay_s`, `off_delay_s`
+    stale: `stale_s` (required)
+    bad_quality: `on_delay_s`, `off_delay_s`
+    detection: `min_confidence` (required, 0-1), `persistence`, `off_delay_s`
+    """
 
     id: Slug
     selector: SelectorSpec
