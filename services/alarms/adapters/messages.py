@@ -178,7 +178,8 @@ def flood_id(edge: FloodEdge) -> str:
 
 
 def transition_subject(point: PointId) -> str:
-    return ALARM_CHANNEL.subject(_token(point.tenant), _token(point.site), _token(point.alarm_id))
+    _token(point.device), _token(point.rule)  # an empty one would still make a token of the id
+    return ALARM_CHANNEL.subject(_token(point.tenant), _token(point.site), point.alarm_id)
 
 
 def flood_subject(tenant: str, site: str) -> str:
