@@ -178,7 +178,9 @@ def flood_id(edge: FloodEdge) -> str:
 
 
 def transition_subject(point: PointId) -> str:
-    _token(point.device), _token(point.rule)  # an empty one would still make a token of the id
+    # Device and rule apart: an empty one would still make the id a token ("--rule").
+    for part in (point.device, point.rule):
+        _token(part)
     return ALARM_CHANNEL.subject(_token(point.tenant), _token(point.site), point.alarm_id)
 
 
