@@ -16,14 +16,8 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from services.alarms.adapters.messages import (
-    AlarmView,
-    FloodEdge,
-    flood_from_proto,
-    flood_message,
-    transition_from_proto,
-    transition_message,
-)
+from services.alarms.adapters.decode import flood_from_proto, transition_from_proto
+from services.alarms.adapters.messages import AlarmView, FloodEdge, flood_message, transition_message
 from services.alarms.channel import ALARM_CHANNEL, ALARMS, FLOOD_CHANNEL
 from services.alarms.domain.model import (
     AlarmClass,
@@ -77,11 +71,11 @@ RAISED = Transition(
 FLOOD = FloodEdge(
     tenant="ulsan-refining",
     site="ulsan-refinery",
-    flooding=True,
+    began=True,
     at=AT,
-    activations=11,
-    window=timedelta(minutes=10),
+    count=11,
     since=AT,
+    activations=11,
 )
 FAST = RelayConfig(poll_interval=0.2, standby_interval=0.1)
 

@@ -12,17 +12,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.alarms.adapters.decode import alarm_from_proto, flood_from_proto, transition_from_proto
 from services.alarms.adapters.messages import (
-    AlarmMessageError,
     AlarmView,
     FloodEdge,
-    flood_from_proto,
+    alarm_to_proto,
     flood_message,
-    transition_from_proto,
     transition_id,
     transition_message,
     transition_to_proto,
 )
+from services.alarms.adapters.wire import AlarmMessageError
 from services.alarms.channel import ALARM_CHANNEL, ALARMS, FLOOD_CHANNEL
 from services.alarms.domain.model import (
     AlarmClass,
@@ -94,6 +94,16 @@ SHELVED = Transition(
     active=True,
 )
 EXPIRED = Transition(point=POINT, old=AlarmState.SHLVD, new=AlarmState.UNACK, at=AT, timer="shelve_expiry")
+# An on-delay that fell due: the timer decided, the observations that started it are named too.
+DELAYED = Transition(
+    point=POINT,
+    old=AlarmState.NORM,
+    new=AlarmState.UNACK,
+    at=AT,
+    observation_ids=("01M809PBX0VKEPBGTYJ8AHME2Z",),
+    timer="on_delay",
+    active=True,
+)
 ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 
 
@@ -124,7 +134,11 @@ def decode(transition: Transition, alarm: AlarmView) -> tuple[Transition, AlarmV
 # ---------------------------------------------------------------- round trips
 
 
-@pytest.mark.parametrize("transition", [RAISED, SHELVED, EXPIRED], ids=["observations", "operator", "timer"])
+@pytest.mark.parametrize(
+    "transition",
+    [RAISED, SHELVED, EXPIRED, DELAYED],
+    ids=["observations", "operator", "timer", "timer-and-observations"],
+)
 def test_a_transition_decodes_to_what_the_engine_meant(transition: Transition) -> None:
     alarm = view(transition, latched=True, shelved_until=AT + timedelta(hours=2))
 
@@ -151,7 +165,8 @@ def test_the_message_carries_the_envelope_cause_and_rationale_consumers_read() -
     assert message.alarm_id == "gd-fcc2-203--h2s-high-high"
     assert message.old_state == AlarmStatePb.ALARM_STATE_NORM
     assert message.new_state == AlarmStatePb.ALARM_STATE_UNACK
-    assert message.WhichOneof("cause") == "observations"
+    assert list(message.cause.observation_ids) == list(RAISED.observation_ids)
+    assert not message.cause.HasField("operator_action") and not message.cause.timer
     alarm = message.alarm
     assert alarm.envelope.type == ALARM_TYPE and alarm.envelope.id == env.id
     assert alarm.condition == AlarmConditionPb.ALARM_CONDITION_HIGH_HIGH
@@ -227,9 +242,24 @@ def test_a_flag_the_contract_cannot_carry_is_refused_not_dropped() -> None:
         transition_message(odd, view(odd))
 
 
-def test_an_alarm_that_is_not_the_transitions_result_is_refused() -> None:
+@pytest.mark.parametrize(
+    "alarm",
+    [view(SHELVED), view(RAISED, active=False), view(RAISED, flags=frozenset())],
+    ids=["state", "active", "flags"],
+)
+def test_an_alarm_that_is_not_the_transitions_result_is_refused(alarm: AlarmView) -> None:
+    # The message carries state, active and flags once, in its alarm: a mismatch would be lost.
     with pytest.raises(AlarmMessageError, match="not the one"):
-        transition_message(RAISED, view(SHELVED))
+        transition_message(RAISED, alarm)
+
+
+def test_an_alarm_alone_round_trips() -> None:
+    alarm = view(SHELVED, shelved_until=AT + timedelta(hours=8), latched=True)
+
+    message = alarm_to_proto(alarm, at=AT, message_id="01M809PBX0VKEPBGTYJ8AHME2Z")
+
+    assert message.envelope.type == ALARM_TYPE
+    assert alarm_from_proto(message, tenant=message.envelope.tenant, site=message.envelope.site) == alarm
 
 
 def test_an_unknown_enum_value_from_a_newer_producer_is_an_error_not_a_guess() -> None:
@@ -272,9 +302,21 @@ def test_the_same_transition_produced_again_has_the_same_id_and_headers() -> Non
         {"at": AT + timedelta(microseconds=1)},
         {"observation_ids": ("01M809PBX0VKEPBGTYJ8AHME31",)},
         {"observation_ids": (), "timer": "on_delay"},
+        {"timer": "on_delay"},
         {"observation_ids": (), "action": OperatorAction(person="kim.operator", action="ack")},
     ],
-    ids=["tenant", "site", "device", "rule", "new-state", "time", "observations", "timer", "action"],
+    ids=[
+        "tenant",
+        "site",
+        "device",
+        "rule",
+        "new-state",
+        "time",
+        "observations",
+        "timer",
+        "timer-besides-observations",
+        "action",
+    ],
 )
 def test_a_transition_differing_in_point_state_time_or_cause_has_another_id(
     change: dict[str, object],
@@ -338,11 +380,12 @@ def test_flood_subjects_are_their_own_family_and_never_decode_as_transitions() -
     edge = FloodEdge(
         tenant="ulsan-refining",
         site="ulsan-refinery",
-        flooding=True,
+        began=True,
         at=AT,
+        count=11,
+        since=AT,
         activations=11,
         window=timedelta(minutes=10),
-        since=AT,
     )
     out = flood_message(edge)
 
@@ -355,9 +398,9 @@ def test_flood_subjects_are_their_own_family_and_never_decode_as_transitions() -
 
 
 def test_a_floods_begin_and_end_have_distinct_stable_ids() -> None:
-    begin = FloodEdge("t", "s", flooding=True, at=AT, activations=11, window=timedelta(minutes=10), since=AT)
+    begin = FloodEdge("t", "s", began=True, at=AT, count=11, since=AT, activations=11)
     later = AT + timedelta(minutes=30)
-    end = dataclasses.replace(begin, flooding=False, at=later, activations=4)
+    end = dataclasses.replace(begin, began=False, at=later, count=4, activations=37)
 
     assert flood_message(begin).headers[MSG_ID] == flood_message(begin).headers[MSG_ID]
     assert flood_message(begin).headers[MSG_ID] != flood_message(end).headers[MSG_ID]

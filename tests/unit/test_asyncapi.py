@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -14,7 +15,9 @@ import yaml
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FileDescriptor
 from jsonschema import Draft7Validator
 
+from services.alarms.adapters.messages import FloodEdge, flood_id, transition_id
 from services.alarms.channel import ALARM_CHANNEL, FLOOD_CHANNEL
+from services.alarms.domain.model import AlarmState, PointId, Transition
 from services.common.bus.channel import Channel
 from services.common.contracts import (
     ALARM_FLOOD_TYPE,
@@ -195,3 +198,23 @@ def test_a_payload_excerpt_has_the_fields_and_numbers_of_the_contract(
 
     assert message in excerpt
     assert excerpt == described(files), "asyncapi.yaml's excerpt differs from proto/: copy the .proto again"
+
+
+def test_the_alarm_examples_show_the_ids_the_code_derives() -> None:
+    # The examples' summaries describe these two events; their ids must be what the engine sends.
+    raised = Transition(
+        point=PointId("ulsan-refining", "ulsan-refinery", "gd-fcc2-203", "h2s-high-high"),
+        old=AlarmState.NORM,
+        new=AlarmState.UNACK,
+        at=datetime(2026, 11, 22, 0, 15, 3, tzinfo=UTC),
+        observation_ids=("01M809PBX0VKEPBGTYJ8AHME2Z",),
+        active=True,
+    )
+    begins = datetime(2026, 11, 22, 0, 21, 40, tzinfo=UTC)
+    flood = FloodEdge(
+        "ulsan-refining", "ulsan-refinery", began=True, at=begins, count=11, since=begins, activations=11
+    )
+    messages = document()["components"]["messages"]
+
+    assert messages["AlarmTransition"]["examples"][0]["headers"]["Nats-Msg-Id"] == transition_id(raised)
+    assert messages["AlarmFlood"]["examples"][0]["headers"]["Nats-Msg-Id"] == flood_id(flood)

@@ -15,9 +15,8 @@ from services.common.contracts._generated.safetyhub.v1.alarm_pb2 import (
     AlarmState,
     AlarmTransition,
     LocalizedText,
-    ObservationCause,
     OperatorActionCause,
-    TimerCause,
+    TransitionCause,
 )
 from services.common.contracts._generated.safetyhub.v1.envelope_pb2 import Envelope
 from services.common.contracts._generated.safetyhub.v1.observation_pb2 import (
@@ -59,9 +58,8 @@ __all__ = [
     "LocalizedText",
     "Observation",
     "ObservationBatch",
-    "ObservationCause",
     "OperatorActionCause",
     "Position",
     "Quality",
-    "TimerCause",
+    "TransitionCause",
 ]

@@ -294,30 +294,6 @@ class Alarm(_message.Message):
 Global___Alarm: _TypeAlias = Alarm  # noqa: Y015
 
 @_typing.final
-class ObservationCause(_message.Message):
-    """Observations whose evaluation changed the state, in the order they were applied."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    OBSERVATION_IDS_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def observation_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Observation envelope ids (unique within the tenant together with their time)."""
-
-    def __init__(
-        self,
-        *,
-        observation_ids: _abc.Iterable[_builtins.str] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["observation_ids", b"observation_ids"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ObservationCause: _TypeAlias = ObservationCause  # noqa: Y015
-
-@_typing.final
 class OperatorActionCause(_message.Message):
     """A person's action on the alarm."""
 
@@ -348,26 +324,43 @@ class OperatorActionCause(_message.Message):
 Global___OperatorActionCause: _TypeAlias = OperatorActionCause  # noqa: Y015
 
 @_typing.final
-class TimerCause(_message.Message):
-    """A timer that fell due (timers are data, not sleeping tasks)."""
+class TransitionCause(_message.Message):
+    """Why the state changed: observations, a person's action, or a timer that fell due (timers are
+    data, not sleeping tasks). A timer's transition may also name the observations that started it
+    (an on-delay: the observations that made the condition active).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    OBSERVATION_IDS_FIELD_NUMBER: _builtins.int
+    OPERATOR_ACTION_FIELD_NUMBER: _builtins.int
     TIMER_FIELD_NUMBER: _builtins.int
     timer: _builtins.str
-    """on_delay, off_delay, shelve_expiry, stale."""
+    """on_delay, off_delay, shelve_expiry, stale; empty unless a timer fell due."""
+    @_builtins.property
+    def observation_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Observation envelope ids (unique within the tenant together with their time), in the order
+        they were applied.
+        """
+
+    @_builtins.property
+    def operator_action(self) -> Global___OperatorActionCause:
+        """Set for a person's action only."""
+
     def __init__(
         self,
         *,
+        observation_ids: _abc.Iterable[_builtins.str] | None = ...,
+        operator_action: Global___OperatorActionCause | None = ...,
         timer: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["operator_action", b"operator_action"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["timer", b"timer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["observation_ids", b"observation_ids", "operator_action", b"operator_action", "timer", b"timer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___TimerCause: _TypeAlias = TimerCause  # noqa: Y015
+Global___TransitionCause: _TypeAlias = TransitionCause  # noqa: Y015
 
 @_typing.final
 class AlarmTransition(_message.Message):
@@ -382,9 +375,7 @@ class AlarmTransition(_message.Message):
     ALARM_ID_FIELD_NUMBER: _builtins.int
     OLD_STATE_FIELD_NUMBER: _builtins.int
     NEW_STATE_FIELD_NUMBER: _builtins.int
-    OBSERVATIONS_FIELD_NUMBER: _builtins.int
-    OPERATOR_ACTION_FIELD_NUMBER: _builtins.int
-    TIMER_FIELD_NUMBER: _builtins.int
+    CAUSE_FIELD_NUMBER: _builtins.int
     ALARM_FIELD_NUMBER: _builtins.int
     alarm_id: _builtins.str
     old_state: Global___AlarmState.ValueType
@@ -394,11 +385,7 @@ class AlarmTransition(_message.Message):
         """type "org.safetyhub.alarm.transition.v1"; causation_id: the last observation applied, if any."""
 
     @_builtins.property
-    def observations(self) -> Global___ObservationCause: ...
-    @_builtins.property
-    def operator_action(self) -> Global___OperatorActionCause: ...
-    @_builtins.property
-    def timer(self) -> Global___TimerCause: ...
+    def cause(self) -> Global___TransitionCause: ...
     @_builtins.property
     def alarm(self) -> Global___Alarm:
         """The alarm as it is after the transition (alarm.state == new_state)."""
@@ -410,18 +397,14 @@ class AlarmTransition(_message.Message):
         alarm_id: _builtins.str = ...,
         old_state: Global___AlarmState.ValueType = ...,
         new_state: Global___AlarmState.ValueType = ...,
-        observations: Global___ObservationCause | None = ...,
-        operator_action: Global___OperatorActionCause | None = ...,
-        timer: Global___TimerCause | None = ...,
+        cause: Global___TransitionCause | None = ...,
         alarm: Global___Alarm | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["alarm", b"alarm", "cause", b"cause", "envelope", b"envelope", "observations", b"observations", "operator_action", b"operator_action", "timer", b"timer"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alarm", b"alarm", "cause", b"cause", "envelope", b"envelope"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm", b"alarm", "alarm_id", b"alarm_id", "cause", b"cause", "envelope", b"envelope", "new_state", b"new_state", "observations", b"observations", "old_state", b"old_state", "operator_action", b"operator_action", "timer", b"timer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm", b"alarm", "alarm_id", b"alarm_id", "cause", b"cause", "envelope", b"envelope", "new_state", b"new_state", "old_state", b"old_state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_cause: _TypeAlias = _typing.Literal["observations", "operator_action", "timer"]  # noqa: Y015
-    _WhichOneofArgType_cause: _TypeAlias = _typing.Literal["cause", b"cause"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_cause) -> _WhichOneofReturnType_cause | None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AlarmTransition: _TypeAlias = AlarmTransition  # noqa: Y015
 
@@ -434,18 +417,21 @@ class AlarmFlood(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ENVELOPE_FIELD_NUMBER: _builtins.int
-    FLOODING_FIELD_NUMBER: _builtins.int
-    ACTIVATIONS_FIELD_NUMBER: _builtins.int
+    BEGAN_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
     WINDOW_FIELD_NUMBER: _builtins.int
     SINCE_FIELD_NUMBER: _builtins.int
+    ACTIVATIONS_FIELD_NUMBER: _builtins.int
     BEGIN_ABOVE_FIELD_NUMBER: _builtins.int
     END_BELOW_FIELD_NUMBER: _builtins.int
-    flooding: _builtins.bool
+    began: _builtins.bool
     """True: the flood began at envelope.time; false: it ended then."""
+    count: _builtins.int
+    """Activations at the site within `window` ending at envelope.time."""
     activations: _builtins.int
-    """Activations at the site within `window` before envelope.time."""
+    """Activations from the flood's beginning to envelope.time, the beginning's own included."""
     begin_above: _builtins.int
-    """The thresholds in force: begin above `begin_above`, end below `end_below` in `window`."""
+    """The thresholds in force: it begins above `begin_above` and ends below `end_below` in `window`."""
     end_below: _builtins.int
     @_builtins.property
     def envelope(self) -> _envelope_pb2.Envelope:
@@ -461,16 +447,17 @@ class AlarmFlood(_message.Message):
         self,
         *,
         envelope: _envelope_pb2.Envelope | None = ...,
-        flooding: _builtins.bool = ...,
-        activations: _builtins.int = ...,
+        began: _builtins.bool = ...,
+        count: _builtins.int = ...,
         window: _duration_pb2.Duration | None = ...,
         since: _timestamp_pb2.Timestamp | None = ...,
+        activations: _builtins.int = ...,
         begin_above: _builtins.int = ...,
         end_below: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "since", b"since", "window", b"window"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activations", b"activations", "begin_above", b"begin_above", "end_below", b"end_below", "envelope", b"envelope", "flooding", b"flooding", "since", b"since", "window", b"window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activations", b"activations", "began", b"began", "begin_above", b"begin_above", "count", b"count", "end_below", b"end_below", "envelope", b"envelope", "since", b"since", "window", b"window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
