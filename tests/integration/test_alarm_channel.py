@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,8 +16,14 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from services.alarms.adapters.decode import flood_from_proto, transition_from_proto
-from services.alarms.adapters.messages import AlarmView, FloodEdge, flood_message, transition_message
+from services.alarms.adapters.decode import read_flood, read_transition
+from services.alarms.adapters.messages import (
+    AlarmView,
+    FloodEdge,
+    flood_message,
+    transition_id,
+    transition_message,
+)
 from services.alarms.channel import ALARM_CHANNEL, ALARMS, FLOOD_CHANNEL
 from services.alarms.domain.model import (
     AlarmClass,
@@ -31,12 +37,11 @@ from services.alarms.domain.model import (
     Text,
     Transition,
 )
-from services.common.bus.channel import ChannelPublisher, ChannelSubscriber
+from services.common.bus.channel import Channel, ChannelPublisher
 from services.common.bus.connection import connect_bus
 from services.common.bus.consumer import ConsumerSpec, DurableConsumer, Rejection
 from services.common.bus.publisher import JetStreamPublisher
 from services.common.bus.streams import ensure_streams, stream_specs
-from services.common.contracts import AlarmFlood, AlarmTransition
 from services.common.contracts.cloudevents import MSG_ID
 from services.common.kernel.config import compose_config
 from services.common.outbox import Outbox, OutboxRelay, RelayConfig
@@ -122,20 +127,16 @@ class Received:
 
 
 async def subscribe(
-    nc: NATS, started: list[DurableConsumer[Any]], subscriber: ChannelSubscriber[Any], durable: str
+    nc: NATS,
+    started: list[DurableConsumer[Any]],
+    channel: Channel[Any],
+    decode: Callable[[Msg], Any],
+    durable: str,
 ) -> Received:
-    received = Received()
-
-    def decode(msg: Msg) -> Any:
-        message = subscriber.decode(msg)
-        env = message.envelope
-        tokens = (env.tenant, env.site, message.alarm_id) if isinstance(message, AlarmTransition) else ()
-        subscriber.check_subject(msg, *(tokens or (env.tenant, env.site)))
-        return message
-
     spec = ConsumerSpec(
-        stream=ALARMS.name, durable=durable, filter_subject=subscriber.filter_subject, batch_wait=0.01
+        stream=ALARMS.name, durable=durable, filter_subject=channel.filter_subject, batch_wait=0.01
     )
+    received = Received()
     consumer = DurableConsumer[Any](nc.jetstream(), spec, decode, received)
     await consumer.start()
     started.append(consumer)
@@ -179,21 +180,19 @@ async def test_a_transition_emitted_twice_through_the_outbox_is_read_back_once_t
     finally:
         await relay.stop(grace=5.0)
 
-    transitions = await subscribe(nc, consumers, ChannelSubscriber(ALARM_CHANNEL), "alarm-test")
-    floods = await subscribe(nc, consumers, ChannelSubscriber(FLOOD_CHANNEL), "flood-test")
+    transitions = await subscribe(nc, consumers, ALARM_CHANNEL, read_transition, "alarm-test")
+    floods = await subscribe(nc, consumers, FLOOD_CHANNEL, read_flood, "flood-test")
     await eventually(lambda: _truthy(transitions.items and floods.items), what="both consumers")
     await eventually(lambda: settled(nc, "alarm-test"), what="every transition delivered and acked")
 
     assert (await nc.jetstream().stream_info(ALARMS.name)).state.messages == 2
 
     assert len(transitions.items) == 1  # JetStream dropped the repeat by its Nats-Msg-Id
-    message: AlarmTransition = transitions.items[0]
-    assert message.envelope.id == first.headers[MSG_ID]
-    transition, alarm = transition_from_proto(message)
+    transition, alarm = transitions.items[0]
     assert transition == RAISED
+    assert transition_id(transition) == first.headers[MSG_ID]
     assert alarm == AlarmView.after(RAISED, RULE)
-    assert [type(m) for m in floods.items] == [AlarmFlood]  # floods never reach alarm.> consumers
-    assert flood_from_proto(floods.items[0]) == FLOOD
+    assert floods.items == [FLOOD]  # and no flood reached the consumer of alarm.>
 
 
 async def test_a_publisher_for_one_channel_refuses_the_others_subjects(

@@ -12,7 +12,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.alarms.adapters.decode import alarm_from_proto, flood_from_proto, transition_from_proto
+from services.alarms.adapters.decode import (
+    alarm_from_proto,
+    flood_from_proto,
+    read_flood,
+    read_transition,
+    transition_from_proto,
+)
 from services.alarms.adapters.messages import (
     AlarmView,
     FloodEdge,
@@ -22,7 +28,7 @@ from services.alarms.adapters.messages import (
     transition_message,
     transition_to_proto,
 )
-from services.alarms.adapters.wire import AlarmMessageError
+from services.alarms.adapters.wire import AlarmMessageError, UndecodableAlarm
 from services.alarms.channel import ALARM_CHANNEL, ALARMS, FLOOD_CHANNEL
 from services.alarms.domain.model import (
     AlarmClass,
@@ -37,7 +43,6 @@ from services.alarms.domain.model import (
     Text,
     Transition,
 )
-from services.common.bus.channel import ChannelSubscriber
 from services.common.bus.consumer import Poison
 from services.common.contracts import (
     ALARM_FLOOD_TYPE,
@@ -118,17 +123,10 @@ def view(transition: Transition, **changes: object) -> AlarmView:
 
 
 def decode(transition: Transition, alarm: AlarmView) -> tuple[Transition, AlarmView, AlarmTransition]:
+    """What a consumer of alarm.> reads from the message the engine emits, and the protobuf."""
     out = transition_message(transition, alarm)
-    subscriber = ChannelSubscriber(ALARM_CHANNEL)
-    message = subscriber.decode(FakeMsg(out.subject, out.payload))  # type: ignore[arg-type]
-    subscriber.check_subject(
-        FakeMsg(out.subject, out.payload),  # type: ignore[arg-type]
-        message.envelope.tenant,
-        message.envelope.site,
-        message.alarm_id,
-    )
-    back, back_alarm = transition_from_proto(message)
-    return back, back_alarm, message
+    back, back_alarm = read_transition(FakeMsg(out.subject, out.payload))  # type: ignore[arg-type]
+    return back, back_alarm, ALARM_CHANNEL.decode(out.payload)
 
 
 # ---------------------------------------------------------------- round trips
@@ -266,15 +264,16 @@ def test_an_unknown_enum_value_from_a_newer_producer_is_an_error_not_a_guess() -
     message = transition_to_proto(RAISED, view(RAISED))
     message.new_state = 42  # type: ignore[assignment]
 
-    with pytest.raises(AlarmMessageError, match="new_state 42"):
+    with pytest.raises(UndecodableAlarm, match="new_state 42") as raised:
         transition_from_proto(message)
+    assert isinstance(raised.value, Poison)  # a consumer dead-letters it
 
 
 def test_a_transition_without_its_alarm_does_not_decode() -> None:
     message = transition_to_proto(RAISED, view(RAISED))
     message.ClearField("alarm")
 
-    with pytest.raises(AlarmMessageError, match="no rationale"):
+    with pytest.raises(UndecodableAlarm, match="no rationale"):
         transition_from_proto(message)
 
 
@@ -409,4 +408,19 @@ def test_a_floods_begin_and_end_have_distinct_stable_ids() -> None:
 
 def test_garbage_on_an_alarm_subject_is_poison() -> None:
     with pytest.raises(Poison, match="not an AlarmTransition protobuf"):
-        ALARM_CHANNEL.decode(b"\xff\xfe")
+        read_transition(FakeMsg("alarm.t.s.a--b", b"\xff\xfe"))  # type: ignore[arg-type]
+
+
+def test_a_message_on_a_subject_that_is_not_its_own_is_poison() -> None:
+    out = transition_message(RAISED, view(RAISED))
+    other_alarm = out.subject.replace("gd-fcc2-203", "gd-fcc2-204")
+    with pytest.raises(Poison, match="does not match"):
+        read_transition(FakeMsg(other_alarm, out.payload))  # type: ignore[arg-type]
+
+    edge = FloodEdge(
+        "ulsan-refining", "ulsan-refinery", began=True, at=AT, count=11, since=AT, activations=11
+    )
+    flood = flood_message(edge)
+    assert read_flood(FakeMsg(flood.subject, flood.payload)) == edge  # type: ignore[arg-type]
+    with pytest.raises(Poison, match="does not match"):
+        read_flood(FakeMsg("alarmflood.ulsan-refining.onsan-refinery", flood.payload))  # type: ignore[arg-type]

@@ -1,6 +1,12 @@
-"""Alarm messages read back into the domain vocabulary: what a consumer of ALARMS works with."""
+"""Alarm messages read back into the domain vocabulary: what a consumer of ALARMS works with.
+
+`read_transition` and `read_flood` are decoders for a `DurableConsumer` on the ALARMS channels:
+what does not decode, or arrived on a subject that is not its own, is `Poison` (dead-lettered).
+"""
 
 from __future__ import annotations
+
+from nats.aio.msg import Msg
 
 from services.alarms.adapters.messages import AlarmView, FloodEdge
 from services.alarms.adapters.wire import (
@@ -10,19 +16,38 @@ from services.alarms.adapters.wire import (
     FLEETING,
     PRIORITY_BACK,
     STATE_BACK,
-    AlarmMessageError,
+    UndecodableAlarm,
     back,
     from_timestamp,
 )
+from services.alarms.channel import ALARM_CHANNEL, FLOOD_CHANNEL
 from services.alarms.domain.model import OperatorAction, PointId, Rationale, Text, Transition
+from services.common.bus.channel import ChannelSubscriber
 from services.common.contracts import Alarm, AlarmFlood, AlarmTransition
+
+TRANSITIONS_IN = ChannelSubscriber(ALARM_CHANNEL)
+FLOODS_IN = ChannelSubscriber(FLOOD_CHANNEL)
+
+
+def read_transition(msg: Msg) -> tuple[Transition, AlarmView]:
+    """A transition message as it came off `alarm.>`: decoded, its subject checked, mapped."""
+    message = TRANSITIONS_IN.decode(msg)
+    TRANSITIONS_IN.check_subject(msg, message.envelope.tenant, message.envelope.site, message.alarm_id)
+    return transition_from_proto(message)
+
+
+def read_flood(msg: Msg) -> FloodEdge:
+    """A flood message as it came off `alarmflood.>`: decoded, its subject checked, mapped."""
+    message = FLOODS_IN.decode(msg)
+    FLOODS_IN.check_subject(msg, message.envelope.tenant, message.envelope.site)
+    return flood_from_proto(message)
 
 
 def transition_from_proto(message: AlarmTransition) -> tuple[Transition, AlarmView]:
     """The transition and the alarm it left, as the producer had them."""
     alarm = alarm_from_proto(message.alarm, tenant=message.envelope.tenant, site=message.envelope.site)
     if message.alarm_id != alarm.point.alarm_id:
-        raise AlarmMessageError(f"alarm_id {message.alarm_id} is not its alarm's ({alarm.point.alarm_id})")
+        raise UndecodableAlarm(f"alarm_id {message.alarm_id} is not its alarm's ({alarm.point.alarm_id})")
     cause = message.cause
     action = None
     if cause.HasField("operator_action"):
@@ -44,7 +69,7 @@ def transition_from_proto(message: AlarmTransition) -> tuple[Transition, AlarmVi
 
 def alarm_from_proto(message: Alarm, *, tenant: str, site: str) -> AlarmView:
     if not message.HasField("rationale"):
-        raise AlarmMessageError(f"alarm {message.alarm_id} has no rationale")
+        raise UndecodableAlarm(f"alarm {message.alarm_id} has no rationale")
     rationale = message.rationale
     return AlarmView(
         point=PointId(tenant=tenant, site=site, device=message.device, rule=message.rule),

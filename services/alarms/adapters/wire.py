@@ -13,6 +13,7 @@ from typing import TypeVar
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.alarms.domain.model import AlarmClass, AlarmState, ConditionType, Priority
+from services.common.bus.consumer import Poison
 from services.common.contracts import AlarmClass as AlarmClassPb
 from services.common.contracts import AlarmCondition as AlarmConditionPb
 from services.common.contracts import AlarmPriority as AlarmPriorityPb
@@ -28,8 +29,13 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class AlarmMessageError(SafetyhubError):
-    """An alarm message that does not map to the domain (an unknown enum value, a missing
-    field), or a domain value no message can carry (a naive time, a dot in a subject token)."""
+    """A domain value no alarm message can carry (a naive time, a dot in a subject token, a flag
+    without a field): a bug in the producer, raised before anything is emitted."""
+
+
+class UndecodableAlarm(AlarmMessageError, Poison):
+    """An alarm message that does not map to the domain (an unknown enum value, a missing part).
+    A `Poison`: a consumer dead-letters it rather than retrying."""
 
 
 E = TypeVar("E", bound=enum.Enum)
@@ -53,7 +59,7 @@ def back(table: dict[int, E], number: int, what: str) -> E:
     try:
         return table[number]
     except KeyError:
-        raise AlarmMessageError(f"{what} {number} is not one this build knows") from None
+        raise UndecodableAlarm(f"{what} {number} is not one this build knows") from None
 
 
 def utc(moment: datetime) -> datetime:
