@@ -5,6 +5,19 @@ Import messages from here, never from `_generated` directly, so a regeneration m
 
 from __future__ import annotations
 
+from services.common.contracts._generated.safetyhub.v1.alarm_pb2 import (
+    Alarm,
+    AlarmClass,
+    AlarmCondition,
+    AlarmFlood,
+    AlarmPriority,
+    AlarmRationale,
+    AlarmState,
+    AlarmTransition,
+    LocalizedText,
+    OperatorActionCause,
+    TransitionCause,
+)
 from services.common.contracts._generated.safetyhub.v1.envelope_pb2 import Envelope
 from services.common.contracts._generated.safetyhub.v1.observation_pb2 import (
     BoundingBox,
@@ -18,16 +31,35 @@ from services.common.contracts._generated.safetyhub.v1.observation_pb2 import (
 OBSERVATION_BATCH_TYPE = "org.safetyhub.observation.batch.v1"
 # The type in each observation's own envelope.
 OBSERVATION_TYPE = "org.safetyhub.observation.v1"
+# The types on ALARMS: a change of one alarm's state, and a flood beginning or ending at a site.
+ALARM_TRANSITION_TYPE = "org.safetyhub.alarm.transition.v1"
+ALARM_FLOOD_TYPE = "org.safetyhub.alarm.flood.v1"
+# The type in the envelope of the alarm an AlarmTransition carries.
+ALARM_TYPE = "org.safetyhub.alarm.v1"
 SCHEMA_VERSION = 1
 
 __all__ = [
+    "ALARM_FLOOD_TYPE",
+    "ALARM_TRANSITION_TYPE",
+    "ALARM_TYPE",
     "OBSERVATION_BATCH_TYPE",
     "OBSERVATION_TYPE",
     "SCHEMA_VERSION",
+    "Alarm",
+    "AlarmClass",
+    "AlarmCondition",
+    "AlarmFlood",
+    "AlarmPriority",
+    "AlarmRationale",
+    "AlarmState",
+    "AlarmTransition",
     "BoundingBox",
     "Envelope",
+    "LocalizedText",
     "Observation",
     "ObservationBatch",
+    "OperatorActionCause",
     "Position",
     "Quality",
+    "TransitionCause",
 ]

@@ -1,0 +1,1 @@
+"""The alarm engine's adapters: its messages on the bus."""
