@@ -6,6 +6,8 @@ Keys are generated here; the JWKS case fetches from a real local HTTP server.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import time
 from pathlib import Path
@@ -255,6 +257,37 @@ _JUNK = st.one_of(
 )
 
 
+_CLAIM_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20),
+    st.lists(st.one_of(st.text(max_size=12), st.integers()), max_size=3),
+    st.sampled_from(["ulsan-refining", "acme", "operator", ["operator"], ["ulsan-refinery"]]),
+    st.just(["mipo-aromatics"]),
+)  # fmt: skip
+_SIGNED_JUNK = st.tuples(
+    st.dictionaries(
+        st.sampled_from(["sub", "name", "tenant", "roles", "sites", "exp", "nbf", "iat", "iss", "aud", "x"]),
+        _CLAIM_VALUES,
+    ),
+    st.dictionaries(st.sampled_from(["typ", "crit", "jku", "cty"]), _CLAIM_VALUES),
+).map(
+    # Correctly signed by the hub's key, so the claims themselves are what is checked.
+    # By hand: PyJWT's encode refuses some of these claims, an attacker's tool would not.
+    lambda ch: _sign_hs256(ch[0], HUB.secret, {**ch[1], "kid": HUB.kid})
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(token=_SIGNED_JUNK)
+async def test_signed_tokens_with_junk_claims_are_refused_or_hold_every_check(token: str) -> None:
+    try:
+        person = await verifier().verify(token)
+    except TokenRejected:
+        return
+    # Whatever verified met every rule.
+    assert person.tenant in {t.id for t in REGISTRY.tenants} and person.subject
+    assert person.roles and all(REGISTRY.tenant_of(s) == person.tenant for s in person.sites or ())
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(junk=_JUNK)
 async def test_junk_is_refused_never_an_exception_of_another_kind(junk: str) -> None:
@@ -266,12 +299,9 @@ async def test_junk_is_refused_never_an_exception_of_another_kind(junk: str) -> 
         pytest.fail(f"{junk!r} verified")
 
 
-def _sign_hs256(payload: dict[str, Any], secret: bytes) -> str:
+def _sign_hs256(payload: dict[str, Any], secret: bytes, header: dict[str, Any] | None = None) -> str:
     # Built by hand: PyJWT itself refuses to sign HS256 with a PEM key, as an attacker's tool would not.
-    import hashlib
-    import hmac
-
-    head = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    head = _b64(json.dumps({"typ": "JWT", **(header or {}), "alg": "HS256"}).encode())
     body = _b64(json.dumps(payload).encode())
     sig = hmac.new(secret, f"{head}.{body}".encode(), hashlib.sha256).digest()
     return f"{head}.{body}.{_b64(sig)}"
@@ -294,5 +324,3 @@ class _serve:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._runner.cleanup()
-
-
