@@ -11,6 +11,7 @@ in hand), drain NATS, close the pool; each stage within a bound, so a stuck serv
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,7 +202,12 @@ class Hub:
         """People's tokens: the hub's own key (made on first use) and the configured provider."""
         jwt_config = self.config.auth.jwt
         own = await hub_key(pool) if jwt_config.hub_tokens else None
-        return TokenVerifier(jwt_config, sites=lambda: self.registry, hub_key=own, base=self._base)
+        # In a thread: it reads the configured secret or public key file.
+        return await asyncio.to_thread(
+            functools.partial(
+                TokenVerifier, jwt_config, sites=lambda: self.registry, hub_key=own, base=self._base
+            )
+        )
 
     def _build_app(
         self,
