@@ -324,3 +324,26 @@ class _serve:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._runner.cleanup()
+
+
+async def test_a_key_rotated_at_the_identity_provider_is_fetched_when_a_token_names_it() -> None:
+    old, new = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    served = {"keys": [_jwk(old, "k1")]}
+    now = [1_000.0]
+
+    async def jwks(_: web.Request) -> web.Response:
+        return web.json_response(served)
+
+    async with _serve(jwks) as url:
+        v = TokenVerifier(JwtConfig(jwks_url=url), sites=lambda: REGISTRY, clock=lambda: now[0])
+        assert (await v.verify(jwt.encode(claims(iss=None, aud=None), old, "ES256", {"kid": "k1"}))).subject
+        served["keys"] = [_jwk(old, "k1"), _jwk(new, "k2")]
+        rotated = jwt.encode(claims(iss=None, aud=None), new, "ES256", {"kid": "k2"})
+        now[0] += 5  # fetched a moment ago: not yet again
+        assert (await rejected(v, rotated)).reason == "unknown_key"
+        now[0] += 6
+        assert (await v.verify(rotated)).subject == "kim.minji"
+
+
+def _jwk(key: ec.EllipticCurvePrivateKey, kid: str) -> dict[str, Any]:
+    return {**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key())), "kid": kid, "alg": "ES256"}

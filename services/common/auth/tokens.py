@@ -39,6 +39,8 @@ TOKEN_CHECKS = Counter(
     "People's tokens presented, by result: accepted, or the reason they were refused",
     ["result"],
 )
+# An unknown kid, or a failed fetch, fetches the key set again at most this often.
+_REFETCH_S = 10.0
 # A token larger than this is not read: real ones are well under 2 KiB.
 MAX_TOKEN_BYTES = 8192
 
@@ -139,7 +141,7 @@ class TokenVerifier:
         async with self._jwks_lock:
             # An unknown kid fetches the set again, but at most every few seconds: random kids
             # must not turn the hub into a load generator against the identity provider.
-            recent = self._jwks_fetched is not None and self._clock() - self._jwks_fetched < 10.0
+            recent = self._jwks_fetched is not None and self._clock() - self._jwks_fetched < _REFETCH_S
             if self._stale() or (kid not in self._jwk_keys and not recent):
                 await self._fetch_jwks()
         key = self._jwk_keys.get(kid or "")
@@ -162,7 +164,8 @@ class TokenVerifier:
         except (TimeoutError, jwt.PyJWKClientError, jwt.PyJWKSetError) as err:
             log.warning("jwks_unavailable", url=self._config.jwks_url, error=str(err)[:200])
             if self._jwk_keys:
-                self._jwks_fetched = self._clock()  # keep the last good set; try again later
+                # Keep the last good set and try again in _REFETCH_S, not a whole refresh later.
+                self._jwks_fetched = self._clock() - self._config.jwks_refresh_s + _REFETCH_S
                 return
             raise UnavailableError("cannot fetch the identity provider's keys (JWKS)") from err
         keys: dict[str, _Key] = {}
