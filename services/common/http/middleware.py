@@ -9,6 +9,7 @@ from collections.abc import Callable
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from services.common.auth.keys import PREFIX as KEY_PREFIX
 from services.common.auth.principal import Principal
 from services.common.auth.tokens import TokenRejected, TokenVerifier, looks_like_jwt
 from services.common.auth.verifier import KeyVerifier
@@ -145,7 +146,7 @@ def auth_middleware(
                 headers={"WWW-Authenticate": 'Bearer realm="safetyhub"'},
             )
         token = token.strip()
-        if looks_like_jwt(token):
+        if not token.startswith(f"{KEY_PREFIX}_") and looks_like_jwt(token):
             request[PRINCIPAL] = await _person(tokens, token)
             return await handler(request)
         principal = await verifier.verify(token)
