@@ -64,6 +64,27 @@ class DatabaseConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw
     pool_max: Annotated[int, msgspec.Meta(ge=1)] = 10
 
 
+class JwtConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """People's bearer tokens (JWT) from the organisation's identity provider: at most one of
+    `hs256_secret_file`, `public_key_file` (RS256 or ES256, PEM) and `jwks_url`. Claims read:
+    sub, name, tenant, roles, sites (services/common/auth/tokens.py)."""
+
+    issuer: str | None = None  # checked against `iss` when set
+    audience: str | None = None  # checked against `aud` when set; a token with an `aud` needs it
+    hs256_secret_file: str | None = None  # relative to the config file
+    public_key_file: str | None = None  # relative to the config file
+    jwks_url: str | None = None
+    jwks_timeout_s: PositiveFloat = 3.0  # one fetch of the JWKS document
+    jwks_refresh_s: PositiveFloat = 300.0  # the key set is fetched again after this long
+    leeway_s: Annotated[float, msgspec.Meta(ge=0, le=300)] = 30.0  # clock skew allowed on exp/nbf
+    # Tokens of `safetyhub tokens issue`, signed with the hub's own key (kept in PostgreSQL).
+    hub_tokens: bool = True
+
+
+class AuthConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    jwt: JwtConfig = JwtConfig()
+
+
 class HubConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """The kernel's settings. The hub's registry composes each service's section onto it
     (services/common/kernel/config.py), so a file's `ingest:` is checked as strictly as `http:`."""
@@ -71,6 +92,7 @@ class HubConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only
     http: HttpConfig = HttpConfig()
     bus: BusConfig = BusConfig()
     database: DatabaseConfig = DatabaseConfig()
+    auth: AuthConfig = AuthConfig()
     # Site files or globs, relative to the config file (or to the working directory without one).
     sites: list[str] = msgspec.field(default_factory=lambda: ["sites/*.yaml"])
     # Seconds between checks of the site files for changes, which are then loaded without a
@@ -85,9 +107,7 @@ class HubConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only
 H = TypeVar("H", bound=HubConfig)
 
 
-def load_config(
-    path: Path | None, env: dict[str, str] | None = None, *, schema: type[H]
-) -> tuple[H, Path]:
+def load_config(path: Path | None, env: dict[str, str] | None = None, *, schema: type[H]) -> tuple[H, Path]:
     """The configuration (of `schema`, the composed config type) and the directory relative
     paths in it are resolved against."""
     environ = os.environ if env is None else env

@@ -11,6 +11,7 @@ in hand), drain NATS, close the pool; each stage within a bound, so a stuck serv
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ import asyncpg
 from aiohttp import web
 from nats.aio.client import Client as NATS
 
+from services.common.auth.hub_key import hub_key
+from services.common.auth.tokens import TokenVerifier
 from services.common.auth.verifier import KeyVerifier
 from services.common.bus.connection import connect_bus
 from services.common.bus.streams import ensure_streams
@@ -158,7 +161,8 @@ class Hub:
 
         context = ServiceContext(self.config, self._pool, self._nc, js, lambda: self.registry)
         instances = [service.create(context) for service in self._services]
-        app = self._build_app(self._pool, instances, expected)
+        tokens = await self._token_verifier(self._pool)
+        app = self._build_app(self._pool, instances, expected, tokens)
         for instance in instances:
             await instance.start()
             self._running.append(instance)
@@ -194,11 +198,23 @@ class Hub:
             raise RuntimeError("site reloading is off or the hub is not started")
         return await self._reloader.check()
 
+    async def _token_verifier(self, pool: asyncpg.Pool) -> TokenVerifier:
+        """People's tokens: the hub's own key (made on first use) and the configured provider."""
+        jwt_config = self.config.auth.jwt
+        own = await hub_key(pool) if jwt_config.hub_tokens else None
+        # In a thread: it reads the configured secret or public key file.
+        return await asyncio.to_thread(
+            functools.partial(
+                TokenVerifier, jwt_config, sites=lambda: self.registry, hub_key=own, base=self._base
+            )
+        )
+
     def _build_app(
         self,
         pool: asyncpg.Pool,
         instances: Sequence[ServiceInstance],
         expected: list[migrations.Migration],
+        tokens: TokenVerifier,
     ) -> web.Application:
         verifier = KeyVerifier(pool)
         max_body = max((i.max_body_bytes for i in instances), default=0) or _DEFAULT_MAX_BODY
@@ -207,7 +223,7 @@ class Hub:
             client_max_size=max_body,
             middlewares=[
                 problem_middleware,
-                auth_middleware(verifier, public_paths=public, public_prefixes=("/docs/",)),
+                auth_middleware(verifier, public_paths=public, public_prefixes=("/docs/",), tokens=tokens),
             ],
         )
         app[MAX_BODY_BYTES] = max_body

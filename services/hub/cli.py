@@ -1,4 +1,4 @@
-"""The `safetyhub` command: up, demo, run, migrate, keys (create, list, revoke)."""
+"""The `safetyhub` command: up, demo, run, migrate, keys (create, list, revoke), tokens (issue)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import asyncio
 import errno
 import signal
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from services.common.auth.principal import ROLES
+from services.common.auth.principal import PERSON_ROLES, ROLES
 from services.common.errors import ConfigError, SafetyhubError
 from services.common.logging import configure_logging
 from services.common.settings import HubConfig
@@ -109,7 +109,33 @@ def _parser(registry: Registry = REGISTRY) -> argparse.ArgumentParser:
     revoke.add_argument(
         "key_id", metavar="KEY_ID", help="the key id, as `keys list` shows it (shk_<key id>_...)"
     )
+
+    _tokens_parser(sub, common)
     return parser
+
+
+def _tokens_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    tokens = sub.add_parser("tokens", help="issue people's tokens signed with the hub's own key")
+    tokens_sub = tokens.add_subparsers(dest="tokens_command", required=True, metavar="ACTION", help="issue")
+    issue = tokens_sub.add_parser(
+        "issue",
+        help="print a person's bearer token (JWT) once; for the demo and sites without an identity provider",
+    )
+    common(issue)
+    issue.add_argument("--user", required=True, help="the person's user name (the token's subject)")
+    issue.add_argument("--tenant", required=True, help="tenant the person acts for (an id of the site files)")
+    issue.add_argument(
+        "--roles",
+        required=True,
+        help=f"comma-separated roles, of {', '.join(PERSON_ROLES)} (see the README's roles)",
+    )
+    issue.add_argument(
+        "--sites", help="comma-separated sites the person is limited to (default: all of the tenant)"
+    )
+    issue.add_argument(
+        "--ttl", default="8h", help="how long the token is valid: 8h, 30m, 2d or seconds (default 8h)"
+    )
+    issue.add_argument("--name", help="the person's full name, shown in the audit trail")
 
 
 def _config(args: argparse.Namespace) -> tuple[HubConfig, Path]:
@@ -205,6 +231,29 @@ async def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _tokens(args: argparse.Namespace) -> int:
+    from services.common.auth.hub_key import parse_ttl
+    from services.hub.commands import issue_person_token
+
+    config, base = _config(args)
+    configure_logging(config.log_level)  # the issue is logged as an `audit` event on stderr
+    ttl_s = parse_ttl(args.ttl)
+    roles = _list(args.roles) or []
+    token = await issue_person_token(
+        config,
+        base,
+        _data_dir(args),
+        user=args.user,
+        tenant=args.tenant,
+        roles=roles,
+        sites=_list(args.sites),
+        ttl_s=ttl_s,
+        name=args.name,
+    )
+    print(token)
+    return 0
+
+
 def run_async(main: Coroutine[Any, Any, int]) -> int:
     """Run on uvloop where it is installed, else on asyncio's own loop."""
     try:
@@ -216,7 +265,7 @@ def run_async(main: Coroutine[Any, Any, int]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"up": _up, "demo": _demo, "run": _run, "migrate": _migrate, "keys": _keys}
+    handlers = {"up": _up, "demo": _demo, "run": _run, "migrate": _migrate, "keys": _keys, "tokens": _tokens}
     try:
         return run_async(handlers[args.command](args))
     except ConfigError as err:

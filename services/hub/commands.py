@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from services.common.audit import Actor, record, transaction
+from services.common.auth.hub_key import hub_key, issue_token
 from services.common.auth.keys import KeyInfo, KeyRequestError, list_keys, revoke_key
 from services.common.auth.keys import create_key as store_key
 from services.common.db import migrations
@@ -85,9 +87,7 @@ def _announce(data_dir: Path, http_url: str, endpoints: Endpoints, *, workers: i
     )
 
 
-async def run_service(
-    config: HubConfig, base: Path, service: str, *, registry: Registry = REGISTRY
-) -> int:
+async def run_service(config: HubConfig, base: Path, service: str, *, registry: Registry = REGISTRY) -> int:
     """`safetyhub run <service>`: one service against the external servers of the config/env."""
     from services.hub.cli import install_stop_signals
 
@@ -201,6 +201,44 @@ async def create_key(
             return await store_key(
                 pool, tenant=tenant, role=role, sites=sites, devices=devices, description=description
             )
+        finally:
+            await pool.close()
+
+
+async def issue_person_token(
+    config: HubConfig,
+    base: Path,
+    data_dir: Path,
+    *,
+    user: str,
+    tenant: str,
+    roles: Sequence[str],
+    sites: Sequence[str] | None,
+    ttl_s: float,
+    name: str | None,
+) -> str:
+    """`safetyhub tokens issue`: a person's token signed with the hub's own key, audited."""
+    loaded = await load_sites(config, base)
+    check_key_scope(loaded.registry, tenant=tenant, sites=sites, devices=None)
+    if not config.auth.jwt.hub_tokens:
+        raise KeyRequestError(
+            "auth.jwt.hub_tokens is off: this hub trusts only its identity provider's tokens"
+        )
+    async with database_url(data_dir, config) as url:
+        pool = await create_pool(url, min_size=1, max_size=2)
+        try:
+            await migrations.apply(pool, _kernel_migrations())
+            async with transaction(pool) as tx:
+                key = await hub_key(tx)
+                token = issue_token(
+                    key, subject=user, tenant=tenant, roles=roles, sites=sites, name=name, ttl_s=ttl_s
+                )
+                detail = {"roles": list(roles), "sites": sites, "ttl_s": ttl_s, "name": name, "kid": key.kid}
+                await record(
+                    tx, Actor.command().entry("token.issued", tenant=tenant, target=user, detail=detail)
+                )
+            log.info("audit", action="token_issued", user=user, tenant=tenant, roles=list(roles), kid=key.kid)
+            return token
         finally:
             await pool.close()
 

@@ -25,6 +25,7 @@ from services.store.app import STORE
 KERNEL: tuple[KernelComponent, ...] = (
     KernelComponent(name="auth", migrations="services.common.auth"),
     KernelComponent(name="outbox", migrations="services.common.outbox"),
+    KernelComponent(name="audit", migrations="services.common.audit"),
 )
 
 # In start order; stopped in reverse.

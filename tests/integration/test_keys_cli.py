@@ -69,7 +69,8 @@ async def test_a_key_is_created_listed_and_revoked_once(cli: Cli) -> None:
     assert created.returncode == 0, created.stderr
     token = created.stdout.strip()
     key_id, secret = token.split("_")[1:]
-    audit = [json.loads(line) for line in created.stderr.splitlines() if '"audit"' in line]
+    logged = [json.loads(line) for line in created.stderr.splitlines() if line.startswith("{")]
+    audit = [a for a in logged if a.get("event") == "audit"]
     assert [(a["action"], a["key_id"], a["tenant"], a["role"]) for a in audit] == [
         ("key_created", key_id, "ulsan-refining", "gateway")
     ]

@@ -37,13 +37,21 @@ async def recorded(pool: asyncpg.Pool) -> list[tuple[str, int, str]]:
 
 async def test_a_fresh_database_gets_every_table_and_each_version_recorded_once(pool: asyncpg.Pool) -> None:
     wanted = REGISTRY.migrations()
-    assert {m.component for m in wanted} == {"auth", "store", "outbox"}
+    assert {m.component for m in wanted} == {"auth", "store", "outbox", "audit"}
 
     applied = await migrations.apply(pool, wanted)
 
     assert keys(applied) == keys(wanted)
     assert await recorded(pool) == sorted((m.component, m.version, m.name) for m in wanted)
-    for table in ("api_keys", "observations", "observations_default", "outbox", "processed_messages"):
+    for table in (
+        "api_keys",
+        "hub_signing_keys",
+        "audit_log",
+        "observations",
+        "observations_default",
+        "outbox",
+        "processed_messages",
+    ):
         assert await pool.fetchval("SELECT to_regclass($1) IS NOT NULL", table), table
     async with pool.acquire() as conn:
         assert await migrations.pending(conn, wanted) == []

@@ -14,6 +14,7 @@ from datetime import datetime
 
 import asyncpg
 
+from services.common.audit import Actor, record, transaction
 from services.common.auth.principal import ROLES
 from services.common.errors import SafetyhubError
 from services.common.logging import get_logger
@@ -38,8 +39,12 @@ async def create_key(
     sites: Sequence[str] | None = None,
     devices: Sequence[str] | None = None,
     description: str = "",
+    actor: Actor | None = None,
 ) -> str:
-    """Store a new key and return it; this is the only time the secret exists in clear."""
+    """Store a new key and return it; this is the only time the secret exists in clear.
+
+    The audit row (`key.created`, by `actor`: the command's user when None) commits with the key.
+    """
     if role not in ROLES:
         raise KeyRequestError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
     if not tenant:
@@ -53,17 +58,27 @@ async def create_key(
         raise KeyRequestError("only a gateway key can be limited to devices: it is what devices post with")
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32).replace("_", "-")  # '_' separates the parts
-    await conn.execute(
-        "INSERT INTO api_keys (key_id, secret_hash, tenant, role, sites, devices, description)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        key_id,
-        _hash(secret),
-        tenant,
-        role,
-        list(sites) if sites is not None else None,
-        list(devices) if devices is not None else None,
-        description,
-    )
+    async with transaction(conn) as tx:
+        await tx.execute(
+            "INSERT INTO api_keys (key_id, secret_hash, tenant, role, sites, devices, description)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            key_id,
+            _hash(secret),
+            tenant,
+            role,
+            list(sites) if sites is not None else None,
+            list(devices) if devices is not None else None,
+            description,
+        )
+        await record(
+            tx,
+            (actor or Actor.command()).entry(
+                "key.created",
+                tenant=tenant,
+                target=key_id,
+                detail={"role": role, "sites": sites, "devices": devices, "description": description},
+            ),
+        )
     log.info("audit", action="key_created", key_id=key_id, tenant=tenant, role=role)
     return f"{PREFIX}_{key_id}_{secret}"
 
@@ -112,17 +127,29 @@ async def list_keys(
     return [_info(row) for row in rows]
 
 
-async def revoke_key(conn: asyncpg.Connection | asyncpg.Pool, key_id: str) -> KeyInfo:
+async def revoke_key(
+    conn: asyncpg.Connection | asyncpg.Pool, key_id: str, *, actor: Actor | None = None, reason: str = ""
+) -> KeyInfo:
     """Mark a key revoked; verifiers refuse it once their cache of it expires.
 
     Raises KeyRequestError for an unknown key id and for a key already revoked (a second revocation
     would otherwise look like a first one that worked).
     """
-    row = await conn.fetchrow(
-        f"UPDATE api_keys SET revoked_at = now() WHERE key_id = $1 AND revoked_at IS NULL"
-        f" RETURNING {_INFO_COLUMNS}",
-        key_id,
-    )
+    async with transaction(conn) as tx:
+        row = await tx.fetchrow(
+            f"UPDATE api_keys SET revoked_at = now() WHERE key_id = $1 AND revoked_at IS NULL"
+            f" RETURNING {_INFO_COLUMNS}",
+            key_id,
+        )
+        if row is not None:
+            entry = (actor or Actor.command()).entry(
+                "key.revoked",
+                tenant=row["tenant"],
+                target=key_id,
+                reason=reason,
+                detail={"role": row["role"]},
+            )
+            await record(tx, entry)
     if row is None:
         revoked_at = await conn.fetchval("SELECT revoked_at FROM api_keys WHERE key_id = $1", key_id)
         if revoked_at is None:
@@ -132,4 +159,3 @@ async def revoke_key(conn: asyncpg.Connection | asyncpg.Pool, key_id: str) -> Ke
     info = _info(row)
     log.info("audit", action="key_revoked", key_id=key_id, tenant=info.tenant, role=info.role)
     return info
-

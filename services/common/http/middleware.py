@@ -1,4 +1,4 @@
-"""aiohttp middlewares: errors as problem+json, and API-key authentication."""
+"""aiohttp middlewares: errors as problem+json, and authentication by API key or person's token."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from collections.abc import Callable
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from services.common.auth.keys import PREFIX as KEY_PREFIX
 from services.common.auth.principal import Principal
+from services.common.auth.tokens import TokenRejected, TokenVerifier, looks_like_jwt
 from services.common.auth.verifier import KeyVerifier
 from services.common.errors import UnavailableError
 from services.common.http.problem import Problem, problem_response
@@ -62,7 +64,8 @@ def caller_of(request: web.Request) -> str:
     """Who made the request, for the log: the key id (verified, or as presented), else the address."""
     principal = request.get(PRINCIPAL)
     if principal is not None:
-        return f"key:{principal.key_id}"
+        # A person's key_id reads `person:<subject>` already.
+        return principal.key_id if principal.kind == "person" else f"key:{principal.key_id}"
     claimed = _CLAIMED_KEY.match(request.headers.get("Authorization", ""))
     if claimed:
         return f"key:{claimed.group(1)}"
@@ -116,10 +119,18 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 def auth_middleware(
-    verifier: KeyVerifier, *, public_paths: frozenset[str], public_prefixes: tuple[str, ...] = ()
+    verifier: KeyVerifier,
+    *,
+    public_paths: frozenset[str],
+    public_prefixes: tuple[str, ...] = (),
+    tokens: TokenVerifier | None = None,
 ) -> Middleware:
-    """Requires a valid key everywhere but on `public_paths` and under `public_prefixes`
-    (the hub's and its services' declared paths: probes, metrics, the API page)."""
+    """Requires a valid key or person's token everywhere but on `public_paths` and under
+    `public_prefixes` (the hub's and its services' declared paths: probes, metrics, the API page).
+
+    An API key reads `shk_...`; anything else of three dot-separated parts is a JWT, checked by
+    `tokens`. Both yield a `Principal`.
+    """
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -131,10 +142,14 @@ def auth_middleware(
             raise Problem(
                 401,
                 "Unauthorized",
-                "Send an API key as 'Authorization: Bearer <key>'",
+                "Send an API key or a token as 'Authorization: Bearer <key or token>'",
                 headers={"WWW-Authenticate": 'Bearer realm="safetyhub"'},
             )
-        principal = await verifier.verify(token.strip())
+        token = token.strip()
+        if not token.startswith(f"{KEY_PREFIX}_") and looks_like_jwt(token):
+            request[PRINCIPAL] = await _person(tokens, token)
+            return await handler(request)
+        principal = await verifier.verify(token)
         if principal is None:
             raise Problem(
                 401,
@@ -146,6 +161,25 @@ def auth_middleware(
         return await handler(request)
 
     return authenticate
+
+
+async def _person(tokens: TokenVerifier | None, token: str) -> Principal:
+    if tokens is None or not tokens.configured:
+        raise _invalid_token("This hub accepts no tokens of people: none is configured (auth.jwt)")
+    try:
+        return await tokens.verify(token)
+    except TokenRejected as err:
+        raise _invalid_token(str(err)) from None
+
+
+def _invalid_token(detail: str) -> Problem:
+    # RFC 6750: the error is told in WWW-Authenticate; the detail says which check failed.
+    return Problem(
+        401,
+        "Unauthorized",
+        detail,
+        headers={"WWW-Authenticate": 'Bearer realm="safetyhub", error="invalid_token"'},
+    )
 
 
 def principal_of(request: web.Request) -> Principal:
