@@ -89,7 +89,8 @@ class PointState:
     suppressions: tuple[Suppression, ...] = ()  # sorted by kind
     out_of_service: OperatorAction | None = None
     changed_at: datetime | None = None  # time of the last transition
-    unack_since: datetime | None = None  # when it last became UNACK, until acknowledged or gone
+    # Since when it has waited for an ack (UNACK, RTNUN): for the ack latency of the next ack.
+    unack_since: datetime | None = None
     # The observation ids of the last activation and the last clear, to ignore redeliveries.
     activated_by: tuple[str, ...] = ()
     cleared_by: tuple[str, ...] = ()
@@ -269,7 +270,8 @@ def _move(
     if new is AlarmState.UNACK:
         unack_since: datetime | None = at
     elif new is AlarmState.RTNUN:
-        unack_since = point.unack_since  # returned, still not acknowledged
+        # Returned unseen: still waiting since it rose. Latched after an ack: since its return.
+        unack_since = point.unack_since or at
     else:
         unack_since = None
     transition = Transition(
