@@ -28,8 +28,9 @@ from services.alarms.domain.actions import (
     Unshelve,
     Unsuppress,
 )
+from services.alarms.domain.facts import facts
 from services.alarms.domain.model import AlarmState, Transition
-from services.alarms.domain.state import OVERLAY_STATES, PointState, apply, next_due
+from services.alarms.domain.state import BASE_STATES, OVERLAY_STATES, PointState, apply, next_due
 from tests.unit.alarm_points import POINT, T0, check_consistent
 
 UNACK = AlarmState.UNACK
@@ -211,3 +212,12 @@ def test_the_observations_of_the_last_rise_and_return_redelivered_later_change_n
         for edge in last_edges.values():
             if edge.observation_ids:  # an edge a timer decided has none to recognise it by
                 assert apply(step.after, edge) == (step.after, [])
+
+
+@HISTORIES
+@given(histories())
+def test_activations_are_exactly_the_rises_of_an_annunciated_condition(steps: list[Step]) -> None:
+    for step in steps:
+        counted = sum(facts(step.before, t).activation for t in step.transitions)
+        rose = isinstance(step.event, Activate) and not step.before.active and step.after.active
+        assert counted == int(rose and step.before.state in BASE_STATES)
