@@ -80,7 +80,7 @@ class Suppression:
 class PointState:
     """Everything the state machine knows of one alarm point. Immutable: `apply` returns a new one."""
 
-    point: PointId
+    id: PointId
     state: AlarmState = AlarmState.NORM
     active: bool = False  # the condition, tracked under overlays too
     shelve: ShelveKind | None = None
@@ -192,7 +192,7 @@ def _requested(point: PointState, request: Request, action: OperatorAction) -> P
             return replace(point, unack_since=None)
         case Shelve():
             if state not in BASE_STATES:
-                raise refuse("already shelved" if state is AlarmState.SHLVD else "not annunciated")
+                raise refuse(_NOT_SHELVABLE[state])
             require_reason()
             cap, duration = request.max_duration, request.duration
             if duration is not None and duration.total_seconds() <= 0:
@@ -229,6 +229,13 @@ def _requested(point: PointState, request: Request, action: OperatorAction) -> P
             if point.out_of_service is None:
                 raise refuse("not out of service")
             return replace(point, out_of_service=None)
+
+
+_NOT_SHELVABLE = {
+    AlarmState.SHLVD: "already shelved",
+    AlarmState.DSUPR: "suppressed: not annunciated, nothing to shelve",
+    AlarmState.OOSRV: "out of service: not annunciated, nothing to shelve",
+}
 
 
 def _kind(suppression: Suppression) -> str:
@@ -275,7 +282,7 @@ def _move(
     else:
         unack_since = None
     transition = Transition(
-        point=point.point,
+        point=point.id,
         old=point.state,
         new=new,
         at=at,
