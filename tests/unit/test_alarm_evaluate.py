@@ -20,6 +20,7 @@ from services.alarms.domain.evaluate import (
     on_timer,
 )
 from services.alarms.domain.model import AlarmClass, ConditionType, Priority, Rationale, Rule, Selector, Text
+from services.common import contracts
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 WHY = Rationale(
@@ -293,3 +294,14 @@ def test_the_state_is_immutable() -> None:
     state = ConditionState()
     with pytest.raises(AttributeError):
         state.active = True  # type: ignore[misc]
+
+
+def test_the_quality_number_off_the_bus_is_understood_as_it_comes() -> None:
+    assert [int(q) for q in Quality] == [
+        contracts.Quality.QUALITY_UNSPECIFIED,
+        contracts.Quality.QUALITY_GOOD,
+        contracts.Quality.QUALITY_UNCERTAIN,
+        contracts.Quality.QUALITY_BAD,
+    ]
+    p = Point(rule(ConditionType.BAD_QUALITY))
+    assert p.see(0, 1.0, quality=int(contracts.Quality.QUALITY_BAD))[0].active
