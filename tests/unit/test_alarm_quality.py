@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from services.alarms.domain.quality import (
     ChatterState,
     FloodEvent,
@@ -117,6 +120,11 @@ def test_an_activation_after_the_flood_fell_due_ends_it_first_at_its_due_time() 
     assert not state.flooding
 
 
+def test_an_activation_at_the_instant_the_flood_would_end_keeps_it() -> None:
+    state, events = activations(660, state=flooded())
+    assert events == [] and state.flooding
+
+
 def test_a_late_activation_from_another_point_is_counted_in_order() -> None:
     state, events = activations(0, 100, 200, 300, 400, 500, 550, 560, 570, 580)
     state, events = activations(50, state=state)  # older than the latest, inside the window
@@ -129,3 +137,57 @@ def test_a_flood_of_thousands_keeps_eleven_times() -> None:
     assert len(state.times) == 11
     assert [e.began for e in events] == [True]
     assert state.activations == 10_000
+
+
+# The bounded windows decide as counting every activation would ------------------------------
+
+# Milliseconds apart, on a 10 s grid often enough that activations meet window edges exactly.
+_gaps = st.lists(
+    st.one_of(st.integers(min_value=0, max_value=120_000), st.sampled_from([0, 10_000, 60_000])),
+    max_size=120,
+)
+
+
+def count(times: list[datetime], now: datetime, window: timedelta) -> int:
+    return sum(1 for t in times if now - window < t <= now)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(gaps=_gaps)
+def test_the_flood_detector_matches_counting_every_activation(gaps: list[int]) -> None:
+    times = [T0 + timedelta(milliseconds=sum(gaps[: i + 1])) for i in range(len(gaps))]
+    state, events = FloodState(), []
+    for t in times:
+        state, made = record_activation(state, t)
+        events.extend(made)
+    state, end = flood_timer(state, times[-1] + timedelta(days=1) if times else T0)
+    events.extend([end] if end else [])
+
+    # The oracle counts every activation: it walks every instant where the count changes (an
+    # activation arrives, or one leaves the window); at one instant it takes the activations one
+    # by one (the one past 10 begins the flood), then sees whether fewer than 5 remain.
+    window = timedelta(minutes=10)
+    expected, flooding = [], False
+    for now in sorted({*times, *(t + window for t in times)}):
+        arrived = [t for t in times if t == now]
+        base = count(times, now, window) - len(arrived)
+        for n in range(base + 1, base + len(arrived) + 1):
+            if not flooding and n > 10:
+                flooding = True
+                expected.append((True, now, n))
+        if flooding and base + len(arrived) < 5:
+            flooding = False
+            expected.append((False, now, base + len(arrived)))
+    assert [(e.began, e.at, e.count) for e in events] == expected
+
+
+@settings(max_examples=2000, deadline=None)
+@given(gaps=_gaps)
+def test_chattering_matches_counting_every_transition(gaps: list[int]) -> None:
+    state = ChatterState()
+    seen: list[datetime] = []
+    for i in range(len(gaps)):
+        t = T0 + timedelta(milliseconds=sum(gaps[: i + 1]) * 0.3)
+        seen.append(t)
+        state, chattering = record_transition(state, t)
+        assert chattering == (count(seen, t, timedelta(minutes=5)) > 5)

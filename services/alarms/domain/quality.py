@@ -116,9 +116,11 @@ def record_activation(state: FloodState, at: datetime) -> tuple[FloodState, tupl
     """Note one alarm activation on the site: the flood's end that fell due before it, if any,
     then its beginning, if this activation is the one past the threshold."""
     ended: tuple[FloodEvent, ...] = ()
-    state, end = flood_timer(state, at)
-    if end is not None:
-        ended = (end,)
+    due = next_flood_due(state)
+    if due is not None and due < at:
+        # Strictly before: an activation at the very instant the count would drop keeps it at 5.
+        state, end = flood_timer(state, due)
+        ended = (end,) if end is not None else ()
     times = _latest(state.times, at, FLOOD_BEGINS_ABOVE + 1)
     if state.since is not None:
         return FloodState(times, state.since, state.activations + 1), ended
