@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from services.alarms.domain.evaluate import (
@@ -215,9 +216,7 @@ def test_an_uncertain_reading_still_drives_the_value_condition() -> None:
 
 
 def detection(**fields: object) -> Rule:
-    base = dict(
-        min_confidence=0.6, persistence_count=3, persistence_window=timedelta(seconds=10)
-    )
+    base = dict(min_confidence=0.6, persistence_count=3, persistence_window=timedelta(seconds=10))
     return replace(rule(ConditionType.DETECTION), **(base | fields))  # type: ignore[arg-type]
 
 
@@ -305,3 +304,26 @@ def test_the_quality_number_off_the_bus_is_understood_as_it_comes() -> None:
     ]
     p = Point(rule(ConditionType.BAD_QUALITY))
     assert p.see(0, 1.0, quality=int(contracts.Quality.QUALITY_BAD))[0].active
+
+
+@pytest.mark.parametrize(
+    "r",
+    [
+        rule(ConditionType.HIGH, setpoint=10.0, on_delay=timedelta(seconds=5)),
+        rule(ConditionType.RATE_OF_RISE, setpoint=1.0, on_delay=timedelta(seconds=5)),
+        detection(persistence_count=2),
+    ],
+)
+def test_a_pending_timer_is_data_that_survives_a_restart(r: Rule) -> None:
+    p = Point(r)
+    p.see(0, 0.0, confidence=0.9)
+    p.see(1, 20.0, confidence=0.9)
+    assert next_due(p.state) is not None
+    # What the service stores, and reads back after a restart.
+    stored = msgspec.msgpack.encode(p.state)
+    restored = msgspec.msgpack.decode(stored, type=ConditionState)
+    assert restored == p.state
+    due = next_due(restored)
+    assert due is not None
+    _, changes = on_timer(r, restored, due + timedelta(minutes=1))
+    assert [c.at for c in changes] == [due]
