@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from itertools import product
 
 import pytest
 
-from services.alarms.domain.voting import Member, Policy, VotingGroup, vote
+from services.alarms.domain.model import AlarmClass, Priority, Rationale, Text
+from services.alarms.domain.rules import FaultPolicy as Policy
+from services.alarms.domain.rules import VotingGroup, VotingMember
+from services.alarms.domain.voting import Member, vote
 
-GAS = VotingGroup("fcc-2-h2s", 2, ("gd-1", "gd-2", "gd-3"))
+_TEXT = Text(ko="-", en="-")
+
+
+def group(group_id: str, m: int, devices: tuple[str, ...], policy: Policy = Policy.TRIP) -> VotingGroup:
+    return VotingGroup(
+        id=group_id,
+        site="ulsan-refinery",
+        members=tuple(VotingMember(device=d) for d in devices),
+        m=m,
+        fault_policy=policy,
+        priority=Priority.HIGH,
+        alarm_class=AlarmClass.SAFETY,
+        rationale=Rationale(_TEXT, _TEXT, _TEXT, timedelta(minutes=1)),
+    )
+
+
+GAS = group("fcc-2-h2s", 2, ("gd-1", "gd-2", "gd-3"))
+DEVICES = tuple(member.device for member in GAS.members)
 
 # Confirmed or not, by (members in alarm, members faulty or stale), for 2oo3, written out by hand.
 EXPECTED: dict[Policy, dict[tuple[int, int], bool]] = {
@@ -41,12 +62,11 @@ EXPECTED: dict[Policy, dict[tuple[int, int], bool]] = {
 def test_2oo3_confirms_as_its_policy_says_and_names_every_unreadable_member(
     policy: Policy, states: tuple[Member, Member, Member]
 ) -> None:
-    group = VotingGroup(GAS.id, GAS.required, GAS.members, policy)
-    verdict = vote(group, dict(zip(group.members, states, strict=True)))
+    verdict = vote(group(GAS.id, GAS.m, DEVICES, policy), dict(zip(DEVICES, states, strict=True)))
 
-    active = tuple(m for m, s in zip(group.members, states, strict=True) if s is Member.ACTIVE)
+    active = tuple(m for m, s in zip(DEVICES, states, strict=True) if s is Member.ACTIVE)
     unreadable = tuple(
-        m for m, s in zip(group.members, states, strict=True) if s in (Member.FAULTY, Member.STALE)
+        m for m, s in zip(DEVICES, states, strict=True) if s in (Member.FAULTY, Member.STALE)
     )
     assert verdict.confirmed is EXPECTED[policy][(len(active), len(unreadable))]
     assert verdict.active == active
@@ -62,7 +82,7 @@ def test_a_member_never_heard_from_counts_as_stale() -> None:
 
 
 def test_a_cross_modal_group_confirms_fire_from_a_flame_detector_and_a_camera() -> None:
-    fire = VotingGroup("boiler-fire", 2, ("fd-1", "td-1", "cam-3"), Policy.IGNORE)
+    fire = group("boiler-fire", 2, ("fd-1", "td-1", "cam-3"), Policy.IGNORE)
     flame_only = {"fd-1": Member.ACTIVE, "td-1": Member.INACTIVE, "cam-3": Member.INACTIVE}
     assert not vote(fire, flame_only).confirmed
     verdict = vote(fire, {"fd-1": Member.ACTIVE, "td-1": Member.INACTIVE, "cam-3": Member.ACTIVE})
@@ -70,8 +90,8 @@ def test_a_cross_modal_group_confirms_fire_from_a_flame_detector_and_a_camera() 
 
 
 def test_degrade_reports_the_votes_it_needs() -> None:
-    group = VotingGroup("g", 2, ("a", "b", "c"), Policy.DEGRADE)
-    verdict = vote(group, {"a": Member.FAULTY, "b": Member.INACTIVE, "c": Member.INACTIVE})
+    degrading = group("g", 2, ("a", "b", "c"), Policy.DEGRADE)
+    verdict = vote(degrading, {"a": Member.FAULTY, "b": Member.INACTIVE, "c": Member.INACTIVE})
     assert (verdict.votes, verdict.required, verdict.readable) == (0, 1, 2)
 
 

@@ -20,11 +20,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-
-class Policy(enum.StrEnum):
-    TRIP = "trip"
-    IGNORE = "ignore"
-    DEGRADE = "degrade"
+from services.alarms.domain.rules import FaultPolicy, VotingGroup
 
 
 class Member(enum.StrEnum):
@@ -46,17 +42,6 @@ class Member(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class VotingGroup:
-    """M (`required`) of the `members` (their ids, e.g. device ids) confirm the group's alarm.
-    The rules file checks 1 <= M <= N and distinct members, naming file, line and key."""
-
-    id: str
-    required: int
-    members: tuple[str, ...]
-    policy: Policy = Policy.TRIP
-
-
-@dataclass(frozen=True, slots=True)
 class Verdict:
     """The group's decision and how it was reached."""
 
@@ -69,22 +54,25 @@ class Verdict:
 
 
 def vote(group: VotingGroup, members: Mapping[str, Member]) -> Verdict:
-    """Decide the group's alarm. A member missing from `members` has not been heard: stale."""
+    """Decide the group's alarm from its members' conditions, keyed by device id (a device votes
+    once in a group: the rules file refuses a repeat). A member missing from `members` has not
+    been heard: stale."""
     active: list[str] = []
     unreadable: list[str] = []
     for member in group.members:
-        state = members.get(member, Member.STALE)
+        device = member.device
+        state = members.get(device, Member.STALE)
         if state is Member.ACTIVE:
-            active.append(member)
+            active.append(device)
         elif state is not Member.INACTIVE:
-            unreadable.append(member)
+            unreadable.append(device)
     faults = len(unreadable)
     readable = len(group.members) - faults
-    if group.policy is Policy.TRIP:
-        votes, required = len(active) + faults, group.required
-    elif group.policy is Policy.IGNORE:
-        votes, required = len(active), group.required
+    if group.fault_policy is FaultPolicy.TRIP:
+        votes, required = len(active) + faults, group.m
+    elif group.fault_policy is FaultPolicy.IGNORE:
+        votes, required = len(active), group.m
     else:
-        votes, required = len(active), max(group.required - faults, 1)
+        votes, required = len(active), max(group.m - faults, 1)
     # Under ignore and degrade only readable members vote, so with none readable nothing confirms.
     return Verdict(votes >= required, votes, required, readable, tuple(active), tuple(unreadable))
