@@ -24,8 +24,7 @@ from services.alarms.rules_file import (
     to_rule,
     to_selector,
 )
-from services.common.config.yaml_loader import LineMap, format_path
-from services.common.errors import ConfigError
+from services.common.config.source import SourceFile
 from services.common.sites.model import Device, Measure
 from services.common.sites.registry import SiteRegistry
 from services.common.validation import PathPart
@@ -66,34 +65,11 @@ _ORDERED = (
 )
 
 
-class _Source:
-    """One file's name and line map, so a check only has to name the key path."""
-
-    __slots__ = ("filename", "lines")
-
-    def __init__(self, filename: str, lines: LineMap | None) -> None:
-        self.filename = filename
-        self.lines = lines
-
-    def line(self, path: Sequence[PathPart]) -> int | None:
-        return self.lines.line_of(path) if self.lines is not None else None
-
-    def where(self, path: Sequence[PathPart], here: _Source) -> str:
-        """How to point at `path` in this file from an error in `here`."""
-        line = self.line(path)
-        if self.filename == here.filename:
-            return f"line {line}" if line is not None else "earlier in this file"
-        return self.filename + (f":{line}" if line is not None else "")
-
-    def error(self, path: Sequence[PathPart], message: str) -> ConfigError:
-        return ConfigError(self.filename, self.line(path), format_path(path), message)
-
-
 @dataclass(frozen=True, slots=True)
 class _At:
     """Where something was declared."""
 
-    source: _Source
+    source: SourceFile
     path: tuple[PathPart, ...]
 
 
@@ -121,7 +97,7 @@ class _Point:
 
 def validate_rule_files(files: Sequence[LoadedRulesFile], registry: SiteRegistry) -> None:
     """Raises the first ConfigError found across `files`, checked as one set against `registry`."""
-    sources = [(_Source(name, lines), doc) for name, doc, lines in files]
+    sources = [(SourceFile(name, lines), doc) for name, doc, lines in files]
     rule_ids, group_ids = _FirstSeen("rule id"), _FirstSeen("voting group id")
     limits = _FirstSeen("class limit")
     for source, doc in sources:

@@ -424,7 +424,9 @@ async def test_an_item_that_keeps_crashing_the_handler_is_isolated_and_deadlette
     dead = await eventually(lambda: deadletters(bus.js), what="item-3 dead-lettered")
     await eventually(lambda: all_settled(bus), what="every message acked or terminated")
 
-    assert sorted(handler.handled) == sorted(f"item-{n}" for n in range(8) if n != 3)
+    # Every other item was handled (delivery is at least once: on a loaded machine an ack can
+    # arrive after ack_wait and an item come back; effects are idempotent per id for that).
+    assert set(handler.handled) == {f"item-{n}" for n in range(8) if n != 3}
     assert len(dead) == 1
     assert dead[0].data == b"item-3"
     assert dead[0].headers is not None

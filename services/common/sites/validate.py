@@ -10,8 +10,8 @@ from __future__ import annotations
 import zoneinfo
 from collections.abc import Sequence
 
-from services.common.config.yaml_loader import LineMap, format_path
-from services.common.errors import ConfigError
+from services.common.config.source import SourceFile
+from services.common.config.yaml_loader import LineMap
 from services.common.sites.model import Device, Site, SitesFile, Zone
 from services.common.validation import PathPart
 
@@ -21,30 +21,14 @@ LoadedFile = tuple[str, SitesFile, LineMap | None]
 MIN_POLYGON_POINTS = 3
 
 
-class _Source:
-    """One file's name and line map, so a check only has to name the key path."""
-
-    __slots__ = ("filename", "lines")
-
-    def __init__(self, filename: str, lines: LineMap | None) -> None:
-        self.filename = filename
-        self.lines = lines
-
-    def line(self, path: Sequence[PathPart]) -> int | None:
-        return self.lines.line_of(path) if self.lines is not None else None
-
-    def error(self, path: Sequence[PathPart], message: str) -> ConfigError:
-        return ConfigError(self.filename, self.line(path), format_path(path), message)
-
-
 class _FirstSeen:
     """Remembers where each id was first defined, to report duplicates with both places."""
 
     def __init__(self, what: str) -> None:
         self._what = what
-        self._seen: dict[str, tuple[_Source, int | None]] = {}
+        self._seen: dict[str, tuple[SourceFile, int | None]] = {}
 
-    def add(self, id_: str, source: _Source, path: Sequence[PathPart]) -> None:
+    def add(self, id_: str, source: SourceFile, path: Sequence[PathPart]) -> None:
         line = source.line(path)
         first = self._seen.get(id_)
         if first is None:
@@ -63,7 +47,7 @@ class _FirstSeen:
 
 def validate_files(files: Sequence[LoadedFile]) -> None:
     """Raises the first ConfigError found across `files`, checked as one merged registry."""
-    sources = [(_Source(name, lines), doc) for name, doc, lines in files]
+    sources = [(SourceFile(name, lines), doc) for name, doc, lines in files]
     # Ids first, across all files, so references below may point into any file.
     tenants = _FirstSeen("tenant id")
     sites = _FirstSeen("site id")
@@ -80,7 +64,7 @@ def validate_files(files: Sequence[LoadedFile]) -> None:
             _check_site(site, source, ("sites", i))
 
 
-def _check_site(site: Site, source: _Source, path: tuple[PathPart, ...]) -> None:
+def _check_site(site: Site, source: SourceFile, path: tuple[PathPart, ...]) -> None:
     if not _is_timezone(site.timezone):
         raise source.error(
             (*path, "timezone"), f"unknown time zone `{site.timezone}` (expected e.g. `Asia/Seoul`)"
@@ -99,7 +83,7 @@ def _check_site(site: Site, source: _Source, path: tuple[PathPart, ...]) -> None
         _check_device(device, source, (*path, "devices", k))
 
 
-def _check_zone(zone: Zone, source: _Source, path: tuple[PathPart, ...]) -> None:
+def _check_zone(zone: Zone, source: SourceFile, path: tuple[PathPart, ...]) -> None:
     if len(zone.polygon) < MIN_POLYGON_POINTS:
         raise source.error(
             (*path, "polygon"),
@@ -107,7 +91,7 @@ def _check_zone(zone: Zone, source: _Source, path: tuple[PathPart, ...]) -> None
         )
 
 
-def _check_device(device: Device, source: _Source, path: tuple[PathPart, ...]) -> None:
+def _check_device(device: Device, source: SourceFile, path: tuple[PathPart, ...]) -> None:
     kinds = _FirstSeen("measure kind")
     for m, measure in enumerate(device.measures):
         kinds.add(measure.kind, source, (*path, "measures", m, "kind"))
