@@ -51,17 +51,26 @@ TENANT = "ulsan-refining"
 SITE = "ulsan-refinery"
 
 
-def _points(registry: SiteRegistry) -> list[tuple[str, str, str]]:
+Point = tuple[str, str, str, float]  # device, kind, unit, top of its range
+
+
+def _points(registry: SiteRegistry) -> list[Point]:
+    """Each measuring point with the top of its range: the readings posted stay inside it, as a
+    plant's do (a reading outside it is a device fault, stored as bad)."""
     site = registry.site(SITE)
     assert site is not None
-    return [(d.id, m.kind, m.unit) for d in site.devices for m in d.measures]
+    return [
+        (d.id, m.kind, m.unit, m.range[1] if m.range is not None else 100.0)
+        for d in site.devices
+        for m in d.measures
+    ]
 
 
-def _batch(points: list[tuple[str, str, str]], run: str, start: int, size: int) -> bytes:
+def _batch(points: list[Point], run: str, start: int, size: int) -> bytes:
     now = datetime.now(UTC).isoformat()
     items = []
     for n in range(start, start + size):
-        device, kind, unit = points[n % len(points)]
+        device, kind, unit, top = points[n % len(points)]
         items.append(
             {
                 "id": f"{run}-{n}",
@@ -69,7 +78,7 @@ def _batch(points: list[tuple[str, str, str]], run: str, start: int, size: int) 
                 "device": device,
                 "kind": kind,
                 "unit": unit,
-                "value": float(n % 97) / 10.0,
+                "value": top * (n % 97) / 96.0,
                 "time": now,
             }
         )
@@ -122,12 +131,12 @@ def _create_key(data_dir: Path) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-def _raw_messages(points: list[tuple[str, str, str]], count: int) -> list[tuple[str, bytes, dict[str, str]]]:
+def _raw_messages(points: list[Point], count: int) -> list[tuple[str, bytes, dict[str, str]]]:
     """The same observations as the hub publishes: protobuf payload, CloudEvents headers."""
     now = datetime.now(UTC)
     out = []
     for n in range(count):
-        device, kind, unit = points[n % len(points)]
+        device, kind, unit, _ = points[n % len(points)]
         item = ObservationIn(
             id=f"raw-{n}", site=SITE, device=device, kind=kind, unit=unit, value=n / 10.0, time=now
         )

@@ -52,9 +52,18 @@ class Encoded:
     out_of_range: list[str] = field(default_factory=list)
 
 
+@lru_cache(maxsize=4096)
 def _split(moment: datetime) -> tuple[int, int]:
+    # Cached: the readings of one post usually share a handful of timestamps, and hashing a
+    # datetime costs less than the arithmetic.
     delta = moment - _EPOCH
     return delta.days * 86_400 + delta.seconds, delta.microseconds * 1000
+
+
+@lru_cache(maxsize=4096)
+def _time_token(moment: tuple[int, int]) -> str:
+    """A member's time as it enters a batch id."""
+    return f"{moment[0]}.{moment[1]:09d}"
 
 
 @lru_cache(maxsize=256)
@@ -154,13 +163,11 @@ class _Packer:
         self.messages: list[OutgoingMessage] = []
         # (seconds, nanos) of each item's time in UTC: with the tenant and the id, its identity.
         self.moments = [_split(item.time or received) for item in items]
-        self.ids = [_observation_id(item, tenant, m) for item, m in zip(items, self.moments, strict=True)]
+        # Most gateways send their own ids: only items without one pay for a derived id.
+        self.ids = [
+            item.id or _observation_id(item, tenant, m) for item, m in zip(items, self.moments, strict=True)
+        ]
         self.oversized: list[int] = []
-
-    def key(self, index: int) -> tuple[str, int, int]:
-        """What names item `index` within the tenant: its id and its time."""
-        seconds, nanos = self.moments[index]
-        return self.ids[index], seconds, nanos
 
     def pack(self, subject: str, site: str, indexes: Sequence[int]) -> None:
         batch = ObservationBatch()
@@ -186,19 +193,21 @@ class _Packer:
         # with the same client id (which a raw client id as Nats-Msg-Id would have collided
         # with) is another message. Ids and slugs hold no U+001F, so the parts cannot run together.
         members: list[str] = []
-        stamp_ms: int | None = None  # the id's time part: the earliest time a member was sent with
+        stamp: tuple[int, int] | None = None  # the earliest time a member was sent with
+        items, ids, moments = self._items, self.ids, self.moments
         for index in indexes:
-            seconds, nanos = self.moments[index]
+            when = moments[index]
             # An item with a client id but no time is stamped on arrival, so a retry of it has
             # another time: name it by its id alone here, and the stream drops the retry within
             # its duplicate window (the store, keyed on time too, cannot).
-            if self._items[index].time is None and self._items[index].id:
-                members += (self.ids[index], "untimed")
+            if items[index].time is None and items[index].id:
+                members += (ids[index], "untimed")
                 continue
-            members += (self.ids[index], f"{seconds}.{nanos:09d}")
-            ms = seconds * 1000 + nanos // 1_000_000
-            stamp_ms = ms if stamp_ms is None else min(stamp_ms, ms)
-        batch_id = derived_id(stamp_ms or 0, "batch", self._tenant, *members)
+            members += (ids[index], _time_token(when))
+            if stamp is None or when < stamp:
+                stamp = when
+        stamp_ms = stamp[0] * 1000 + stamp[1] // 1_000_000 if stamp is not None else 0
+        batch_id = derived_id(stamp_ms, "batch", self._tenant, *members)
         env = batch.envelope
         env.id = batch_id
         env.type = OBSERVATION_BATCH_TYPE
@@ -242,14 +251,19 @@ def encode_observations(
     """
     packer = _Packer(items, tenant=tenant, source=source, received=received, max_payload=max_payload)
     by_device: dict[tuple[str, str], list[int]] = {}
-    first_of: dict[tuple[str, int, int], int] = {}
     repeats: list[tuple[int, int]] = []
-    for index, item in enumerate(items):
-        first = first_of.setdefault(packer.key(index), index)
-        if first != index:
-            repeats.append((index, first))
-            continue
-        by_device.setdefault((item.site, item.device), []).append(index)
+    if len(set(packer.ids)) == len(items):  # the common post: no id twice, nothing to compare
+        for index, item in enumerate(items):
+            by_device.setdefault((item.site, item.device), []).append(index)
+    else:
+        first_of: dict[tuple[str, tuple[int, int]], int] = {}  # (id, time) -> its first item
+        keys = zip(packer.ids, packer.moments, strict=True)
+        for index, (item, key) in enumerate(zip(items, keys, strict=True)):
+            first = first_of.setdefault(key, index)
+            if first != index:
+                repeats.append((index, first))
+                continue
+            by_device.setdefault((item.site, item.device), []).append(index)
     for (site, device), indexes in by_device.items():
         subject = OBSERVATION_CHANNEL.subject(tenant, site, device)
         for start in range(0, len(indexes), max_per_message):
@@ -259,11 +273,13 @@ def encode_observations(
             packer.ids[index] = ""
             packer.oversized.append(index)
     packer.oversized.sort()
+    repeated = {index for index, _ in repeats}
+    # Checked items are the rare ones check() changed (type, not isinstance: a plain item is
+    # never one), so the common post pays one cheap test per item.
     out_of_range = [
-        items[i].kind
-        for indexes in by_device.values()
-        for i in indexes
-        if packer.ids[i] and _out_of_range(items[i])
+        item.kind
+        for i, item in enumerate(items)
+        if type(item) is Checked and packer.ids[i] and i not in repeated and _out_of_range(item)
     ]
     return Encoded(packer.messages, packer.ids, packer.oversized, out_of_range)
 
