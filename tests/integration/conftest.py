@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import AsyncIterator
 
 import pytest
+from nats.aio.client import Client as NATS
 
+from services.common.bus.publisher import JetStreamPublisher
 from tests.integration.private_postgres import PrivatePostgres
 
 
@@ -17,3 +20,14 @@ async def private_postgres() -> AsyncIterator[PrivatePostgres]:
     yield postgres
     await postgres.server.stop()
     shutil.rmtree(postgres.data_dir, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def started_publisher(nc: NATS) -> AsyncIterator[JetStreamPublisher]:
+    """The hub's publisher on a test's connection, with a short acknowledgement wait."""
+    pub = JetStreamPublisher(nc, ack_timeout=2.0)
+    await pub.start()
+    try:
+        yield pub
+    finally:
+        await pub.close()

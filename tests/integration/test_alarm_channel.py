@@ -46,6 +46,7 @@ from services.common.contracts.cloudevents import MSG_ID
 from services.common.kernel.config import compose_config
 from services.common.outbox import Outbox, OutboxRelay, RelayConfig
 from tests.conftest import eventually
+from tests.integration.conftest import started_publisher
 
 pytestmark = pytest.mark.integration
 
@@ -94,10 +95,8 @@ async def nc(nats_url: str) -> AsyncIterator[NATS]:
 
 @pytest.fixture
 async def publisher(nc: NATS) -> AsyncIterator[JetStreamPublisher]:
-    pub = JetStreamPublisher(nc, ack_timeout=2.0)
-    await pub.start()
-    yield pub
-    await pub.close()
+    async with started_publisher(nc) as pub:
+        yield pub
 
 
 @pytest.fixture

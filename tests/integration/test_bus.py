@@ -35,6 +35,7 @@ from services.ingest.domain.contract import ObservationIn
 from services.ingest.encode import to_message
 from services.store.rows import Row, observation_rows
 from tests.conftest import eventually, hub_streams, reachable_temp_dir
+from tests.integration.conftest import started_publisher
 
 pytestmark = pytest.mark.integration
 
@@ -60,10 +61,8 @@ async def bus(nats_url: str) -> AsyncIterator[Bus]:
 
 @pytest.fixture
 async def publisher(bus: Bus) -> AsyncIterator[JetStreamPublisher]:
-    pub = JetStreamPublisher(bus.nc, ack_timeout=2.0)
-    await pub.start()
-    yield pub
-    await pub.close()
+    async with started_publisher(bus.nc) as pub:
+        yield pub
 
 
 def message(n: int, *, device: str = "gd-101", payload: bytes | None = None) -> OutgoingMessage:

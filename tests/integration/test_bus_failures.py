@@ -25,6 +25,7 @@ from services.common.bus.consumer import ConsumerSpec, DurableConsumer, Rejectio
 from services.common.bus.publisher import JetStreamPublisher, OutgoingMessage, PublishRejected
 from services.common.contracts.cloudevents import MSG_ID
 from tests.conftest import eventually
+from tests.integration.conftest import started_publisher
 
 pytestmark = pytest.mark.integration
 
@@ -56,10 +57,8 @@ async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
 
 @pytest.fixture
 async def publisher(js: JetStreamContext) -> AsyncIterator[JetStreamPublisher]:
-    pub = JetStreamPublisher(js._nc, ack_timeout=2.0)
-    await pub.start()
-    yield pub
-    await pub.close()
+    async with started_publisher(js._nc) as pub:
+        yield pub
 
 
 def message(subject: str, n: int) -> OutgoingMessage:

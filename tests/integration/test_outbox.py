@@ -32,6 +32,7 @@ from services.common.embedded import EmbeddedNats
 from services.common.outbox import Outbox, OutboxRelay, RelayConfig, UnitOfWork
 from services.common.outbox.relay import lock_key
 from tests.conftest import REPO, eventually, reachable_temp_dir
+from tests.integration.conftest import started_publisher
 from tests.integration.outbox_child import SERVICE as CHILD_SERVICE
 
 pytestmark = pytest.mark.integration
@@ -78,10 +79,8 @@ async def bus(nats_url: str) -> AsyncIterator[Bus]:
 
 @pytest.fixture
 async def publisher(bus: Bus) -> AsyncIterator[JetStreamPublisher]:
-    pub = JetStreamPublisher(bus.nc, ack_timeout=2.0)
-    await pub.start()
-    yield pub
-    await pub.close()
+    async with started_publisher(bus.nc) as pub:
+        yield pub
 
 
 @pytest.fixture
