@@ -110,6 +110,8 @@ def encode_transition_cursor(row: asyncpg.Record) -> str:
 def decode_transition_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         moment, seq = _TRANSITION_CURSOR.decode(_unb64(cursor))
+        if not 0 <= seq < 2**63:  # a bigserial: anything else would fail in PostgreSQL, not here
+            raise ValueError("out of range")
         return _aware(moment), seq
     except (msgspec.DecodeError, msgspec.ValidationError, ValueError, OverflowError) as err:
         raise BadCursor("cursor is not one this API returned") from err
