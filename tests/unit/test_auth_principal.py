@@ -46,8 +46,8 @@ MAY = {
     "gateway": {"observations.post"},
     "viewer": {"observations.read"},
     "responder": {"observations.read"},
-    "operator": {"observations.read"},
-    "admin": {"observations.post", "observations.read"},
+    "operator": {"observations.read", "alarms.act"},
+    "admin": {"observations.post", "observations.read", "alarms.act"},
     "platform": set(),
 }
 

@@ -1,0 +1,11 @@
+"""What the alarm routes let a role do."""
+
+from __future__ import annotations
+
+from services.common.auth.principal import Permission
+
+ACT_ON_ALARMS = Permission(
+    "alarms.act",
+    frozenset({"operator", "admin"}),
+    "act on alarms: acknowledge, shelve, suppress, take out of service",
+)

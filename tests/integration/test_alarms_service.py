@@ -1,0 +1,137 @@
+"""The alarm engine in a running hub: readings posted over HTTP raise, clear and latch alarms in
+PostgreSQL and on the ALARMS stream; voting, floods and redelivery through the real bus."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from nats.aio.client import Client as NATS
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from services.alarms.adapters.decode import read_transition
+from services.alarms.channel import ALARM_CHANNEL
+from services.common.bus.connection import connect_bus
+from services.common.contracts.cloudevents import MSG_ID
+from services.ingest.channel import OBSERVATION_CHANNEL
+from tests.conftest import RunningHub, eventually
+
+SITE = "ulsan-refinery"
+TENANT = "ulsan-refining"
+# An hour ago: inside what ingest accepts, and every on-delay of the rules is long past.
+BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+
+
+def gas(device: str, kind: str, seconds: float, value: float | None, **fields: Any) -> dict[str, Any]:
+    unit = {"gas.h2s": "ppm", "gas.lel": "%LEL", "gas.co": "ppm"}[kind]
+    item: dict[str, Any] = {
+        "site": SITE,
+        "device": device,
+        "kind": kind,
+        "unit": unit,
+        "value": value,
+        "time": (BASE + timedelta(seconds=seconds)).isoformat(),
+        "id": f"{device}-{kind}-{seconds}-{uuid.uuid4().hex[:6]}",
+    }
+    item.update(fields)
+    return item
+
+
+@pytest.fixture
+async def nc(nats_url: str) -> Any:
+    client = await connect_bus(nats_url, name="alarms-test")
+    yield client
+    await client.close()
+
+
+async def post(hub: RunningHub, items: list[dict[str, Any]]) -> None:
+    url = hub.url + "/v1/observations"
+    async with hub.session.post(url, json=items, headers=hub.auth("gateway")) as response:
+        assert response.status == 202, await response.text()
+
+
+async def point(pool: asyncpg.Pool, alarm_id: str) -> asyncpg.Record | None:
+    return await pool.fetchrow(
+        "SELECT * FROM alarm_points WHERE tenant = $1 AND site = $2 AND alarm_id = $3", TENANT, SITE, alarm_id
+    )
+
+
+async def states_of(pool: asyncpg.Pool, alarm_id: str) -> list[tuple[str, str]]:
+    rows = await pool.fetch(
+        "SELECT old_state, new_state FROM alarm_transitions WHERE alarm_id = $1 ORDER BY at, seq", alarm_id
+    )
+    return [(r["old_state"], r["new_state"]) for r in rows]
+
+
+def in_state(pool: asyncpg.Pool, alarm_id: str, state: str) -> Any:
+    async def probe() -> asyncpg.Record | None:
+        row = await point(pool, alarm_id)
+        return row if row is not None and row["state"] == state else None
+
+    return eventually(probe, what=f"{alarm_id} in {state}")
+
+
+async def test_readings_raise_clear_and_latch_alarms_and_publish_each_transition(
+    running_hub: RunningHub, nc: NATS
+) -> None:
+    pool = running_hub.hub.pool
+    js = nc.jetstream()
+    device = "gd-cdu1-101"
+    await post(running_hub, [gas(device, "gas.h2s", 0, 1.0), gas(device, "gas.h2s", 10, 25.0)])
+    # High-high (20 ppm, latching) at once; high (10 ppm) after its 2 s on-delay, fired by a timer.
+    hh = await in_state(pool, f"{device}--h2s-high-high", "UNACK")
+    high = await in_state(pool, f"{device}--h2s-high", "UNACK")
+    assert hh["active"] and hh["latched"] and hh["priority"] == "emergency"
+    assert high["changed_at"] == BASE + timedelta(seconds=12)  # dated at its due time
+    rows = await pool.fetch(
+        "SELECT * FROM alarm_transitions WHERE alarm_id = $1 ORDER BY seq", f"{device}--h2s-high"
+    )
+    assert [(r["new_state"], r["timer"], r["activation"]) for r in rows] == [("UNACK", "on_delay", True)]
+
+    await post(running_hub, [gas(device, "gas.h2s", 20, 0.5)])
+    await in_state(pool, f"{device}--h2s-high", "RTNUN")
+    # Latching: back to normal but unacknowledged, still shown.
+    latched = await in_state(pool, f"{device}--h2s-high-high", "RTNUN")
+    assert not latched["active"]
+    assert await states_of(pool, f"{device}--h2s-high-high") == [("NORM", "UNACK"), ("UNACK", "RTNUN")]
+
+    # Every transition committed is published on ALARMS, under the alarm's subject.
+    subject = ALARM_CHANNEL.subject(TENANT, SITE, f"{device}--h2s-high-high")
+    sub = await js.subscribe(subject, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
+    seen = [read_transition(await sub.next_msg(timeout=10))[0] for _ in range(2)]
+    await sub.unsubscribe()
+    assert [(t.old, t.new) for t in seen] == [("NORM", "UNACK"), ("UNACK", "RTNUN")]
+
+
+async def test_a_redelivered_batch_never_yields_a_second_transition(
+    running_hub: RunningHub, nc: NATS
+) -> None:
+    pool = running_hub.hub.pool
+    device = "gd-cdu1-102"
+    await post(running_hub, [gas(device, "gas.lel", 0, 45.0)])
+    await in_state(pool, f"{device}--lel-high-high", "UNACK")
+    await in_state(pool, f"{device}--lel-high", "UNACK")
+    await in_state(pool, f"{device}--gas-lel-stale", "UNACK")  # an hour old: stale long since
+    before = await pool.fetchval(
+        "SELECT count(*) FROM alarm_transitions WHERE alarm_id LIKE $1", f"{device}--%"
+    )
+    # The very message again, under another message id: neither JetStream nor the consumer's
+    # inbox recognises it, only the engine's per-observation identity can.
+    js = nc.jetstream()
+    stream = OBSERVATION_CHANNEL.stream.name
+    subject = OBSERVATION_CHANNEL.subject(TENANT, SITE, device)
+    last = await js.get_last_msg(stream, subject)
+    ack = await js.publish(subject, last.data, headers={MSG_ID: uuid.uuid4().hex})
+
+    async def consumed() -> bool:
+        info = await js.consumer_info(stream, "alarms")
+        return info.delivered.stream_seq >= ack.seq and info.num_ack_pending == 0
+
+    await eventually(consumed, what="the alarm engine consumed the copy")
+    after = await pool.fetchval(
+        "SELECT count(*) FROM alarm_transitions WHERE alarm_id LIKE $1", f"{device}--%"
+    )
+    assert after == before
