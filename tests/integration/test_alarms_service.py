@@ -4,20 +4,26 @@ PostgreSQL and on the ALARMS stream; voting, floods and redelivery through the r
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 from nats.aio.client import Client as NATS
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from services.alarms.adapters.decode import read_transition
+from services.alarms.adapters.decode import read_flood, read_transition
 from services.alarms.channel import ALARM_CHANNEL
+from services.alarms.config import AlarmsConfig
+from services.common.auth.keys import create_key
 from services.common.bus.connection import connect_bus
 from services.common.contracts.cloudevents import MSG_ID
+from services.hub.bootstrap import Endpoints, Hub
 from services.ingest.channel import OBSERVATION_CHANNEL
-from tests.conftest import RunningHub, eventually
+from tests.conftest import REPO, RunningHub, eventually, hub_config
 
 SITE = "ulsan-refinery"
 TENANT = "ulsan-refining"
@@ -135,3 +141,93 @@ async def test_a_redelivered_batch_never_yields_a_second_transition(
         "SELECT count(*) FROM alarm_transitions WHERE alarm_id LIKE $1", f"{device}--%"
     )
     assert after == before
+
+
+async def test_a_flood_begins_past_ten_activations_in_ten_minutes_and_ends_below_five(
+    running_hub: RunningHub, nc: NATS
+) -> None:
+    pool = running_hub.hub.pool
+    device = "gd-tf-501"
+    # A latching high-high raised eleven times (t = 0, 2, ... 20 s), cleared in between: eleven
+    # activations in 20 s. The last reading stays high: the high's 2 s on-delay runs out at 22 s,
+    # a twelfth. Then silence: the detector goes stale at 50 s, a thirteenth.
+    readings = [gas(device, "gas.lel", t, 45.0 if t % 2 == 0 else 1.0) for t in range(21)]
+    await post(running_hub, readings)
+
+    async def ended() -> asyncpg.Record | None:
+        return await pool.fetchrow("SELECT * FROM alarm_floods WHERE ended_at IS NOT NULL")
+
+    flood = await eventually(ended, what="the flood to begin and end")
+    assert flood["began_at"] == BASE + timedelta(seconds=20)  # the eleventh activation
+    # Ends when fewer than five fell in the last 10 minutes: the fifth latest (16 s) leaves it.
+    assert flood["ended_at"] == BASE + timedelta(seconds=16, minutes=10)
+    assert flood["activations"] == 13
+    activations = await pool.fetchval("SELECT count(*) FROM alarm_transitions WHERE activation")
+    assert activations == 13
+
+    sub = await nc.jetstream().subscribe(
+        f"alarmflood.{TENANT}.{SITE}", config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+    )
+    edges = [read_flood(await sub.next_msg(timeout=10)) for _ in range(2)]
+    await sub.unsubscribe()
+    assert [(e.began, e.at, e.count) for e in edges] == [
+        (True, BASE + timedelta(seconds=20), 11),
+        (False, BASE + timedelta(seconds=16, minutes=10), 4),
+    ]
+
+
+@pytest.fixture
+async def quick_stale_hub(nats_url: str, database_url: str, tmp_path: Path) -> AsyncIterator[RunningHub]:
+    """A hub whose combustible gas detectors go stale after 4 s without a reading."""
+    demo = (REPO / "sites" / "alarms" / "ulsan-demo.yaml").read_text(encoding="utf-8")
+    head = "  - id: gas-lel-stale\n    selector: {kind: gas.lel}\n    condition: stale\n    stale_s: "
+    shorter = demo.replace(head + "30", head + "4")
+    assert shorter != demo
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(shorter, encoding="utf-8")
+    config = hub_config(alarms=AlarmsConfig(rules=[str(rules)], timer_poll_ms=50))
+    hub = Hub(config, REPO, Endpoints(nats_url, database_url))
+    await hub.start()
+    key = await create_key(hub.pool, tenant=TENANT, role="gateway")
+    async with aiohttp.ClientSession() as session:
+        yield RunningHub(hub, hub.http_url, {"gateway": key}, session)
+    await hub.stop()
+
+
+async def test_two_of_three_confirm_and_a_stale_member_degrades_the_group_as_configured(
+    quick_stale_hub: RunningHub,
+) -> None:
+    """fcc2-lel-2oo3: gd-fcc2-201, -203 and -204 past 20 %LEL; a faulty or stale member degrades
+    the group to 1oo2 (the shipped rules' policy)."""
+    hub, pool = quick_stale_hub, quick_stale_hub.hub.pool
+    group = "fcc2-lel-2oo3--vote"
+    members = ("gd-fcc2-201", "gd-fcc2-203", "gd-fcc2-204")
+
+    def now(device: str, value: float) -> dict[str, Any]:
+        item = gas(device, "gas.lel", 0, value)
+        item["time"] = datetime.now(UTC).isoformat()
+        return item
+
+    await post(hub, [now(d, 1.0) for d in members])
+    # One member past its set-point (after the rule's 2 s on-delay) confirms nothing.
+    await post(hub, [now("gd-fcc2-201", 25.0), now("gd-fcc2-203", 1.0), now("gd-fcc2-204", 1.0)])
+    await in_state(pool, "gd-fcc2-201--lel-high", "UNACK")
+    assert await states_of(pool, group) == []
+    # A second one confirms.
+    await post(hub, [now("gd-fcc2-201", 25.0), now("gd-fcc2-203", 25.0), now("gd-fcc2-204", 1.0)])
+    await in_state(pool, group, "UNACK")
+    confirmed = await pool.fetchrow("SELECT * FROM alarm_points WHERE alarm_id = $1", group)
+    assert confirmed["priority"] == "emergency" and "confirmed" in confirmed["flags"]
+    await post(hub, [now(d, 1.0) for d in members])
+    await in_state(pool, group, "RTNUN")
+
+    # gd-fcc2-204 falls silent: it raises its own stale alarm, and the group runs 1oo2.
+    async def stale() -> bool:
+        await post(hub, [now("gd-fcc2-201", 1.0), now("gd-fcc2-203", 1.0)])
+        row = await point(pool, "gd-fcc2-204--gas-lel-stale")
+        return row is not None and row["state"] == "UNACK"
+
+    await eventually(stale, what="gd-fcc2-204 stale")
+    await post(hub, [now("gd-fcc2-201", 25.0), now("gd-fcc2-203", 1.0)])
+    await in_state(pool, group, "UNACK")
+    assert await states_of(pool, group) == [("NORM", "UNACK"), ("UNACK", "RTNUN"), ("RTNUN", "UNACK")]
