@@ -8,6 +8,7 @@ import asyncpg
 from aiohttp import web
 
 from services.alarms import metrics
+from services.alarms.api import MAX_BODY_BYTES, AlarmActionsApi
 from services.alarms.channel import ALARMS as ALARMS_STREAM
 from services.alarms.config import AlarmsConfig
 from services.alarms.domain.rules import RuleSet
@@ -28,13 +29,18 @@ class Alarms(ServiceInstance):
         self._reload_s = context.config.sites_reload_s
         self.pool: asyncpg.Pool = context.pool
         self.service = AlarmsService(context.pool, context.nc, context.js, config, self._rules)
+        self._actions = AlarmActionsApi(self.service, self._rules.engine, context.sites)
 
     def rules(self) -> RuleSet:
         """The rule set in use now (a reload swaps it): for the read API."""
         return self._rules.rules()
 
     def add_routes(self, app: web.Application) -> None:
-        pass
+        self._actions.add_routes(app)
+
+    @property
+    def max_body_bytes(self) -> int:
+        return MAX_BODY_BYTES
 
     def readiness_checks(self) -> Mapping[str, ReadinessCheck]:
         async def rules_loaded() -> str | None:

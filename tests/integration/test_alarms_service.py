@@ -231,3 +231,67 @@ async def test_two_of_three_confirm_and_a_stale_member_degrades_the_group_as_con
     await post(hub, [now("gd-fcc2-201", 25.0), now("gd-fcc2-203", 1.0)])
     await in_state(pool, group, "UNACK")
     assert await states_of(pool, group) == [("NORM", "UNACK"), ("UNACK", "RTNUN"), ("RTNUN", "UNACK")]
+
+
+async def act(
+    hub: RunningHub,
+    key: str,
+    alarm_id: str,
+    action: str,
+    body: dict[str, Any] | None = None,
+) -> tuple[int, dict[str, Any]]:
+    url = f"{hub.url}/v1/alarms/{alarm_id}/{action}"
+    headers = {"Authorization": f"Bearer {key}"}
+    async with hub.session.post(url, params={"site": SITE}, json=body or {}, headers=headers) as response:
+        return response.status, await response.json(content_type=None)
+
+
+async def test_operators_ack_and_shelve_and_are_refused_as_the_state_and_their_tenant_say(
+    running_hub: RunningHub,
+) -> None:
+    pool = running_hub.hub.pool
+    operator = await create_key(pool, tenant=TENANT, role="operator")
+    other_tenant = await create_key(pool, tenant="mipo-petrochem", role="operator")
+    viewer = running_hub.keys["viewer"]
+    device = "gd-cdu1-103"
+    await post(running_hub, [gas(device, "gas.lel", 0, 1.0), gas(device, "gas.lel", 5, 45.0)])
+    hh = f"{device}--lel-high-high"
+    await in_state(pool, hh, "UNACK")
+
+    status, alarm = await act(running_hub, operator, hh, "ack", {"reason": "seen, crew sent"})
+    assert status == 200, alarm
+    assert (alarm["state"], alarm["active"], alarm["priority"]) == ("ACKED", True, "emergency")
+    assert alarm["rationale"]["action"]["en"]
+    row = await pool.fetchrow(
+        "SELECT * FROM alarm_transitions WHERE alarm_id = $1 AND new_state = 'ACKED'",
+        hh,
+    )
+    assert row["action"] == "ack" and row["reason"] == "seen, crew sent" and row["ack_latency_ms"] > 0
+    audit = await pool.fetchrow("SELECT * FROM audit_log WHERE action = 'alarm.acknowledged'")
+    assert audit["target"] == hh and audit["tenant"] == TENANT and audit["reason"] == "seen, crew sent"
+
+    # Acknowledged already: 409 naming the state.
+    status, problem = await act(running_hub, operator, hh, "ack")
+    assert status == 409 and problem["state"] == "ACKED"
+    # A shelve past the safety class maximum (8 h): 422 naming the field; without a reason too.
+    status, problem = await act(
+        running_hub, operator, hh, "shelve", {"reason": "wash", "duration_s": 9 * 3600}
+    )
+    assert status == 422 and problem["errors"][0]["field"] == "duration_s"
+    status, problem = await act(running_hub, operator, hh, "shelve", {"duration_s": 60})
+    assert status == 422 and problem["errors"][0]["field"] == "reason"
+    status, alarm = await act(
+        running_hub, operator, hh, "shelve", {"reason": "detector wash", "duration_s": 600}
+    )
+    assert status == 200 and alarm["state"] == "SHLVD" and alarm["shelvedUntil"]
+    assert (await point(pool, hh))["state"] == "SHLVD"
+
+    # Unknown, another tenant's, or a role that may not act.
+    status, problem = await act(running_hub, operator, "gd-cdu1-103--no-such-rule", "ack")
+    assert status == 404
+    status, problem = await act(running_hub, other_tenant, hh, "unshelve")
+    assert status == 404
+    status, problem = await act(running_hub, viewer, hh, "unshelve")
+    assert status == 403
+    assert (await point(pool, hh))["state"] == "SHLVD"
+    assert await states_of(pool, hh) == [("NORM", "UNACK"), ("UNACK", "ACKED"), ("ACKED", "SHLVD")]
