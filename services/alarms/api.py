@@ -35,7 +35,7 @@ from services.alarms.domain.actions import (
     Unshelve,
     Unsuppress,
 )
-from services.alarms.domain.engine import VOTE_RULE, Engine, Handling, PointRecord, Workset
+from services.alarms.domain.engine import VOTE_RULE, Engine, Handling, PointRecord, Workset, is_latched
 from services.alarms.domain.model import PointId
 from services.alarms.permissions import ACT_ON_ALARMS
 from services.alarms.repository import lock_points, lock_sites
@@ -99,7 +99,7 @@ def alarm_json(point: PointId, record: PointRecord, handling: Handling) -> dict[
         "alarmClass": handling.alarm_class.value,
         "state": state.state.value,
         "active": state.active,
-        "latched": handling.latching,
+        "latched": is_latched(state, handling),
         "shelvedUntil": _time(state.shelved_until),
         "flags": flags,
         "changedAt": _time(state.changed_at),

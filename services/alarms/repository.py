@@ -26,6 +26,7 @@ from services.alarms.domain.engine import (
     decode_record,
     encode_flood,
     encode_record,
+    is_latched,
 )
 from services.alarms.domain.model import PointId
 from services.alarms.domain.quality import next_flood_due
@@ -193,8 +194,8 @@ async def _write_points(conn: asyncpg.Connection, engine: Engine, work: Workset)
         values: Sequence[object] = (
             point.tenant, point.site, point.alarm_id, point.device, point.rule,
             handling.condition.value, handling.priority.value, handling.alarm_class.value,
-            state.state.value, state.active, handling.latching, state.shelved_until, _SEP.join(flags),
-            state.changed_at, record.due, encode_record(record),
+            state.state.value, state.active, is_latched(state, handling), state.shelved_until,
+            _SEP.join(flags), state.changed_at, record.due, encode_record(record),
         )  # fmt: skip
         for column, value in zip(columns, values, strict=True):
             column.append(value)

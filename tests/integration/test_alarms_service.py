@@ -90,7 +90,7 @@ async def test_readings_raise_clear_and_latch_alarms_and_publish_each_transition
     # High-high (20 ppm, latching) at once; high (10 ppm) after its 2 s on-delay, fired by a timer.
     hh = await in_state(pool, f"{device}--h2s-high-high", "UNACK")
     high = await in_state(pool, f"{device}--h2s-high", "UNACK")
-    assert hh["active"] and hh["latched"] and hh["priority"] == "emergency"
+    assert hh["active"] and not hh["latched"] and hh["priority"] == "emergency"
     assert high["changed_at"] == BASE + timedelta(seconds=12)  # dated at its due time
     rows = await pool.fetch(
         "SELECT * FROM alarm_transitions WHERE alarm_id = $1 ORDER BY seq", f"{device}--h2s-high"
@@ -101,7 +101,7 @@ async def test_readings_raise_clear_and_latch_alarms_and_publish_each_transition
     await in_state(pool, f"{device}--h2s-high", "RTNUN")
     # Latching: back to normal but unacknowledged, still shown.
     latched = await in_state(pool, f"{device}--h2s-high-high", "RTNUN")
-    assert not latched["active"]
+    assert not latched["active"] and latched["latched"]
     assert await states_of(pool, f"{device}--h2s-high-high") == [("NORM", "UNACK"), ("UNACK", "RTNUN")]
 
     # Every transition committed is published on ALARMS, under the alarm's subject.

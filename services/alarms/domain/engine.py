@@ -27,7 +27,7 @@ from services.alarms.adapters.messages import AlarmView, FloodEdge
 from services.alarms.adapters.wire import CHATTERING, FLEETING
 from services.alarms.domain import evaluate
 from services.alarms.domain import state as machine
-from services.alarms.domain.actions import Activate, Clear, Event, Request, TimerDue
+from services.alarms.domain.actions import Activate, Clear, Event, Request, ShelveKind, TimerDue
 from services.alarms.domain.evaluate import Change, ConditionState, Sample
 from services.alarms.domain.facts import TransitionFacts, facts
 from services.alarms.domain.model import (
@@ -174,8 +174,9 @@ class Workset:
             self.changed.add(point)
 
 
-def point_due(record: PointRecord) -> datetime | None:
-    return record.due
+def is_latched(state: PointState, handling: Handling) -> bool:
+    """Held in alarm by a latching rule after its condition cleared, until acknowledged."""
+    return handling.latching and state.state is AlarmState.RTNUN and not state.active
 
 
 class Engine:
@@ -394,8 +395,9 @@ class Engine:
                     rationale=handling.rationale,
                     state=flagged.new,
                     active=flagged.active,
-                    latched=handling.latching,
-                    shelved_until=after.shelved_until,
+                    latched=is_latched(after, handling),
+                    # As the contract has it: unset for a one-shot shelve (its end is the clear).
+                    shelved_until=after.shelved_until if after.shelve is ShelveKind.TIMED else None,
                     flags=flagged.flags,
                 )
                 work.emitted.append(Emitted(flagged, fact, view))
