@@ -20,6 +20,8 @@ from services.alarms.channel import ALARM_CHANNEL
 from services.alarms.config import AlarmsConfig
 from services.common.auth.keys import create_key
 from services.common.bus.connection import connect_bus
+from services.common.bus.deadletter import REASON_HEADER
+from services.common.bus.streams import deadletter_subject
 from services.common.contracts.cloudevents import MSG_ID
 from services.hub.bootstrap import Endpoints, Hub
 from services.ingest.channel import OBSERVATION_CHANNEL
@@ -295,3 +297,21 @@ async def test_operators_ack_and_shelve_and_are_refused_as_the_state_and_their_t
     assert status == 403
     assert (await point(pool, hh))["state"] == "SHLVD"
     assert await states_of(pool, hh) == [("NORM", "UNACK"), ("UNACK", "ACKED"), ("ACKED", "SHLVD")]
+
+
+async def test_a_message_the_engine_cannot_read_goes_to_deadletter_with_the_reason(
+    running_hub: RunningHub, nc: NATS
+) -> None:
+    js = nc.jetstream()
+    subject = OBSERVATION_CHANNEL.subject(TENANT, SITE, "gd-cdu1-101")
+    await js.publish(subject, b"\x00not a protobuf batch", headers={MSG_ID: uuid.uuid4().hex})
+    sub = await js.subscribe(
+        deadletter_subject("alarms", subject), config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+    )
+    dead = await sub.next_msg(timeout=15)
+    await sub.unsubscribe()
+    assert dead.data == b"\x00not a protobuf batch"
+    assert "ObservationBatch" in (dead.headers or {})[REASON_HEADER]
+    # The engine goes on: a good reading after it is evaluated.
+    await post(running_hub, [gas("gd-cdu1-101", "gas.h2s", 0, 30.0)])
+    await in_state(running_hub.hub.pool, "gd-cdu1-101--h2s-high-high", "UNACK")
