@@ -89,8 +89,11 @@ class PointRecord(msgspec.Struct, frozen=True, array_like=True):
     @property
     def due(self) -> datetime | None:
         """The earliest pending timer of the point (alarm_points.due)."""
-        dues = [d for d in (self.condition_due, machine.next_due(self.state)) if d is not None]
-        return min(dues) if dues else None
+        condition = None if self.condition is None else self.condition.due
+        shelve = machine.next_due(self.state)
+        if condition is None or (shelve is not None and shelve < condition):
+            return shelve
+        return condition
 
     @property
     def condition_due(self) -> datetime | None:
@@ -185,6 +188,7 @@ class Engine:
     def __init__(self, rules: RuleSet, devices: DeviceLookup) -> None:
         self.rules = rules
         self._devices = devices
+        self._ids: dict[tuple[str, str, str, str], PointId] = {}
         self._groups: dict[tuple[str, str], VotingGroup] = {
             (group.site, group.id): group for group in rules.voting_groups
         }
@@ -249,6 +253,7 @@ class Engine:
 
     def observe(self, work: Workset, observations: Iterable[Observation]) -> None:
         """Apply observations in time order (ties by id: the same order on every delivery)."""
+        points, changed, point_id = work.points, work.changed, self._point_id
         for obs in sorted(observations, key=_order):
             found = self._devices(obs.tenant, obs.site, obs.device)
             rules = () if found is None else self.rules.resolve(found[0], obs.kind)
@@ -256,21 +261,37 @@ class Engine:
                 work.unwatched += 1
                 continue
             work.evaluated += 1
-            sample = Sample(obs.id, obs.at, obs.value, obs.confidence, obs.quality)
+            at = obs.at
+            sample = Sample(obs.id, at, obs.value, obs.confidence, obs.quality)
             for rule in rules:
-                point = PointId(obs.tenant, obs.site, obs.device, rule.id)
-                record = work.points.get(point)
+                point = point_id(obs.tenant, obs.site, obs.device, rule.id)
+                record = points.get(point)
                 if record is None:
                     # First known: the first observation of its device and kind.
-                    record = PointRecord(PointState(point), evaluate.initial(rule, obs.at))
-                    work.put(point, record)
-                self._catch_up(work, point, obs.at)
-                record = work.points[point]
-                assert record.condition is not None
-                condition, changes = evaluate.apply(rule, record.condition, sample)
-                work.put(point, msgspec.structs.replace(record, condition=condition))
+                    record = PointRecord(PointState(point), evaluate.initial(rule, at))
+                    points[point] = record
+                    changed.add(point)
+                due = record.due
+                if due is not None and due <= at:
+                    self._catch_up(work, point, at)
+                    record = points[point]
+                before = record.condition
+                assert before is not None
+                condition, changes = evaluate.apply(rule, before, sample)
+                if condition is not before:
+                    points[point] = msgspec.structs.replace(record, condition=condition)
+                    changed.add(point)
                 for change in changes:
                     self._condition(work, point, rule, change)
+
+    def _point_id(self, tenant: str, site: str, device: str, rule: str) -> PointId:
+        # Memoised: building a frozen dataclass costs more than the tuple probe (bounded by the
+        # number of points, like the rule index's memo).
+        key = (tenant, site, device, rule)
+        found = self._ids.get(key)
+        if found is None:
+            found = self._ids[key] = PointId(tenant, site, device, rule)
+        return found
 
     # ------------------------------------------------------------------ timers
 
