@@ -206,9 +206,15 @@ class AlarmActionsApi:
         return site
 
     async def _body(self, request: web.Request) -> ActionBody:
-        data = await request.content.read(MAX_BODY_BYTES + 1)
-        if len(data) > MAX_BODY_BYTES:
-            raise Problem(413, "Content too large", f"an action's body takes at most {MAX_BODY_BYTES} bytes")
+        chunks, size = [], 0
+        async for chunk in request.content.iter_chunked(4096):
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise Problem(
+                    413, "Content too large", f"an action's body takes at most {MAX_BODY_BYTES} bytes"
+                )
+            chunks.append(chunk)
+        data = b"".join(chunks)
         if not data.strip():
             return ActionBody()
         try:

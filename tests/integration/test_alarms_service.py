@@ -295,6 +295,8 @@ async def test_operators_ack_and_shelve_and_are_refused_as_the_state_and_their_t
     assert status == 404
     status, problem = await act(running_hub, viewer, hh, "unshelve")
     assert status == 403
+    status, problem = await act(running_hub, operator, hh, "unshelve", {"reason": "x" * 20_000})
+    assert status == 413
     assert (await point(pool, hh))["state"] == "SHLVD"
     assert await states_of(pool, hh) == [("NORM", "UNACK"), ("UNACK", "ACKED"), ("ACKED", "SHLVD")]
 
