@@ -44,6 +44,7 @@ log = get_logger(__name__)
 DURABLE = "alarms"
 SERVICE = "alarms"
 GAUGES_EVERY_S = 5.0
+RELAY_GRACE_S = 1.0
 
 _ACTIVE_BY_PRIORITY = """
 SELECT priority, count(*) AS n FROM alarm_points
@@ -89,11 +90,16 @@ class AlarmsService:
     async def stop(self) -> None:
         self._stopping.set()
         if self._timers is not None:
-            await asyncio.wait([self._timers], timeout=10.0)
-        # The batch in hand is committed and acked; then what it committed is published.
+            # Cancelled, not awaited to the end: a timer pass cut short rolls back and its timers
+            # stay due in their rows, so the next start fires them (and a hung database cannot
+            # hold the shutdown here).
+            self._timers.cancel()
+            await asyncio.wait([self._timers], timeout=1.0)
+        # The batch in hand is committed and acked; then what it committed is published. Rows
+        # the relay has no time for are published at the next start (JetStream drops repeats).
         await self._consumer.stop()
         self.consuming = False
-        await self._relay.stop()
+        await self._relay.stop(grace=RELAY_GRACE_S)
         await self._publisher.close()
 
     # ------------------------------------------------------------------ observations
