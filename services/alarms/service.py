@@ -73,8 +73,12 @@ class AlarmsService:
             max_ack_pending=config.max_ack_pending,
             ack_wait=config.ack_wait_s,
         )
+        # No inbox of processed message ids: evaluation is idempotent per observation (a point
+        # ignores an observation it applied or one older than it), and a transition's id is
+        # derived from its cause, kept once by alarm_transitions; so a redelivered batch changes
+        # nothing, and each batch saves a write per message.
         self._consumer = DurableConsumer[list[Observation]].in_units_of_work(
-            js, spec, observations_of, self._evaluate, self.outbox
+            js, spec, observations_of, self._evaluate, self.outbox, skip_processed=False
         )
         self._stopping = asyncio.Event()
         self._timers: asyncio.Task[None] | None = None
