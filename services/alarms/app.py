@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 import asyncpg
@@ -24,8 +25,6 @@ class Alarms(ServiceInstance):
     def __init__(self, context: ServiceContext, config: AlarmsConfig) -> None:
         patterns = rule_patterns(config.rules, context.config.sites, context.base)
         self._rules = Rules(patterns, context.sites, explicit=config.rules is not None)
-        # Loaded here, before anything starts: invalid rules stop start-up with file, line and key.
-        self._rules.load()
         self._reload_s = context.config.sites_reload_s
         self.pool: asyncpg.Pool = context.pool
         self.service = AlarmsService(context.pool, context.nc, context.js, config, self._rules)
@@ -52,6 +51,9 @@ class Alarms(ServiceInstance):
         return {"alarm_rules": rules_loaded, "alarm_consumer": consumer_running}
 
     async def start(self) -> None:
+        # Read in a thread, before the consumer starts: invalid rules stop start-up with file,
+        # line and key.
+        await asyncio.to_thread(self._rules.load)
         await self.service.start()
         self._rules.start(self._reload_s)
 
