@@ -3,6 +3,8 @@ PostgreSQL and on the ALARMS stream; voting, floods and redelivery through the r
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -317,3 +319,60 @@ async def test_a_message_the_engine_cannot_read_goes_to_deadletter_with_the_reas
     # The engine goes on: a good reading after it is evaluated.
     await post(running_hub, [gas("gd-cdu1-101", "gas.h2s", 0, 30.0)])
     await in_state(running_hub.hub.pool, "gd-cdu1-101--h2s-high-high", "UNACK")
+
+
+async def test_two_workers_and_operators_never_lose_each_others_update_on_one_alarm(
+    running_hub: RunningHub, nats_url: str, database_url: str, nc: NATS
+) -> None:
+    """A second hub on the same bus and database shares the engine's durable consumer: readings of
+    one detector reach both, and operators ack through both, all at once. Every transition of the
+    alarm continues the one before it, and the row shows the last."""
+    second = Hub(hub_config(), REPO, Endpoints(nats_url, database_url))
+    await second.start()
+    try:
+        pool = running_hub.hub.pool
+        operator = await create_key(pool, tenant=TENANT, role="operator")
+        device, hh = "gd-cdu1-101", "gd-cdu1-101--h2s-high-high"
+        urls = (running_hub.url, second.http_url)
+
+        async def post_to(url: str, item: dict[str, Any]) -> None:
+            headers = running_hub.auth("gateway")
+            async with running_hub.session.post(
+                url + "/v1/observations", json=[item], headers=headers
+            ) as resp:
+                assert resp.status == 202
+
+        async def ack(url: str) -> int:
+            headers = {"Authorization": f"Bearer {operator}"}
+            async with running_hub.session.post(
+                f"{url}/v1/alarms/{hh}/ack", params={"site": SITE}, headers=headers
+            ) as resp:
+                return resp.status
+
+        readings = [
+            post_to(urls[i % 2], gas(device, "gas.h2s", i, 25.0 if i % 4 < 2 else 1.0)) for i in range(40)
+        ]
+        acks = [ack(urls[i % 2]) for i in range(40)]
+        statuses = await asyncio.gather(*readings, *acks)
+        assert set(statuses[40:]) <= {200, 404, 409}  # 404 before the alarm's first reading
+        js = nc.jetstream()
+
+        async def caught_up() -> bool:
+            info = await js.consumer_info(OBSERVATION_CHANNEL.stream.name, "alarms")
+            return info.num_pending == 0 and info.num_ack_pending == 0
+
+        await eventually(caught_up, what="both workers done")
+        rows = await pool.fetch(
+            "SELECT old_state, new_state FROM alarm_transitions WHERE alarm_id = $1 ORDER BY seq", hh
+        )
+        assert len(rows) >= 2
+        for before, after in itertools.pairwise(rows):
+            assert after["old_state"] == before["new_state"], [(r["old_state"], r["new_state"]) for r in rows]
+        assert (await point(pool, hh))["state"] == rows[-1]["new_state"]
+        assert await pool.fetchval(
+            "SELECT count(*) FROM audit_log WHERE action = 'alarm.acknowledged'"
+        ) == sum(
+            1 for r in rows if r["new_state"] in ("ACKED", "NORM") and r["old_state"] in ("UNACK", "RTNUN")
+        )
+    finally:
+        await second.stop()
