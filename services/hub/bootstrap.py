@@ -159,7 +159,7 @@ class Hub:
         js = self._nc.jetstream()
         await ensure_streams(js, self._catalog.streams(self.config, self._services))
 
-        context = ServiceContext(self.config, self._pool, self._nc, js, lambda: self.registry)
+        context = ServiceContext(self.config, self._pool, self._nc, js, lambda: self.registry, self._base)
         instances = [service.create(context) for service in self._services]
         tokens = await self._token_verifier(self._pool)
         app = self._build_app(self._pool, instances, expected, tokens)

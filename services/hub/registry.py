@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from services.alarms.app import ALARMS
 from services.common.auth.principal import Permission
 from services.common.bus.streams import DEADLETTER_STREAM, StreamSpec, stream_specs
 from services.common.db import migrations
@@ -32,6 +33,7 @@ KERNEL: tuple[KernelComponent, ...] = (
 SERVICES: tuple[Service[Any], ...] = (
     INGEST,
     STORE,
+    ALARMS,
 )
 
 # What the hub itself serves without a key (the services add theirs).

@@ -10,8 +10,8 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from services.alarms.api import AlarmReadApi
-from services.alarms.read_permissions import READ_ALARMS
+from services.alarms.permissions import READ_ALARMS
+from services.alarms.read_api import AlarmReadApi
 from services.alarms.rule_loader import load_rule_set
 from services.common.kernel import Service, ServiceContext, ServiceInstance
 from services.hub.registry import Registry

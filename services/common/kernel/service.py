@@ -11,7 +11,8 @@ service: the hub's registry lists them.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Generic, TypeVar
 
 import asyncpg
@@ -40,6 +41,8 @@ class ServiceContext:
     js: JetStreamContext
     # The site registry in use; call it per request: a reload swaps the object.
     sites: Callable[[], SiteRegistry]
+    # The directory relative paths of the config are resolved against (the config file's).
+    base: Path = field(default_factory=Path.cwd)
 
 
 class ServiceInstance:

@@ -26,8 +26,8 @@ from services.alarms.domain.kpis import compute
 from services.alarms.domain.model import AlarmState, Priority
 from services.alarms.domain.rules import RuleSet
 from services.alarms.kpi_query import load_kpi_window
+from services.alarms.permissions import READ_ALARMS
 from services.alarms.read_json import alarm_json, kpis_json, transition_json
-from services.alarms.read_permissions import READ_ALARMS
 from services.alarms.read_query import (
     MAX_LIMIT,
     QUERY_TIMEOUT_S,
