@@ -25,8 +25,13 @@ from services.common.contracts import (
     OBSERVATION_BATCH_TYPE,
     AlarmTransition,
     Envelope,
+    IncidentChange,
     ObservationBatch,
+    incident_change_type,
 )
+from services.incidents.channel import INCIDENT_CHANNEL
+from services.incidents.domain.fusion import ChangeKind
+from services.incidents.domain.timeline import CHANGE_OF_ACTION
 from services.ingest.channel import OBSERVATION_CHANNEL
 from tests.conftest import REPO
 
@@ -34,6 +39,7 @@ CHANNELS: dict[str, Channel[Any]] = {
     "observations": OBSERVATION_CHANNEL,
     "alarmTransitions": ALARM_CHANNEL,
     "alarmFloods": FLOOD_CHANNEL,
+    "incidentChanges": INCIDENT_CHANNEL,
 }
 # The headers schema of each message, and the CloudEvents type the code sends with it.
 TYPES = {
@@ -184,6 +190,7 @@ def _values(enum: EnumDescriptor) -> dict[str, int]:
         ("ObservationBatch", [ObservationBatch.DESCRIPTOR.file, Envelope.DESCRIPTOR.file]),
         ("AlarmTransition", [AlarmTransition.DESCRIPTOR.file, Envelope.DESCRIPTOR.file]),
         ("AlarmFlood", [AlarmTransition.DESCRIPTOR.file, Envelope.DESCRIPTOR.file]),
+        ("IncidentChange", [IncidentChange.DESCRIPTOR.file, Envelope.DESCRIPTOR.file]),
     ],
 )
 def test_a_payload_excerpt_has_the_fields_and_numbers_of_the_contract(
@@ -218,3 +225,12 @@ def test_the_alarm_examples_show_the_ids_the_code_derives() -> None:
 
     assert messages["AlarmTransition"]["examples"][0]["headers"]["Nats-Msg-Id"] == transition_id(raised)
     assert messages["AlarmFlood"]["examples"][0]["headers"]["Nats-Msg-Id"] == flood_id(flood)
+
+
+def test_every_incident_change_type_the_code_sends_fits_the_header_schema() -> None:
+    schema = resolve("#/components/schemas/IncidentChangeHeaders")
+    pattern = re.compile(schema["properties"]["ce-type"]["pattern"])
+    changes = {str(kind) for kind in ChangeKind} | set(CHANGE_OF_ACTION.values())
+    for change in changes:
+        assert pattern.match(incident_change_type(change)), change
+    assert not pattern.match("org.safetyhub.incident.exploded.v1")

@@ -74,6 +74,11 @@ class Incident(msgspec.Struct, kw_only=True):
     # order; `counts` keep counting past the member cap).
     counts: dict[str, int] = msgspec.field(default_factory=dict)
     correlation_id: str = ""
+    # What people did: who has it, how it ended; `version` rises with every change (the ETag).
+    assignee: str = ""
+    resolution_code: str = ""
+    resolution_note: str = ""
+    version: int = 0
 
     @property
     def zones(self) -> list[str]:
