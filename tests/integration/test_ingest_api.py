@@ -365,7 +365,14 @@ async def test_health_readiness_and_metrics(running_hub: RunningHub) -> None:
         assert resp.status == 200
     async with running_hub.session.get(running_hub.url + "/readyz") as resp:
         assert resp.status == 200
-        checks = {"nats": "ok", "postgres": "ok", "alarms.alarm_rules": "ok", "alarms.alarm_consumer": "ok"}
+        checks = {
+            "nats": "ok",
+            "postgres": "ok",
+            "alarms.alarm_rules": "ok",
+            "alarms.alarm_consumer": "ok",
+            "incidents.incident_rules": "ok",
+            "incidents.incident_consumer": "ok",
+        }
         assert (await resp.json())["checks"] == checks
     await post(running_hub, [reading(0, id="m-1")])
     async with running_hub.session.get(running_hub.url + "/metrics") as resp:

@@ -25,7 +25,14 @@ async def ready_again(hub: EmbeddedHub) -> None:
 
 
 # The kernel's checks and the alarm engine's (rules loaded, consumer running).
-READY = {"nats": "ok", "postgres": "ok", "alarms.alarm_rules": "ok", "alarms.alarm_consumer": "ok"}
+READY = {
+    "nats": "ok",
+    "postgres": "ok",
+    "alarms.alarm_rules": "ok",
+    "alarms.alarm_consumer": "ok",
+    "incidents.incident_rules": "ok",
+    "incidents.incident_consumer": "ok",
+}
 
 
 async def test_a_frozen_nats_server_is_not_ready_within_the_bound(reachable_dir: Path) -> None:

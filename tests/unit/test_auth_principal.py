@@ -44,10 +44,25 @@ def test_an_empty_site_list_reaches_no_site() -> None:
 # without a row here fails below instead of silently getting no rights.
 MAY = {
     "gateway": {"observations.post"},
-    "viewer": {"observations.read", "alarms.read"},
-    "responder": {"observations.read", "alarms.read"},
-    "operator": {"observations.read", "alarms.read", "alarms.act"},
-    "admin": {"observations.post", "observations.read", "alarms.read", "alarms.act"},
+    "viewer": {"observations.read", "alarms.read", "incidents.read"},
+    "responder": {"observations.read", "alarms.read", "incidents.read", "incidents.work"},
+    "operator": {
+        "observations.read",
+        "alarms.read",
+        "alarms.act",
+        "incidents.read",
+        "incidents.work",
+        "incidents.assign",
+    },
+    "admin": {
+        "observations.post",
+        "observations.read",
+        "alarms.read",
+        "alarms.act",
+        "incidents.read",
+        "incidents.work",
+        "incidents.assign",
+    },
     "platform": set(),
 }
 

@@ -15,7 +15,7 @@ def test_an_opened_gas_release_as_escalation_will_read_it() -> None:
     state, signals = SiteState(), gas_leak_spreading()
     changes = Fusion(DEFAULT_RULES).apply(state, signals)
     [incident] = state.incidents
-    entry = Entry.of_fusion(changes[0], incident.status)
+    entry = Entry.of_fusion(changes[0], incident.status, incident.tenant)
 
     out = change_message(entry, incident)
 
@@ -47,8 +47,7 @@ def test_the_same_change_twice_is_the_same_message_id() -> None:
         state = SiteState()
         changes = Fusion(DEFAULT_RULES).apply(state, signals)
         [incident] = state.incidents
-        ids.append(
-            [change_message(Entry.of_fusion(c, incident.status), incident).headers["ce-id"] for c in changes]
-        )
+        entries = [Entry.of_fusion(c, incident.status, incident.tenant) for c in changes]
+        ids.append([change_message(entry, incident).headers["ce-id"] for entry in entries])
     assert ids[0] == ids[1]
     assert len(set(ids[0])) == len(ids[0])

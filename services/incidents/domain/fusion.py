@@ -212,6 +212,7 @@ class Fusion:
             status=Status.OPEN,
             opened_at=first.at,
             last_at=max(s.at for s in founders),
+            updated_at=signal.at,
             actions=list(rule.actions),
             correlation_id=first.correlation_id,
         )
@@ -284,6 +285,7 @@ class Fusion:
             status=Status.OPEN,
             opened_at=edge.since,
             last_at=edge.at,
+            updated_at=edge.at,
             actions=[
                 Text(
                     ko="첫 경보(first-out)부터 원인 확인, 안전 경보 우선 대응",

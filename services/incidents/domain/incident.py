@@ -64,6 +64,7 @@ class Incident(msgspec.Struct, kw_only=True):
     status: Status
     opened_at: datetime
     last_at: datetime  # the latest member's time: the window runs from here
+    updated_at: datetime  # the last change's time
     severity: Severity = Severity.UNKNOWN
     urgency: Urgency = Urgency.UNKNOWN
     certainty: Certainty = Certainty.UNKNOWN

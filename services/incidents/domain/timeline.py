@@ -34,10 +34,12 @@ class Entry:
     note: str = ""
     alarm_id: str | None = None
     cause: str = ""  # the alarm transition or request that caused it
+    tenant: str = ""
 
     @classmethod
-    def of_fusion(cls, change: Change, status: Status) -> Entry:
+    def of_fusion(cls, change: Change, status: Status, tenant: str) -> Entry:
         return cls(
+            tenant=tenant,
             id=change.id,
             incident_id=change.incident_id,
             at=change.at,

@@ -1,0 +1,20 @@
+"""The `incidents:` section of the hub's config."""
+
+from __future__ import annotations
+
+import msgspec
+
+from services.common.settings import Positive, PositiveFloat
+from services.incidents.domain.rules import FusionRule
+
+
+class IncidentsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    # The fusion rules, tried in order (see domain/rules.py); unset: the defaults there. Invalid
+    # rules stop start-up with file, line and key, like every other config key.
+    fusion_rules: list[FusionRule] | None = None
+    # One unit of work (one PostgreSQL transaction) fuses at most batch_max alarm messages.
+    batch_max: Positive = 500
+    batch_max_kb: Positive = 1_024
+    batch_wait_ms: Positive = 20
+    max_ack_pending: Positive = 10_000
+    ack_wait_s: PositiveFloat = 30.0
