@@ -5,18 +5,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
+from aiohttp import web
+
 from services.alarms.app import ALARMS
 from services.alarms.channel import ALARMS as ALARMS_STREAM
 from services.alarms.rules_reload import Rules, rule_patterns
 from services.common.http.ops import ReadinessCheck
 from services.common.kernel import PanelRow, Service, ServiceContext, ServiceInstance
 from services.incidents import metrics
+from services.incidents.actions_api import MAX_BODY_BYTES, IncidentActionsApi
 from services.incidents.adapters.signals import SignalReader
 from services.incidents.channel import INCIDENTS as INCIDENTS_STREAM
 from services.incidents.config import IncidentsConfig
 from services.incidents.domain.fusion import Fusion
 from services.incidents.domain.rules import DEFAULT_RULES
 from services.incidents.permissions import ASSIGN_INCIDENTS, READ_INCIDENTS, WORK_INCIDENTS
+from services.incidents.read_api import IncidentReadApi
 from services.incidents.service import IncidentsService
 
 
@@ -31,6 +35,16 @@ class Incidents(ServiceInstance):
         fusion = Fusion(config.fusion_rules if config.fusion_rules is not None else DEFAULT_RULES)
         reader = SignalReader(context.sites, self._rules.rules)
         self.service = IncidentsService(context.pool, (context.nc, context.js), config, fusion, reader)
+        self._reads = IncidentReadApi(context.pool, context.sites)
+        self._actions = IncidentActionsApi(self.service, self._reads)
+
+    def add_routes(self, app: web.Application) -> None:
+        self._reads.add_routes(app)
+        self._actions.add_routes(app)
+
+    @property
+    def max_body_bytes(self) -> int:
+        return MAX_BODY_BYTES
 
     def readiness_checks(self) -> Mapping[str, ReadinessCheck]:
         async def rules_loaded() -> str | None:

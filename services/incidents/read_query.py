@@ -1,0 +1,180 @@
+"""Incidents as readers ask for them: filtered, ordered, paged; one with its timeline.
+
+The list is newest first (opened_at, then id, descending); with `near` it is nearest first
+(distance, then id). Pages continue from an opaque keyset cursor that also carries a digest of
+the filters it was made for, so a cursor passed with other filters is refused (400), not
+silently read as a position in another list.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from services.common.db.pool import bounded
+
+MAX_LIMIT = 500
+QUERY_TIMEOUT_S = 5.0
+MAX_TIMELINE = 500
+EARTH_RADIUS_M = 6_371_008.8
+
+
+class BadCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentQuery:
+    tenant: str
+    sites: Sequence[str]
+    statuses: Sequence[str] | None = None  # None: any
+    severities: Sequence[str] | None = None
+    types: Sequence[str] | None = None
+    since: datetime | None = None  # changed at or after
+    near: tuple[float, float] | None = None  # lat, lon: nearest first
+    radius_m: float | None = None  # with near: no farther than this
+    limit: int = 100
+
+    def digest(self) -> str:
+        """What the cursor must have been made for: every filter, not the page size."""
+        parts = (
+            self.tenant,
+            ",".join(sorted(self.sites)),
+            ",".join(sorted(self.statuses or ())),
+            ",".join(sorted(self.severities or ())),
+            ",".join(sorted(self.types or ())),
+            self.since.astimezone(UTC).isoformat() if self.since else "",
+            repr(self.near),
+            repr(self.radius_m),
+        )
+        return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    key: float | datetime  # the distance (near) or opened_at
+    id: str
+
+
+def encode_cursor(query: IncidentQuery, key: float | datetime, incident_id: str) -> str:
+    value = key if isinstance(key, float) else key.isoformat()
+    raw = msgspec.json.encode([query.digest(), value, incident_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+_CURSOR = msgspec.json.Decoder(tuple[str, float | datetime, str])
+
+
+def decode_cursor(query: IncidentQuery, cursor: str) -> Cursor:
+    try:
+        raw = base64.urlsafe_b64decode(cursor.encode("ascii") + b"=" * (-len(cursor) % 4))
+        digest, key, incident_id = _CURSOR.decode(raw)
+    except (
+        UnicodeEncodeError,
+        binascii.Error,
+        ValueError,
+        msgspec.DecodeError,
+        msgspec.ValidationError,
+    ) as err:
+        raise BadCursor("cursor is not one this API returned") from err
+    if digest != query.digest():
+        raise BadCursor("cursor belongs to another query: pass the filters it came with")
+    near = query.near is not None
+    if near != isinstance(key, float) or "\x00" in incident_id:
+        raise BadCursor("cursor is not one this API returned")
+    if isinstance(key, datetime):
+        if key.tzinfo is None:
+            raise BadCursor("cursor is not one this API returned")
+        try:
+            key.astimezone(UTC)
+        except OverflowError as err:
+            raise BadCursor("cursor is not one this API returned") from err
+    return Cursor(key, incident_id)
+
+
+def _distance_sql(lat: str, lon: str) -> str:
+    # Haversine on the stored WGS 84 position: good to metres at plant scale, no extension needed.
+    return (
+        f"2 * {EARTH_RADIUS_M} * asin(least(1, sqrt("
+        f"power(sin(radians(lat - {lat}) / 2), 2) + "
+        f"cos(radians({lat})) * cos(radians(lat)) * power(sin(radians(lon - {lon}) / 2), 2))))"
+    )
+
+
+def build_list_sql(query: IncidentQuery, after: Cursor | None) -> tuple[str, list[Any]]:
+    params: list[Any] = [query.tenant, list(query.sites)]
+
+    def bind(value: Any) -> str:
+        params.append(value)
+        return f"${len(params)}"
+
+    where = ["tenant = $1", "site = ANY($2::text[])"]
+    if query.statuses is not None:
+        where.append(f"status = ANY({bind(list(query.statuses))}::text[])")
+    if query.severities is not None:
+        where.append(f"severity = ANY({bind(list(query.severities))}::text[])")
+    if query.types is not None:
+        where.append(f"type = ANY({bind(list(query.types))}::text[])")
+    if query.since is not None:
+        where.append(f"updated_at >= {bind(query.since)}")
+    limit = bind(query.limit + 1)
+    if query.near is None:
+        if after is not None:
+            where.append(f"(opened_at, id) < ({bind(after.key)}::timestamptz, {bind(after.id)})")
+        sql = (
+            "SELECT site, body, version, opened_at, NULL::float8 AS distance_m FROM incidents "
+            f"WHERE {' AND '.join(where)} ORDER BY opened_at DESC, id DESC LIMIT {limit}"
+        )
+        return sql, params
+    lat, lon = bind(query.near[0]), bind(query.near[1])
+    where.append("lat IS NOT NULL")
+    outer = []
+    if query.radius_m is not None:
+        outer.append(f"distance_m <= {bind(query.radius_m)}")
+    if after is not None:
+        outer.append(f"(distance_m, id) > ({bind(after.key)}::float8, {bind(after.id)})")
+    sql = (
+        "SELECT site, body, version, opened_at, distance_m FROM ("
+        f"SELECT id, site, body, version, opened_at, {_distance_sql(lat + '::float8', lon + '::float8')} "
+        f"AS distance_m FROM incidents WHERE {' AND '.join(where)}) AS near "
+        f"{'WHERE ' + ' AND '.join(outer) if outer else ''} ORDER BY distance_m, id LIMIT {limit}"
+    )
+    return sql, params
+
+
+async def list_incidents(
+    pool: asyncpg.Pool, query: IncidentQuery, after: Cursor | None, *, timeout_s: float = QUERY_TIMEOUT_S
+) -> tuple[list[asyncpg.Record], str | None]:
+    sql, params = build_list_sql(query, after)
+
+    async def run() -> list[asyncpg.Record]:
+        async with pool.acquire() as conn:
+            return list(await conn.fetch(sql, *params))
+
+    rows = await bounded(timeout_s, run())
+    cursor = None
+    if len(rows) > query.limit:
+        rows = rows[: query.limit]
+        last = rows[-1]
+        incident_id = msgspec.json.decode(last["body"])["id"]
+        key = float(last["distance_m"]) if query.near is not None else last["opened_at"]
+        cursor = encode_cursor(query, key, incident_id)
+    return rows, cursor
+
+
+_TIMELINE = """
+SELECT id, at, actor, change, what, note, alarm_id, status FROM incident_timeline
+WHERE tenant = $1 AND incident_id = $2 ORDER BY seq LIMIT $3
+"""
+
+
+async def timeline_of(conn: asyncpg.Connection, tenant: str, incident_id: str) -> list[asyncpg.Record]:
+    return list(await conn.fetch(_TIMELINE, tenant, incident_id, MAX_TIMELINE))
