@@ -79,7 +79,9 @@ class SignalReader:
             return None
         was = transition.old in _ALARMED
         now = transition.new in _ALARMED and transition.active
-        if was == now:
+        # A return is the condition clearing; an alarm shelved or suppressed while its condition
+        # holds is hidden from the console, not gone from the plant.
+        if was == now or (was and transition.active):
             return None
         point = transition.point
         device, kind, confirmed = point.device, self._kind(point.site, point.rule), False
