@@ -172,7 +172,7 @@ async def list_incidents(
 
 _TIMELINE = """
 SELECT id, at, actor, change, what, note, alarm_id, status FROM incident_timeline
-WHERE tenant = $1 AND incident_id = $2 ORDER BY seq LIMIT $3
+WHERE tenant = $1 AND incident_id = $2 ORDER BY at, seq LIMIT $3
 """
 
 

@@ -21,7 +21,9 @@ from services.incidents.domain.timeline import Entry
 
 _ENSURE_SITE = "INSERT INTO incident_sites (tenant, site) VALUES ($1, $2) ON CONFLICT DO NOTHING"
 _LOCK_SITE = """
-SELECT flood_id, flood_since, pending FROM incident_sites WHERE tenant = $1 AND site = $2 FOR UPDATE
+SELECT flood_id, flood_since, flood_until, pending FROM incident_sites
+WHERE tenant = $1 AND site = $2
+FOR UPDATE
 """
 _LIVE = """
 SELECT body FROM incidents
@@ -32,7 +34,7 @@ FOR UPDATE
 _ONE = "SELECT site, body FROM incidents WHERE tenant = $1 AND id = $2"
 _ONE_LOCKED = "SELECT body FROM incidents WHERE tenant = $1 AND id = $2 FOR UPDATE"
 _SAVE_SITE = """
-UPDATE incident_sites SET flood_id = $3, flood_since = $4, pending = $5::jsonb
+UPDATE incident_sites SET flood_id = $3, flood_since = $4, flood_until = $5, pending = $6::jsonb
 WHERE tenant = $1 AND site = $2
 """
 _SAVE_INCIDENT = """
@@ -77,11 +79,18 @@ async def lock_sites(conn: asyncpg.Connection, keys: Iterable[tuple[str, str]]) 
         await conn.execute(_ENSURE_SITE, tenant, site)
         row = await conn.fetchrow(_LOCK_SITE, tenant, site)
         incidents = [_INCIDENT.decode(r["body"]) for r in await conn.fetch(_LIVE, tenant, site)]
+        flood_id = row["flood_id"]
+        if flood_id is not None and all(i.id != flood_id for i in incidents):
+            # The latest flood, ended: late alarms of its time are still counted in it.
+            flood = await lock_incident(conn, tenant, flood_id)
+            if flood is not None:
+                incidents.append(flood)
         state = SiteState(
             incidents=incidents,
             pending=_PENDING.decode(row["pending"]),
-            flood_id=row["flood_id"],
+            flood_id=flood_id,
             flood_since=row["flood_since"],
+            flood_until=row["flood_until"],
         )
         locked.append(LockedSite(tenant, site, state))
     return locked
@@ -90,7 +99,9 @@ async def lock_sites(conn: asyncpg.Connection, keys: Iterable[tuple[str, str]]) 
 async def save_site(conn: asyncpg.Connection, locked: LockedSite) -> None:
     state = locked.state
     pending = msgspec.json.encode(state.pending).decode()
-    await conn.execute(_SAVE_SITE, locked.tenant, locked.site, state.flood_id, state.flood_since, pending)
+    await conn.execute(
+        _SAVE_SITE, locked.tenant, locked.site, state.flood_id, state.flood_since, state.flood_until, pending
+    )
     for incident in state.incidents:
         if incident.id in locked.touched:
             await save_incident(conn, incident)

@@ -8,11 +8,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import msgspec
 from nats.aio.client import Client as NATS
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from services.alarms.channel import ALARM_CHANNEL
 from services.common.bus.connection import connect_bus
+from services.common.bus.deadletter import REASON_HEADER
+from services.common.bus.streams import deadletter_subject
 from services.common.contracts import CapCertainty, IncidentStatus, IncidentType
 from services.common.contracts.cloudevents import MSG_ID
 from services.incidents.channel import INCIDENT_CHANNEL
@@ -127,3 +130,69 @@ async def test_two_detectors_and_their_voting_group_are_one_observed_gas_release
         )
     finally:
         await nc.close()
+
+
+async def test_an_alarm_message_fusion_cannot_read_goes_to_deadletter_and_fusion_goes_on(
+    running_hub: RunningHub, nats_url: str
+) -> None:
+    nc: NATS = await connect_bus(nats_url, name="incidents-test")
+    try:
+        js = nc.jetstream()
+        subject = ALARM_CHANNEL.subject(TENANT, SITE, "gd-fcc2-203--h2s-high")
+        await js.publish(subject, b"\x00not an alarm transition", headers={MSG_ID: uuid.uuid4().hex})
+        sub = await js.subscribe(
+            deadletter_subject("incidents", subject), config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+        )
+        dead = await sub.next_msg(timeout=15)
+        await sub.unsubscribe()
+        assert dead.data == b"\x00not an alarm transition"
+        assert "AlarmTransition" in (dead.headers or {})[REASON_HEADER]
+        # Fusion goes on: the next alarm still makes an incident.
+        await post(running_hub, [h2s("gd-fcc2-203", 0, 25.0)])
+        await gas_incident(running_hub.hub.pool, members=1)
+    finally:
+        await nc.close()
+
+
+async def test_a_flood_is_one_incident_and_safety_alarms_keep_their_own(running_hub: RunningHub) -> None:
+    # Eleven activations of one tank detector's latching high-high in 20 s (cleared in between): the
+    # site floods. The alarms are safety-class: they stay in their own gas release.
+    readings = [
+        {
+            "site": SITE,
+            "device": "gd-tf-501",
+            "kind": "gas.lel",
+            "unit": "%LEL",
+            "value": 45.0 if t % 2 == 0 else 1.0,
+            "time": (BASE + timedelta(seconds=t)).isoformat(),
+            "id": f"gd-tf-501-{t}-{uuid.uuid4().hex[:6]}",
+        }
+        for t in range(21)
+    ]
+    await post(running_hub, readings)
+    pool = running_hub.hub.pool
+
+    async def flood_counted() -> asyncpg.Record | None:
+        # Resolved at the flood's end, with the tank detector's communication loss (a
+        # system-class alarm at 50 s) counted, whichever of the two reached fusion first.
+        row = await pool.fetchrow(
+            "SELECT * FROM incidents WHERE tenant = $1 AND type = 'alarm_flood' AND status = 'resolved'",
+            TENANT,
+        )
+        counted = row is not None and msgspec.json.decode(row["body"])["counts"].get("class.system", 0) >= 1
+        return row if counted else None
+
+    flood = await eventually(flood_counted, what="the flood incident, resolved at its end, the alarm counted")
+    changes = await pool.fetch(
+        "SELECT change FROM incident_timeline WHERE incident_id = $1 ORDER BY at, seq", flood["id"]
+    )
+    assert [c["change"] for c in changes] == ["opened", "joined", "raised", "resolved"]
+    assert not await pool.fetchval(
+        "SELECT count(*) FROM incidents WHERE tenant = $1 AND type = 'comm_loss' AND status = 'open'", TENANT
+    )
+    gas = await pool.fetch(
+        "SELECT id, body FROM incidents WHERE tenant = $1 AND type = 'gas_release' AND site = $2",
+        TENANT,
+        SITE,
+    )
+    assert len(gas) == 1, "the tank's gas alarms are one incident of their own"

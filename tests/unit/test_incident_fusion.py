@@ -356,3 +356,47 @@ def test_change_ids_are_stable_for_the_same_input() -> None:
     b = Fusion(DEFAULT_RULES).apply(second, list(reversed(signals)))
     assert [c.id for c in a] == [c.id for c in b]
     assert len({c.id for c in a}) == len(a)
+
+
+def test_a_late_alarm_of_the_floods_time_is_counted_in_it_after_the_end() -> None:
+    # Alarms and flood edges reach fusion through two consumers: the end may come first.
+    fusion, state = Fusion(DEFAULT_RULES), SiteState()
+    since = T0 + timedelta(seconds=20)
+    began = FloodSignal(
+        id="f-1", tenant="ulsan-refining", site="ulsan-refinery", began=True, at=since, since=since
+    )
+    ended = FloodSignal(
+        id="f-2",
+        tenant="ulsan-refining",
+        site="ulsan-refinery",
+        began=False,
+        at=T0 + timedelta(minutes=10),
+        since=since,
+    )
+    fusion.apply(state, [began, ended])
+    late = alarm(
+        "gd-tf-501",
+        "gas.lel",
+        at_s=50,
+        zone="tank-farm",
+        position=TANK,
+        alarm_class=AlarmClass.SYSTEM,
+        condition=ConditionType.STALE,
+    )
+    changes = fusion.apply(state, [late])
+    [flood] = state.incidents
+    assert flood.status is Status.RESOLVED  # counted, not reopened
+    assert flood.counts["total"] == 1
+    assert changes[0].kind is ChangeKind.JOINED
+    # After the flood's time, a system alarm is its own incident again.
+    after = alarm(
+        "gd-tf-502",
+        "gas.lel",
+        at_s=900,
+        zone="tank-farm",
+        position=TANK,
+        alarm_class=AlarmClass.SYSTEM,
+        condition=ConditionType.STALE,
+    )
+    fusion.apply(state, [after])
+    assert state.incidents[-1].type is IncidentType.COMM_LOSS

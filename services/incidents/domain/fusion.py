@@ -52,8 +52,12 @@ class SiteState(msgspec.Struct, kw_only=True):
 
     incidents: list[Incident] = msgspec.field(default_factory=list)  # the live ones
     pending: list[Signal] = msgspec.field(default_factory=list)  # waiting for an `all` rule
+    # The site's latest flood: in progress while `flood_until` is None. Kept after its end, so an
+    # alarm of the flood's time that reaches fusion after the end edge is still counted in it
+    # (alarms and flood edges come through two consumers, in either order).
     flood_id: str | None = None
     flood_since: datetime | None = None
+    flood_until: datetime | None = None
 
 
 class ChangeKind(enum.StrEnum):
@@ -118,10 +122,8 @@ class Fusion:
 
     def _activation(self, state: SiteState, signal: Signal) -> list[Change]:
         flood = self._flood_incident(state)
-        since = state.flood_since
         # Safety-class alarms always open or join their own incidents, flood or not.
-        in_flood = flood is not None and since is not None and signal.at >= since
-        if in_flood and flood is not None and signal.alarm_class is not AlarmClass.SAFETY:
+        if flood is not None and _in_flood(state, signal.at) and signal.alarm_class is not AlarmClass.SAFETY:
             return self._join_flood(flood, signal)
         for index, rule in enumerate(self.rules):
             if not rule.accepts(signal):
@@ -258,15 +260,17 @@ class Fusion:
 
     @staticmethod
     def _flood_incident(state: SiteState) -> Incident | None:
-        return next((i for i in state.incidents if i.id == state.flood_id and i.is_live), None)
+        return next((i for i in state.incidents if i.id == state.flood_id), None)
 
     def _flood(self, state: SiteState, edge: FloodSignal) -> list[Change]:
         if edge.began:
             return self._flood_began(state, edge)
         flood = self._flood_incident(state)
-        state.flood_id, state.flood_since = None, None
-        if flood is None:
+        if flood is None or state.flood_since != edge.since or state.flood_until is not None:
             return []
+        state.flood_until = edge.at
+        if not flood.is_live:
+            return []  # a person resolved it already
         flood.status = Status.RESOLVED
         what = f"flood ended after {edge.activations} activations"
         return [Change(ChangeKind.RESOLVED, flood.id, edge.at, edge.id, what)]
@@ -274,6 +278,7 @@ class Fusion:
     def _flood_began(self, state: SiteState, edge: FloodSignal) -> list[Change]:
         if state.flood_since == edge.since and self._flood_incident(state) is not None:
             return []
+        state.flood_until = None
         flood = Incident(
             id=derived_id(
                 int(edge.since.timestamp() * 1000), edge.tenant, edge.site, IncidentType.ALARM_FLOOD
@@ -303,11 +308,23 @@ class Fusion:
                 and incident.opened_at >= edge.at - edge.window
                 and all(m.alarm_class is not AlarmClass.SAFETY for m in incident.members)
             ):
-                for member in incident.members:
-                    _count(flood, member)
                 incident.status = Status.CLOSED
                 what = f"folded into the alarm flood {flood.id}"
                 changes.append(Change(ChangeKind.MERGED, incident.id, edge.at, edge.id, what, into=flood.id))
+                for member in incident.members:
+                    _count(flood, member)
+                    # The flood's timeline reads the same whichever came first, the edge or the alarm.
+                    joined = f"alarm {member.alarm_id} joined the flood (from incident {incident.id})"
+                    changes.append(
+                        Change(
+                            ChangeKind.JOINED,
+                            flood.id,
+                            member.at,
+                            member.signal_id,
+                            joined,
+                            alarm_id=member.alarm_id,
+                        )
+                    )
         state.incidents.append(flood)
         flood.opened_at = min([edge.since, *(m.at for m in flood.members)])
         if flood.members:
@@ -335,6 +352,11 @@ class Fusion:
                 Change(ChangeKind.RAISED, flood.id, signal.at, signal.id, what, alarm_id=signal.alarm_id)
             )
         return changes
+
+
+def _in_flood(state: SiteState, at: datetime) -> bool:
+    since, until = state.flood_since, state.flood_until
+    return since is not None and since <= at and (until is None or at <= until)
 
 
 def _count(flood: Incident, member: Member) -> None:

@@ -2,13 +2,14 @@
 -- consumers; these tables are what the API and a restarted service read.
 
 -- Per site, what fusion remembers between batches besides its live incidents: the flood in
--- progress and the alarms waiting for a create-on-all rule. Its row lock orders the units of
+-- (or the latest, once ended) and the alarms waiting for a create-on-all rule. Its row lock orders the units of
 -- work of one site (consumer batches and people's requests alike).
 CREATE TABLE incident_sites (
     tenant       text        NOT NULL,
     site         text        NOT NULL,
     flood_id     text,
     flood_since  timestamptz,
+    flood_until  timestamptz,             -- NULL while the flood lasts
     pending      jsonb       NOT NULL DEFAULT '[]',
     PRIMARY KEY (tenant, site)
 );
