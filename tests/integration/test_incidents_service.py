@@ -69,7 +69,8 @@ async def test_two_detectors_and_their_voting_group_are_one_observed_gas_release
     nc: NATS = await connect_bus(nats_url, name="incidents-test")
     try:
         # Both FCC-2 H2S detectors above 20 ppm: each one's high and high-high, and the 2oo2 group.
-        await post(running_hub, [h2s("gd-fcc2-203", 0, 25.0), h2s("gd-fcc2-204", 5, 26.0)])
+        reading = h2s("gd-fcc2-203", 0, 25.0)
+        await post(running_hub, [reading, h2s("gd-fcc2-204", 5, 26.0)])
         row = await gas_incident(pool, members=5)
         assert row["status"] == "open"
         assert row["severity"] == "Extreme"
@@ -88,6 +89,8 @@ async def test_two_detectors_and_their_voting_group_are_one_observed_gas_release
         assert opened.incident.type == IncidentType.INCIDENT_TYPE_GAS_RELEASE
         assert opened.incident.status == IncidentStatus.INCIDENT_STATUS_OPEN
         assert list(opened.incident.zones) == ["fcc-2"]
+        # The causal chain goes on: the reading that raised the first alarm opened the incident.
+        assert opened.envelope.correlation_id == reading["id"]
 
         async def confirmed() -> bool:
             latest = await js.get_last_msg(INCIDENT_CHANNEL.stream.name, subject)

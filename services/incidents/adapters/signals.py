@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from nats.aio.msg import Msg
 
-from services.alarms.adapters.decode import read_flood, read_transition
+from services.alarms.adapters.decode import TRANSITIONS_IN, read_flood, transition_from_proto
 from services.alarms.adapters.messages import AlarmView, flood_id, transition_id
 from services.alarms.domain.model import AlarmState, Transition
 from services.alarms.domain.rules import RuleSet
@@ -39,11 +39,16 @@ class AlarmMessage:
 
 def read_alarm_message(msg: Msg) -> AlarmMessage:
     """Decoder for the `alarm.>` consumer (undecodable: Poison, dead-lettered)."""
-    transition, alarm = read_transition(msg)
+    message = TRANSITIONS_IN.decode(msg)
+    env = message.envelope
+    TRANSITIONS_IN.check_subject(msg, env.tenant, env.site, message.alarm_id)
+    transition, alarm = transition_from_proto(message)
     # The transition's own id, derived from its point, state, time and cause, not the header: a
     # copy published again under another message id is still recognised as the same alarm.
     message_id = transition_id(transition)
-    return AlarmMessage(message_id, transition=transition, alarm=alarm, correlation_id=message_id)
+    # The chain continues: an incident opened by an alarm carries its observation's correlation id.
+    chain = env.correlation_id or message_id
+    return AlarmMessage(message_id, transition=transition, alarm=alarm, correlation_id=chain)
 
 
 def read_flood_message(msg: Msg) -> AlarmMessage:
