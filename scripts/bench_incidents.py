@@ -1,0 +1,319 @@
+#!/usr/bin/env python3
+"""Incidents benchmark: the latency from a reading accepted to the incident it opens published on
+INCIDENTS, under load; and `GET /v1/incidents` with 100,000 stored incidents.
+
+Starts `safetyhub up --workers N` (every service; embedded NATS and PostgreSQL) with the demo
+sites plus a generated site of --detectors gas detectors, each in a zone of its own 2 km from the
+next (so each one's alarm is an incident of its own), then:
+1. latency: --rate observations/s offered for --seconds, all normal readings but one H2S reading
+   past the high-high set-point per detector, spread over the run; a core NATS subscription on
+   `incident.>` times each `opened` change from the 202 of the POST that carried the reading (the
+   incident carries the reading's id as its correlation id);
+2. list: --incidents incidents are written to the incidents table (a plausible mix of types,
+   statuses and severities over the site's area), then --requests sequential requests each of
+   `GET /v1/incidents?limit=50` (plain), with status, severity and type filters (filtered), and
+   `near=` with a 5 km radius (near), each timed at the client.
+
+The issue's target measures to the SSE live stream, which is not built yet: here the end point is
+the INCIDENTS message the stream will relay. Prints the figures, then one JSON line. Not a test.
+Usage: scripts/bench_incidents.py [--seconds 20] [--rate 5000] [--detectors 100] [--incidents 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import msgspec
+import nats
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from services.common.contracts import IncidentChange
+
+TENANT = "ulsan-refining"
+SITE = "bench-incidents"
+LAT0, LON0 = 35.30, 129.20
+STEP = 0.02  # degrees of latitude between detectors: about 2.2 km
+
+
+def _site_file(path: Path, detectors: int) -> None:
+    zones, devices = [], []
+    for n in range(detectors):
+        lat = LAT0 + (n // 10) * STEP
+        lon = LON0 + (n % 10) * STEP
+        corners = [(lat - 0.001, lon - 0.001), (lat + 0.001, lon - 0.001), (lat + 0.001, lon + 0.001)]
+        polygon = ", ".join(f"[{a:.4f}, {b:.4f}]" for a, b in [*corners, (lat - 0.001, lon + 0.001)])
+        zones.append(
+            f"""
+      - id: zone-{n:04d}
+        name: "Zone {n}"
+        hazard: toxic
+        polygon: [{polygon}]"""
+        )
+        devices.append(
+            f"""
+      - id: gd-i{n:04d}
+        zone: zone-{n:04d}
+        type: gas_detector
+        position: {{lat: {lat:.4f}, lon: {lon:.4f}}}
+        measures:
+          - {{kind: gas.h2s, unit: ppm, range: [0, 100]}}"""
+        )
+    path.write_text(
+        f"""version: 1
+sites:
+  - id: {SITE}
+    tenant: {TENANT}
+    name: "Incident benchmark plant"
+    kind: plant
+    timezone: Asia/Seoul
+    location: {{lat: {LAT0}, lon: {LON0}}}
+    zones:{"".join(zones)}
+    devices:{"".join(devices)}
+"""
+    )
+
+
+def _spawn_hub(workdir: Path, workers: int) -> subprocess.Popen[bytes]:
+    data_dir = workdir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "hub.yaml"
+    sites = [str(ROOT / "sites" / "ulsan-demo.yaml"), str(workdir / "bench-site.yaml")]
+    rules = [str(ROOT / "sites" / "alarms" / "ulsan-demo.yaml")]
+    config.write_text(json.dumps({"sites": sites, "alarms": {"rules": rules}, "log_level": "warning"}))
+    command = [sys.executable, "-m", "services.hub.cli", "up", "--data-dir", str(data_dir)]
+    command += ["--http-port", "0", "--workers", str(workers), "--config", str(config)]
+    with (workdir / "hub.log").open("wb") as log:
+        return subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
+async def _start_hub(workdir: Path, workers: int) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    proc = await asyncio.to_thread(_spawn_hub, workdir, workers)
+    runtime = workdir / "data" / "runtime.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"hub exited early; see {workdir / 'hub.log'}")
+        if runtime.exists():
+            info = json.loads(runtime.read_text())
+            if info.get("pid") == proc.pid:
+                return proc, info
+        await asyncio.sleep(0.1)
+    raise SystemExit("hub did not start within 120 s")
+
+
+def _create_key(workdir: Path, role: str) -> str:
+    command = [
+        sys.executable,
+        "-m",
+        "services.hub.cli",
+        "keys",
+        "create",
+        "--data-dir",
+        str(workdir / "data"),
+    ]
+    out = subprocess.run(
+        [*command, "--tenant", TENANT, "--role", role], cwd=ROOT, check=True, capture_output=True, text=True
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def _percentiles(values: list[float]) -> tuple[float, float]:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan"), float("nan")
+    return statistics.median(ordered), ordered[max(0, int(len(ordered) * 0.99) - 1)]
+
+
+# ---------------------------------------------------------------- 1. reading -> incident
+
+
+async def _latency(info: dict[str, str], key: str, args: argparse.Namespace) -> dict[str, float]:
+    nc = await nats.connect(info["nats_url"])
+    opened: dict[str, float] = {}
+
+    async def on_change(msg: nats.aio.msg.Msg) -> None:
+        if (msg.headers or {}).get("ce-type") == "org.safetyhub.incident.opened.v1":
+            change = IncidentChange.FromString(msg.data)
+            opened.setdefault(change.envelope.correlation_id, time.time())
+
+    await nc.subscribe("incident.>", cb=on_change)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    batches = max(1, int(args.seconds * args.rate / args.batch))
+    interval = args.batch / args.rate
+    # Detector k's one crossing reading goes in batch k * batches // detectors.
+    crossing_batch = {k * batches // args.detectors: k for k in range(args.detectors)}
+    accepted_at: dict[str, float] = {}
+    run = f"inc{int(time.time())}"
+    async with aiohttp.ClientSession() as session:
+
+        async def send(number: int) -> None:
+            now = datetime.now(UTC).isoformat()
+            items, crossing_id = [], None
+            for i in range(args.batch):
+                device = (number * args.batch + i) % args.detectors
+                value = 0.5 + (i % 5) / 10
+                obs_id = f"{run}-{number}-{i}"
+                if i == 0 and number in crossing_batch:
+                    device, value, crossing_id = crossing_batch[number], 30.0, obs_id
+                device_id = f"gd-i{device:04d}"
+                items.append(
+                    {"id": obs_id, "site": SITE, "device": device_id, "kind": "gas.h2s", "unit": "ppm",
+                     "value": value, "time": now}
+                )  # fmt: skip
+            async with session.post(
+                info["http_url"] + "/v1/observations", data=msgspec.json.encode(items), headers=headers
+            ) as resp:
+                await resp.read()
+                if resp.status == 202 and crossing_id is not None:
+                    accepted_at[crossing_id] = time.time()
+
+        started = time.monotonic()
+        tasks = []
+        for number in range(batches):
+            await asyncio.sleep(max(0.0, started + number * interval - time.monotonic()))
+            tasks.append(asyncio.create_task(send(number)))
+        await asyncio.gather(*tasks)
+        offered_s = time.monotonic() - started
+    await asyncio.sleep(5)
+    await nc.close()
+    latencies = [(opened[i] - t) * 1000 for i, t in accepted_at.items() if i in opened]
+    p50, p99 = _percentiles(latencies)
+    return {
+        "achieved_per_s": batches * args.batch / offered_s,
+        "incidents_timed": len(latencies),
+        "crossings": len(accepted_at),
+        "p50_ms": p50,
+        "p99_ms": p99,
+    }
+
+
+# ---------------------------------------------------------------- 2. the list
+
+
+_FILL = """
+INSERT INTO incidents (tenant, id, site, type, status, severity, severity_rank, opened_at, updated_at,
+                       lat, lon, assignee, version, body)
+SELECT $1, id, $2, type, status, severity, rank, opened, opened, lat, lon, '', 1,
+       jsonb_build_object(
+           'id', id, 'tenant', $1::text, 'site', $2::text, 'type', type, 'rule', 0, 'status', status,
+           'opened_at', opened, 'last_at', opened, 'updated_at', opened, 'severity', severity,
+           'urgency', 'Immediate', 'certainty', 'Likely', 'members', '[]'::jsonb, 'version', 1)
+FROM (
+    SELECT 'B' || lpad(n::text, 25, '0') AS id,
+           (ARRAY['gas_release','fire','equipment_fault','comm_loss','person_down'])[1 + n % 5] AS type,
+           (ARRAY['closed','closed','closed','resolved','open','acknowledged'])[1 + n % 6] AS status,
+           (ARRAY['Minor','Moderate','Severe','Extreme'])[1 + n % 4] AS severity,
+           1 + n % 4 AS rank,
+           now() - make_interval(secs => n * 60) AS opened,
+           $3 + (n % 97) * 0.002 AS lat,
+           $4 + (n % 89) * 0.002 AS lon
+    FROM generate_series(1, $5) AS n
+) AS g
+"""
+
+
+async def _list(info: dict[str, str], key: str, args: argparse.Namespace) -> dict[str, float]:
+    conn = await asyncpg.connect(info["database_url"])
+    try:
+        await conn.execute(_FILL, TENANT, SITE, LAT0, LON0, args.incidents)
+        await conn.execute("ANALYZE incidents")
+        stored = await conn.fetchval("SELECT count(*) FROM incidents")
+    finally:
+        await conn.close()
+    queries = {
+        "plain": "/v1/incidents?limit=50",
+        "filtered": "/v1/incidents?limit=50&status=open&status=acknowledged&severity=Extreme"
+        "&type=gas_release",
+        "near": f"/v1/incidents?limit=50&near={LAT0 + 0.05:.4f},{LON0 + 0.05:.4f}&radius_m=5000",
+    }
+    figures: dict[str, float] = {"stored": stored}
+    headers = {"Authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession() as session:
+        for name, path in queries.items():
+            timings = []
+            for _ in range(args.requests):
+                started = time.perf_counter()
+                async with session.get(info["http_url"] + path, headers=headers) as resp:
+                    body = await resp.read()
+                    if resp.status != 200:
+                        raise SystemExit(f"{path}: {resp.status} {body[:200]!r}")
+                timings.append((time.perf_counter() - started) * 1000)
+            figures[f"{name}_p50_ms"], figures[f"{name}_p99_ms"] = _percentiles(timings)
+    return figures
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--rate", type=float, default=5000.0, help="offered observations/s")
+    parser.add_argument("--batch", type=int, default=250)
+    parser.add_argument("--detectors", type=int, default=100)
+    parser.add_argument("--incidents", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="safetyhub-bench-incidents-"))
+    os.chmod(workdir, 0o755)  # the embedded PostgreSQL runs unprivileged when we are root
+    _site_file(workdir / "bench-site.yaml", args.detectors)
+    proc, info = await _start_hub(workdir, args.workers)
+    try:
+        gateway = await asyncio.to_thread(_create_key, workdir, "gateway")
+        viewer = await asyncio.to_thread(_create_key, workdir, "viewer")
+        latency = await _latency(info, gateway, args)
+        listing = await _list(info, viewer, args)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    figures = {
+        "workers": args.workers,
+        "offered_per_s": args.rate,
+        "achieved_per_s": round(latency["achieved_per_s"]),
+        "incidents_timed": int(latency["incidents_timed"]),
+        "crossings_posted": int(latency["crossings"]),
+        "reading_to_incident_p50_ms": round(latency["p50_ms"], 1),
+        "reading_to_incident_p99_ms": round(latency["p99_ms"], 1),
+        "incidents_stored": int(listing["stored"]),
+        "list_plain_p50_ms": round(listing["plain_p50_ms"], 1),
+        "list_plain_p99_ms": round(listing["plain_p99_ms"], 1),
+        "list_filtered_p50_ms": round(listing["filtered_p50_ms"], 1),
+        "list_filtered_p99_ms": round(listing["filtered_p99_ms"], 1),
+        "list_near_p50_ms": round(listing["near_p50_ms"], 1),
+        "list_near_p99_ms": round(listing["near_p99_ms"], 1),
+    }
+    print(
+        f"at {figures['achieved_per_s']} obs/s (offered {args.rate:.0f}): reading accepted -> "
+        f"incident opened on INCIDENTS p50 {figures['reading_to_incident_p50_ms']} ms, "
+        f"p99 {figures['reading_to_incident_p99_ms']} ms "
+        f"({figures['incidents_timed']} of {figures['crossings_posted']} incidents timed)"
+    )
+    for name in ("plain", "filtered", "near"):
+        print(
+            f"GET /v1/incidents {name} with {figures['incidents_stored']} stored: "
+            f"p50 {figures[f'list_{name}_p50_ms']} ms, p99 {figures[f'list_{name}_p99_ms']} ms"
+        )
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
