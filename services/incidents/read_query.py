@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -109,6 +110,21 @@ def _distance_sql(lat: str, lon: str) -> str:
     )
 
 
+def bounding_box(center: tuple[float, float], radius_m: float) -> tuple[float, float, float, float]:
+    """South, north, west, east of a box holding the circle (west > east: it spans the antimeridian
+    or a pole, and longitude does not narrow it)."""
+    lat, lon = center
+    dlat = math.degrees(radius_m / EARTH_RADIUS_M)
+    south, north = lat - dlat, lat + dlat
+    if south <= -90 or north >= 90:
+        return max(south, -90.0), min(north, 90.0), 180.0, -180.0
+    dlon = math.degrees(radius_m / (EARTH_RADIUS_M * math.cos(math.radians(max(abs(south), abs(north))))))
+    west, east = lon - dlon, lon + dlon
+    if west < -180 or east > 180 or dlon >= 180:
+        return south, north, 180.0, -180.0
+    return south, north, west, east
+
+
 def build_list_sql(query: IncidentQuery, after: Cursor | None) -> tuple[str, list[Any]]:
     params: list[Any] = [query.tenant, list(query.sites)]
 
@@ -139,6 +155,11 @@ def build_list_sql(query: IncidentQuery, after: Cursor | None) -> tuple[str, lis
     outer = []
     if query.radius_m is not None:
         outer.append(f"distance_m <= {bind(query.radius_m)}")
+        # A box around the circle first: plain comparisons leave few rows for the haversine.
+        south, north, west, east = bounding_box(query.near, query.radius_m)
+        where.append(f"lat BETWEEN {bind(south)} AND {bind(north)}")
+        if west <= east:
+            where.append(f"lon BETWEEN {bind(west)} AND {bind(east)}")
     if after is not None:
         outer.append(f"(distance_m, id) > ({bind(after.key)}::float8, {bind(after.id)})")
     sql = (
