@@ -1,0 +1,255 @@
+"""The MQTT bridge: messages of a broker's topics become observations on OBSERVATIONS.
+
+At least once, end to end. The bridge subscribes with QoS 1 in a persistent session
+(`clean_session` off), so the broker keeps what is published while the hub is away, and it
+acknowledges a message to the broker (PUBACK) only once JetStream has stored its observations or
+DEADLETTER has stored it: a crash before that leaves the message unacknowledged, and the broker
+sends it again. A message sent again is harmless when it carries its time (or an id): its
+observations get the same ids and JetStream or the store drops the copy.
+
+Acknowledgements go out in the order the messages came (MQTT 3.1.1 §4.6), while the messages in
+between are already being checked and published: a bounded pipeline, not one round trip each.
+A lost connection, or a bus that does not take a message, ends the session without acknowledging
+what is in hand; the bridge connects again after a growing wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiomqtt
+from nats.js import JetStreamContext
+
+from services.common.bus.channel import ChannelPublisher
+from services.common.contracts import ObservationBatch
+from services.common.errors import ConfigError
+from services.common.logging import get_logger
+from services.common.sites.registry import SiteRegistry
+from services.ingest.bridges import metrics
+from services.ingest.bridges.deadletter import BridgeDeadLetters
+from services.ingest.bridges.mqtt_config import MqttConfig
+from services.ingest.bridges.mqtt_mapping import TopicMap, Unmapped
+from services.ingest.intake import Limits, encode_checked
+
+log = get_logger(__name__)
+
+BRIDGE = "mqtt"
+SOURCE = "/ingest/bridges/mqtt"
+# The embedded broker keeps sessions of named users only (see mqtt_broker.py).
+EMBEDDED_USER = "safetyhub"
+
+
+def _read_secret(base: Path, name: str, key: str) -> str:
+    path = Path(name) if Path(name).is_absolute() else base / name
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as err:
+        raise ConfigError("config", None, key, f"cannot read {path}: {err.strerror}") from err
+
+
+def _tls_context(config: MqttConfig, base: Path) -> ssl.SSLContext | None:
+    if config.url is None or urlsplit(config.url).scheme != "mqtts":
+        return None
+    tls = config.tls
+
+    def path(name: str) -> str:
+        return str(Path(name) if Path(name).is_absolute() else base / name)
+
+    try:
+        context = ssl.create_default_context(cafile=path(tls.ca_file) if tls and tls.ca_file else None)
+    except OSError as err:
+        raise ConfigError("config", None, "ingest.mqtt.tls.ca_file", str(err)) from err
+    if tls is not None and tls.cert_file and tls.key_file:
+        try:
+            context.load_cert_chain(path(tls.cert_file), path(tls.key_file))
+        except (OSError, ssl.SSLError) as err:
+            raise ConfigError("config", None, "ingest.mqtt.tls.cert_file", str(err)) from err
+    return context
+
+
+class MqttBridge:
+    def __init__(
+        self,
+        config: MqttConfig,
+        *,
+        url: str,
+        registry: Callable[[], SiteRegistry],
+        publisher: ChannelPublisher[ObservationBatch],
+        js: JetStreamContext,
+        limits: Limits,
+        base: Path = Path(),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._config = config
+        self._use_url(url)
+        self._registry = registry
+        self._publisher = publisher
+        self._dead = BridgeDeadLetters(js, BRIDGE, max_payload=publisher.max_payload)
+        self._limits = limits
+        self._map = TopicMap(config.topics)
+        self._clock = clock
+        # Read at construction, so a missing file stops start-up rather than every reconnect.
+        self._tls = _tls_context(config, base)
+        self._password = (
+            _read_secret(base, config.password_file, "ingest.mqtt.password_file")
+            if config.password_file
+            else config.password
+        )
+        self._username = config.username
+        self._task: asyncio.Task[None] | None = None
+        self._connected = False
+        self._last_error = "not connected yet"
+        self._stopping = False
+
+    def _use_url(self, url: str) -> None:
+        parts = urlsplit(url)
+        self._host = parts.hostname or "127.0.0.1"
+        self._port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+        self._url = f"{parts.scheme}://{self._host}:{self._port}"
+
+    def use_embedded(self, url: str) -> None:
+        """Read from the embedded broker at `url` (known once it listens) under a user name."""
+        self._use_url(url)
+        if self._username is None:
+            self._username = EMBEDDED_USER
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    async def status(self) -> str | None:
+        """None while connected, otherwise why not (for /readyz's peers)."""
+        if self._connected:
+            return None
+        return f"not connected to {self._url}: {self._last_error}"[:300]
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="mqtt-bridge")
+
+    async def stop(self) -> None:
+        """Stop reading; what is in hand and not yet acknowledged comes again from the broker."""
+        self._stopping = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._set_connected(False)
+
+    def _set_connected(self, connected: bool) -> None:
+        self._connected = connected
+        metrics.CONNECTED.labels(BRIDGE).set(1 if connected else 0)
+
+    def _client(self) -> aiomqtt.Client:
+        client = aiomqtt.Client(
+            self._host,
+            self._port,
+            identifier=self._config.client_id,
+            username=self._username,
+            password=self._password,
+            clean_session=False,
+            keepalive=self._config.keepalive_s,
+            tls_context=self._tls,
+            timeout=10.0,
+        )
+        # aiomqtt has no switch for it yet: paho's own manual acknowledgement, so a message is
+        # acknowledged once stored, not when it arrives.
+        client._client.manual_ack_set(True)
+        return client
+
+    async def _run(self) -> None:
+        reconnect = self._config.reconnect
+        delay = reconnect.min_s
+        while not self._stopping:
+            try:
+                async with self._client() as client:
+                    await client.subscribe([(topic, 1) for topic in self._map.subscriptions])
+                    self._set_connected(True)
+                    metrics.CONNECTS.labels(BRIDGE).inc()
+                    log.info("mqtt_bridge_connected", url=self._url, topics=self._map.subscriptions)
+                    delay = reconnect.min_s
+                    await self._consume(client)
+            except aiomqtt.MqttError as err:
+                self._last_error = str(err) or type(err).__name__
+                log.warning(
+                    "mqtt_bridge_disconnected", url=self._url, error=self._last_error, retry_in_s=delay
+                )
+            except Exception as err:  # the bus refused or did not answer: reconnect and get it again
+                self._last_error = f"{type(err).__name__}: {err}"
+                log.warning(
+                    "mqtt_bridge_interrupted", url=self._url, error=self._last_error, retry_in_s=delay
+                )
+            finally:
+                self._set_connected(False)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, reconnect.max_s)
+
+    async def _consume(self, client: aiomqtt.Client) -> None:
+        in_hand: asyncio.Queue[tuple[aiomqtt.Message, asyncio.Task[None]]] = asyncio.Queue(
+            self._config.max_in_flight
+        )
+
+        async def acknowledge() -> None:
+            while True:
+                message, task = await in_hand.get()
+                await task  # raises when the bus did not take it: the session ends unacknowledged
+                client._client.ack(message.mid, message.qos)
+
+        async def read() -> None:
+            async for message in client.messages:
+                payload = message.payload
+                data = payload if isinstance(payload, bytes) else str(payload).encode()
+                task = asyncio.create_task(self._handle(message.topic.value, data))
+                await in_hand.put((message, task))
+
+        acker = asyncio.create_task(acknowledge(), name="mqtt-bridge-ack")
+        reader = asyncio.create_task(read(), name="mqtt-bridge-read")
+        try:
+            done, _ = await asyncio.wait((acker, reader), return_when=asyncio.FIRST_COMPLETED)
+            for finished in done:
+                finished.result()
+        finally:
+            for task in (acker, reader):
+                task.cancel()
+            while not in_hand.empty():
+                in_hand.get_nowait()[1].cancel()
+            await asyncio.gather(acker, reader, return_exceptions=True)
+
+    async def _handle(self, topic: str, payload: bytes) -> None:
+        """One message: its observations published, or the message dead-lettered with the
+        reason. Raises only when the bus takes neither (the message must come again)."""
+        metrics.RECEIVED.labels(BRIDGE).inc()
+        now = self._clock()
+        try:
+            mapped = self._map.map(topic, payload, self._registry(), now, self._limits)
+            checked = mapped.checked
+            encoded = encode_checked(
+                checked,
+                tenant=mapped.tenant,
+                source=SOURCE,
+                received=now,
+                max_payload=self._publisher.max_payload,
+            )
+        except Unmapped as err:
+            await self._dead.send(topic, payload, reason=str(err), category=err.category)
+            return
+        except Exception as err:  # a message that breaks the mapping must not stop the bridge
+            log.exception("mqtt_bridge_mapping_failed", topic=topic[:200])
+            await self._dead.send(topic, payload, reason=f"cannot map: {err!r}", category="error")
+            return
+        if encoded.messages:
+            await self._publisher.publish(encoded.messages)
+            metrics.PUBLISHED.labels(BRIDGE).inc(sum(1 for i in encoded.ids if i))
+        if checked.errors:
+            metrics.REJECTED_ITEMS.labels(BRIDGE).inc(len(checked.errors))
+            reason = "; ".join(
+                (f"item {e.index}: " if mapped.count > 1 else "") + f"{e.field or 'item'}: {e.detail}"
+                for e in checked.errors[:5]
+            )
+            await self._dead.send(topic, payload, reason=reason, category="invalid")
