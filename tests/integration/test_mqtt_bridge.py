@@ -17,13 +17,15 @@ import aiomqtt
 import msgspec
 import nats
 import pytest
+from nats.js import JetStreamContext
 
 from services.common.bus.deadletter import CONSUMER_HEADER, REASON_HEADER, SUBJECT_HEADER
+from services.common.bus.streams import ensure_streams
 from services.hub.bootstrap import Endpoints, Hub
 from services.ingest.bridges.mqtt_config import EmbeddedBrokerConfig, MqttConfig, TopicTemplate
 from services.ingest.config import IngestConfig
 from tests.builders import RECENT
-from tests.conftest import REPO, eventually, hub_config
+from tests.conftest import REPO, eventually, hub_config, hub_streams
 
 pytestmark = pytest.mark.integration
 
@@ -249,3 +251,37 @@ async def test_the_embedded_broker_serves_a_hub_without_one(
         assert await eventually(lambda: _at_least(hub, 1), what="the reading stored") == [
             ("gas.h2s", 1.0, "ppm")
         ]
+
+
+async def test_a_message_the_bus_does_not_take_is_not_acknowledged_and_comes_again(
+    nats_url: str, database_url: str, mqtt_url: str, names: tuple[str, str]
+) -> None:
+    prefix, client_id = names
+    topic = f"{prefix}/ulsan-refining/{SITE}/{DEVICE}/gas.h2s"
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    try:
+        async with bridged_hub(nats_url, database_url, mqtt_config(mqtt_url, prefix, client_id)) as hub:
+            await eventually(lambda: bridge_connected(hub), what="the bridge connected")
+            # No OBSERVATIONS stream: JetStream cannot store the reading.
+            await js.delete_stream("OBSERVATIONS")
+            async with sensor(mqtt_url) as client:
+                await client.publish(topic, reading(0), qos=1)
+            await eventually(lambda: _holding(hub), what="the bridge holding the message")
+
+            await ensure_streams(js, hub_streams())
+            info = await eventually(lambda: _observations_stored(js), what="the reading in the stream")
+            assert info == 1
+    finally:
+        await nc.close()
+        await forget_session(mqtt_url, client_id)
+
+
+async def _holding(hub: Hub) -> bool:
+    body = await ready_peers(hub)
+    return str(body.get("peers", {}).get("ingest.mqtt", "")).startswith("connected, holding messages")
+
+
+async def _observations_stored(js: JetStreamContext) -> int | None:
+    info = await js.stream_info("OBSERVATIONS")
+    return info.state.messages or None

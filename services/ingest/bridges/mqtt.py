@@ -9,8 +9,9 @@ observations get the same ids and JetStream or the store drops the copy.
 
 Acknowledgements go out in the order the messages came (MQTT 3.1.1 §4.6), while the messages in
 between are already being checked and published: a bounded pipeline, not one round trip each.
-A lost connection, or a bus that does not take a message, ends the session without acknowledging
-what is in hand; the bridge connects again after a growing wait.
+A lost connection ends the session without acknowledging what is in hand; the bridge connects
+again after a growing wait. A bus that does not take a message is asked again, after a growing
+wait, with the message held unacknowledged (see `_until_taken`).
 """
 
 from __future__ import annotations
@@ -18,17 +19,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiomqtt
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
 from services.common.bus.channel import ChannelPublisher
+from services.common.bus.publisher import PublishRejected
 from services.common.contracts import ObservationBatch
-from services.common.errors import ConfigError
+from services.common.errors import ConfigError, UnavailableError
 from services.common.logging import get_logger
 from services.common.sites.registry import SiteRegistry
 from services.ingest.bridges import metrics
@@ -104,6 +107,7 @@ class MqttBridge:
         self._username = config.username
         self._task: asyncio.Task[None] | None = None
         self._connected = False
+        self._holding = 0  # messages waiting for the bus to take them
         self._last_error = "not connected yet"
         self._stopping = False
 
@@ -125,8 +129,10 @@ class MqttBridge:
 
     async def status(self) -> str | None:
         """None while connected, otherwise why not (for /readyz's peers)."""
-        if self._connected:
+        if self._connected and not self._holding:
             return None
+        if self._connected:
+            return f"connected, holding messages: {self._last_error}"[:300]
         return f"not connected to {self._url}: {self._last_error}"[:300]
 
     def start(self) -> None:
@@ -237,14 +243,15 @@ class MqttBridge:
                 max_payload=self._publisher.max_payload,
             )
         except Unmapped as err:
-            await self._dead.send(topic, payload, reason=str(err), category=err.category)
+            await self._deadletter(topic, payload, reason=str(err), category=err.category)
             return
         except Exception as err:  # a message that breaks the mapping must not stop the bridge
             log.exception("mqtt_bridge_mapping_failed", topic=topic[:200])
-            await self._dead.send(topic, payload, reason=f"cannot map: {err!r}", category="error")
+            await self._deadletter(topic, payload, reason=f"cannot map: {err!r}", category="error")
             return
         if encoded.messages:
-            await self._publisher.publish(encoded.messages)
+            messages = encoded.messages
+            await self._until_taken(lambda: self._publisher.publish(messages), topic)
             metrics.PUBLISHED.labels(BRIDGE).inc(sum(1 for i in encoded.ids if i))
         if checked.errors:
             metrics.REJECTED_ITEMS.labels(BRIDGE).inc(len(checked.errors))
@@ -252,4 +259,36 @@ class MqttBridge:
                 (f"item {e.index}: " if mapped.count > 1 else "") + f"{e.field or 'item'}: {e.detail}"
                 for e in checked.errors[:5]
             )
-            await self._dead.send(topic, payload, reason=reason, category="invalid")
+            await self._deadletter(topic, payload, reason=reason, category="invalid")
+
+    async def _deadletter(self, topic: str, payload: bytes, *, reason: str, category: str) -> None:
+        await self._until_taken(
+            lambda: self._dead.send(topic, payload, reason=reason, category=category), topic
+        )
+
+    async def _until_taken(self, send: Callable[[], Awaitable[object]], topic: str) -> None:
+        """`send` again, after a growing wait, until JetStream takes it. The message is held
+        meanwhile, unacknowledged: the broker stops sending once its in-flight window is full,
+        and a bus outage does not cost the session (some brokers drop what a client that
+        disconnects had not acknowledged)."""
+        reconnect = self._config.reconnect
+        delay = reconnect.min_s
+        held = False
+        try:
+            while True:
+                try:
+                    await send()
+                    return
+                except (UnavailableError, PublishRejected, NatsError, TimeoutError) as err:
+                    if not held:
+                        held = True
+                        self._holding += 1
+                    self._last_error = f"the event bus did not take a message: {err}"
+                    log.warning(
+                        "mqtt_bridge_publish_retry", topic=topic[:200], error=str(err), retry_in_s=delay
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, reconnect.max_s)
+        finally:
+            if held:
+                self._holding -= 1
