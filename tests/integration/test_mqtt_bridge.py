@@ -5,6 +5,7 @@ while the hub is down are stored once it is back."""
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -184,6 +185,7 @@ async def test_bad_messages_go_to_deadletter_with_the_reason_and_the_bridge_goes
         assert words in headers[REASON_HEADER]
         assert headers[SUBJECT_HEADER] == topic
         assert headers[CONSUMER_HEADER] == "bridge-mqtt"
+        assert re.fullmatch(r"dl-bridge-mqtt-[0-9a-f]{40}", headers["Nats-Msg-Id"])
         assert subject == "deadletter.bridge-mqtt." + topic.replace("/", ".").replace(".gas.h2s", ".gas_h2s")
 
 

@@ -18,6 +18,7 @@ from services.common.bus.deadletter import (
     CONSUMER_HEADER,
     DEADLETTERED,
     REASON_HEADER,
+    SEQUENCE_HEADER,
     SUBJECT_HEADER,
 )
 from services.common.bus.streams import deadletter_subject
@@ -60,6 +61,7 @@ class BridgeDeadLetters:
             REASON_HEADER: _header(reason),
             CONSUMER_HEADER: self._consumer,
             SUBJECT_HEADER: _header(topic),
+            SEQUENCE_HEADER: "0",  # a peer's message has no stream sequence
             BRIDGE_HEADER: self._bridge,
         }
         data = payload
