@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from services.common.settings import Positive, PositiveFloat
+from services.ingest.bridges.sparkplug_config import SparkplugConfig
 
 # The parts of an observation a topic segment (or a fixed value) may name.
 TOPIC_FIELDS = ("tenant", "site", "device", "kind")
@@ -149,6 +150,8 @@ class MqttConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     # (Mosquitto: 20 by default) usually binds first.
     max_in_flight: Positive = 1000
     topics: list[TopicTemplate] = msgspec.field(default_factory=list)
+    # Sparkplug B edge nodes (spBv1.0/...), read beside the JSON topics.
+    sparkplug: SparkplugConfig | None = None
 
     def __post_init__(self) -> None:
         if self.url is not None:
@@ -163,8 +166,10 @@ class MqttConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
             raise ValueError("give password or password_file, not both")
         if self.tls is not None and (self.tls.cert_file is None) != (self.tls.key_file is None):
             raise ValueError("tls: a client certificate needs both cert_file and key_file")
-        if self.enabled and not self.topics:
-            raise ValueError("topics: the bridge is on but maps no topic; add at least one template")
+        if self.enabled and not self.topics and self.sparkplug is None:
+            raise ValueError(
+                "topics: the bridge is on but maps no topic; add a template or a sparkplug section"
+            )
 
     @property
     def enabled(self) -> bool:

@@ -11,7 +11,7 @@ What cannot be mapped is an `Unmapped` with the reason, for the dead-letter stre
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +40,19 @@ class Unmapped(Exception):
     def __init__(self, category: str, reason: str) -> None:
         super().__init__(reason)
         self.category = category
+
+
+def resolve_tenant(items: Iterable[ObservationIn], tenant: str | None, registry: SiteRegistry) -> str:
+    """The tenant the items are published for: `tenant` (from the topic or the config) when each
+    item's site is that tenant's, or the sites' one owner in the registry when none is given."""
+    for site in sorted({item.site for item in items}):
+        owner = registry.tenant_of(site)
+        # One answer whether the site is unknown or another tenant's, as over HTTP.
+        if owner is None or (tenant is not None and owner != tenant):
+            who = f"tenant '{tenant}'" if tenant is not None else "any tenant"
+            raise Unmapped("unknown_site", f"site '{site}' is not a site of {who} in the site registry")
+        tenant = owner
+    return tenant or ""  # "": every item was refused before its site was known
 
 
 def _compile_path(path: str) -> tuple[str | int, ...]:
@@ -173,17 +186,7 @@ class TopicMap:
             except msgspec.ValidationError as err:
                 where, detail = explain(locate(err))
                 errors.append(ItemError(index, where, detail))
-        sites = {item.site for _, item in items}
-        tenant = named.get("tenant", template.tenant)
-        for site in sorted(sites):
-            owner = registry.tenant_of(site)
-            # One answer whether the site is unknown or another tenant's, as over HTTP.
-            if owner is None or (tenant is not None and owner != tenant):
-                who = f"tenant '{tenant}'" if tenant is not None else "any tenant"
-                raise Unmapped("unknown_site", f"site '{site}' is not a site of {who} in the site registry")
-            tenant = owner
-        if tenant is None:  # every item refused before its site was known
-            tenant = ""
+        tenant = resolve_tenant((item for _, item in items), named.get("tenant", template.tenant), registry)
         checked = check_all(items, registry, now, limits)
         checked.errors.extend(errors)
         checked.errors.sort(key=lambda e: e.index)
