@@ -4,6 +4,7 @@ while the hub is down are stored once it is back."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import socket
@@ -22,8 +23,11 @@ from nats.js import JetStreamContext
 
 from services.common.bus.deadletter import CONSUMER_HEADER, REASON_HEADER, SUBJECT_HEADER
 from services.common.bus.streams import ensure_streams
+from services.common.contracts.quality import quality_name
+from services.common.contracts.sparkplug import SparkplugPayload
 from services.hub.bootstrap import Endpoints, Hub
 from services.ingest.bridges.mqtt_config import EmbeddedBrokerConfig, MqttConfig, TopicTemplate
+from services.ingest.bridges.sparkplug_config import SparkplugConfig, SparkplugGroup
 from services.ingest.config import IngestConfig
 from tests.builders import RECENT
 from tests.conftest import REPO, eventually, hub_config, hub_streams
@@ -287,3 +291,113 @@ async def _holding(hub: Hub) -> bool:
 async def _observations_stored(js: JetStreamContext) -> int | None:
     info = await js.stream_info("OBSERVATIONS")
     return info.state.messages or None
+
+
+SPARKPLUG_DOUBLE = 10
+
+
+def spb(seq: int | None, *metrics: dict[str, Any], timestamp: int | None = None) -> bytes:
+    """A Sparkplug B payload, encoded by the generated protobuf classes."""
+    message = SparkplugPayload(timestamp=timestamp or int(RECENT.timestamp() * 1000))
+    if seq is not None:
+        message.seq = seq
+    for fields in metrics:
+        message.metrics.add(**fields)
+    return message.SerializeToString()
+
+
+def sparkplug_config(url: str, group: str, client_id: str) -> MqttConfig:
+    return MqttConfig(
+        url=url,
+        client_id=client_id,
+        username="safetyhub",
+        sparkplug=SparkplugConfig(
+            groups=[
+                SparkplugGroup(
+                    group=group,
+                    site=SITE,
+                    devices={"edge-1/det-101": DEVICE},
+                    metrics={"Gas/H2S": "gas.h2s", "Gas/LEL": "gas.lel"},
+                )
+            ]
+        ),
+    )
+
+
+async def quality_rows(hub: Hub) -> list[tuple[str, float | None, str]]:
+    rows = await hub.pool.fetch(
+        "SELECT kind, value, quality FROM observations WHERE device = $1 ORDER BY time, kind", DEVICE
+    )
+    return [(r["kind"], r["value"], quality_name(r["quality"])) for r in rows]
+
+
+async def test_sparkplug_births_data_by_alias_gaps_and_deaths_through_the_broker(
+    nats_url: str, database_url: str, mqtt_url: str, names: tuple[str, str]
+) -> None:
+    prefix, client_id = names
+    group = prefix  # a group of this test alone
+    base = int(RECENT.timestamp() * 1000)
+    h2s = {"name": "Gas/H2S", "alias": 1, "datatype": SPARKPLUG_DOUBLE}
+    lel = {"name": "Gas/LEL", "alias": 2, "datatype": SPARKPLUG_DOUBLE}
+    try:
+        async with bridged_hub(nats_url, database_url, sparkplug_config(mqtt_url, group, client_id)) as hub:
+            await eventually(lambda: bridge_connected(hub), what="the bridge connected")
+            async with sensor(mqtt_url) as edge:
+                await edge.subscribe(f"spBv1.0/{group}/NCMD/edge-1", qos=0)
+                node = f"spBv1.0/{group}"
+                await edge.publish(f"{node}/NBIRTH/edge-1", spb(0, {"name": "bdSeq", "long_value": 4}), qos=1)
+                await edge.publish(
+                    f"{node}/DBIRTH/edge-1/det-101",
+                    spb(
+                        1,
+                        {**h2s, "double_value": 1.5, "timestamp": base},
+                        {**lel, "double_value": 2.0, "timestamp": base},
+                    ),
+                    qos=1,
+                )
+                await edge.publish(
+                    f"{node}/DDATA/edge-1/det-101",
+                    spb(2, {"alias": 1, "double_value": 3.5, "timestamp": base + 1000}),
+                    qos=1,
+                )
+                await edge.publish(  # seq 3 and 4 never came: a gap
+                    f"{node}/DDATA/edge-1/det-101",
+                    spb(5, {"alias": 2, "double_value": 4.0, "timestamp": base + 2000}),
+                    qos=1,
+                )
+                command = await asyncio.wait_for(anext(aiter(edge.messages)), timeout=15)
+                assert command.topic.value == f"{node}/NCMD/edge-1"
+                assert isinstance(command.payload, bytes)
+                [rebirth] = SparkplugPayload.FromString(command.payload).metrics
+                assert (rebirth.name, rebirth.boolean_value) == ("Node Control/Rebirth", True)
+
+                await edge.publish(
+                    f"{node}/NDEATH/edge-1",
+                    spb(None, {"name": "bdSeq", "long_value": 4}, timestamp=base + 3000),
+                    qos=1,
+                )
+
+            rows = await eventually(lambda: _rows_at_least(hub, 6), what="readings and comm loss stored")
+            assert rows == [
+                ("gas.h2s", 1.5, "good"),
+                ("gas.lel", 2.0, "good"),
+                ("gas.h2s", 3.5, "good"),
+                ("gas.lel", 4.0, "good"),
+                ("gas.h2s", None, "bad"),
+                ("gas.lel", None, "bad"),
+            ]
+            # An alias never born is a message the hub cannot use: dead-lettered.
+            async with sensor(mqtt_url) as edge:
+                await edge.publish(
+                    f"{node}/NBIRTH/edge-1", spb(0, {"name": "bdSeq", "long_value": 5}), qos=1
+                )
+                await edge.publish(f"{node}/NDATA/edge-1", spb(1, {"alias": 77, "double_value": 1.0}), qos=1)
+            [(_, headers, _)] = await dead_letters(nats_url, 1)
+            assert headers[REASON_HEADER] == "alias 77 was never born"
+    finally:
+        await forget_session(mqtt_url, client_id)
+
+
+async def _rows_at_least(hub: Hub, count: int) -> list[tuple[str, float | None, str]] | None:
+    rows = await quality_rows(hub)
+    return rows if len(rows) >= count else None

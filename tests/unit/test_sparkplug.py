@@ -86,7 +86,7 @@ def test_data_by_alias_maps_to_the_born_metric() -> None:
     )
 
     assert [(i.kind, i.value) for i in out.items] == [("gas.lel", 7.25), ("gas.h2s", 2.0)]
-    assert not out.problems and out.rebirth is None
+    assert not out.problems and not out.out_of_step and out.rebirth is None
 
 
 def test_a_sequence_gap_asks_the_node_for_a_rebirth_and_keeps_the_values() -> None:
@@ -96,7 +96,8 @@ def test_a_sequence_gap_asks_the_node_for_a_rebirth_and_keeps_the_values() -> No
     out = spb.read("spBv1.0/cdu/DDATA/edge-1/det-101", payload(5, {"alias": 1, "double_value": 2.0}), NOW, 1)
 
     assert [i.value for i in out.items] == [2.0]
-    assert out.problems == ["sequence gap: expected 2, got 5"]
+    assert out.out_of_step == ["sequence gap: expected 2, got 5"]
+    assert out.problems == []
     assert out.rebirth is not None
     topic, data = out.rebirth
     assert topic == "spBv1.0/cdu/NCMD/edge-1"
@@ -109,7 +110,7 @@ def test_the_sequence_wraps_after_255() -> None:
     spb.read("spBv1.0/cdu/NBIRTH/edge-1", payload(0), NOW, 0)
     for seq in [*range(1, 256), 0, 1]:
         out = spb.read("spBv1.0/cdu/NDATA/edge-1", payload(seq), NOW, 0)
-        assert not out.problems, seq
+        assert not out.out_of_step, seq
 
 
 def test_rebirth_requests_are_limited_per_node() -> None:
@@ -137,7 +138,8 @@ def test_an_alias_never_born_is_a_problem_and_asks_for_a_rebirth() -> None:
 def test_data_from_a_node_never_born_asks_for_a_rebirth() -> None:
     out = reader().read("spBv1.0/cdu/NDATA/edge-1", payload(7, {"alias": 1, "double_value": 1.0}), NOW, 0)
 
-    assert "edge node 'edge-1' is not born" in out.problems
+    assert "edge node 'edge-1' is not born" in out.out_of_step
+    assert out.problems == ["alias 1 was never born"]
     assert out.rebirth is not None
 
 
@@ -164,7 +166,7 @@ def test_an_ndeath_of_an_older_session_changes_nothing() -> None:
 
     assert stale.items == []
     data = payload(2, {"alias": 1, "double_value": 1})
-    assert not spb.read("spBv1.0/cdu/DDATA/edge-1/det-101", data, NOW, 0).problems
+    assert not spb.read("spBv1.0/cdu/DDATA/edge-1/det-101", data, NOW, 0).out_of_step
 
 
 def test_ddeath_is_comm_loss_for_that_device_only() -> None:

@@ -20,6 +20,14 @@ REJECTED_ITEMS = Counter(
     "Observations of a message refused by the registry checks (the message is dead-lettered)",
     ["bridge"],
 )
+COMMANDS = Counter(
+    "safetyhub_bridge_commands", "Commands a bridge sent to its peers (Sparkplug rebirths)", ["bridge"]
+)
+OUT_OF_STEP = Counter(
+    "safetyhub_bridge_out_of_step",
+    "Sparkplug messages after a sequence gap, from a node not born, or naming an alias never born",
+    ["bridge"],
+)
 CONNECTS = Counter("safetyhub_bridge_connects", "Connections a bridge made to its peer", ["bridge"])
 CONNECTED = Gauge(
     "safetyhub_bridge_connected",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,8 +38,9 @@ from services.common.sites.registry import SiteRegistry
 from services.ingest.bridges import metrics
 from services.ingest.bridges.deadletter import BridgeDeadLetters
 from services.ingest.bridges.mqtt_config import MqttConfig
-from services.ingest.bridges.mqtt_mapping import TopicMap, Unmapped
-from services.ingest.intake import Limits, encode_checked
+from services.ingest.bridges.mqtt_mapping import TopicMap, Unmapped, resolve_tenant
+from services.ingest.bridges.sparkplug import SparkplugReader
+from services.ingest.intake import Limits, check_all, encode_checked
 
 log = get_logger(__name__)
 
@@ -96,6 +98,11 @@ class MqttBridge:
         self._dead = BridgeDeadLetters(js, BRIDGE, max_payload=publisher.max_payload)
         self._limits = limits
         self._map = TopicMap(config.topics)
+        self._sparkplug = SparkplugReader(config.sparkplug) if config.sparkplug is not None else None
+        self._subscriptions = sorted(
+            {*self._map.subscriptions, *(self._sparkplug.subscriptions if self._sparkplug else [])}
+        )
+        self._session: aiomqtt.Client | None = None
         self._clock = clock
         # Read at construction, so a missing file stops start-up rather than every reconnect.
         self._tls = _tls_context(config, base)
@@ -175,10 +182,11 @@ class MqttBridge:
         while not self._stopping:
             try:
                 async with self._client() as client:
-                    await client.subscribe([(topic, 1) for topic in self._map.subscriptions])
+                    await client.subscribe([(topic, 1) for topic in self._subscriptions])
                     self._set_connected(True)
+                    self._session = client
                     metrics.CONNECTS.labels(BRIDGE).inc()
-                    log.info("mqtt_bridge_connected", url=self._url, topics=self._map.subscriptions)
+                    log.info("mqtt_bridge_connected", url=self._url, topics=self._subscriptions)
                     delay = reconnect.min_s
                     await self._consume(client)
             except aiomqtt.MqttError as err:
@@ -192,6 +200,7 @@ class MqttBridge:
                     "mqtt_bridge_interrupted", url=self._url, error=self._last_error, retry_in_s=delay
                 )
             finally:
+                self._session = None
                 self._set_connected(False)
             await asyncio.sleep(delay)
             delay = min(delay * 2, reconnect.max_s)
@@ -229,18 +238,33 @@ class MqttBridge:
 
     async def _handle(self, topic: str, payload: bytes) -> None:
         """One message: its observations published, or the message dead-lettered with the
-        reason. Raises only when the bus takes neither (the message must come again)."""
-        metrics.RECEIVED.labels(BRIDGE).inc()
+        reason. Raises only when the bus takes neither (the message must come again).
+
+        Everything up to the first await runs in the order the messages arrived (tasks start in
+        order), so a Sparkplug node's births, data and deaths change its state in that order."""
+        sparkplug = self._sparkplug is not None and self._sparkplug.accepts(topic)
+        bridge = "sparkplug" if sparkplug else BRIDGE
+        metrics.RECEIVED.labels(bridge).inc()
         now = self._clock()
+        problems: list[str] = []
+        rebirth: tuple[str, bytes] | None = None
         try:
-            mapped = self._map.map(topic, payload, self._registry(), now, self._limits)
-            checked = mapped.checked
+            registry = self._registry()
+            if self._sparkplug is not None and sparkplug:
+                outcome = self._sparkplug.read(topic, payload, now, time.monotonic())
+                problems, rebirth = outcome.problems, outcome.rebirth
+                if outcome.out_of_step:
+                    metrics.OUT_OF_STEP.labels("sparkplug").inc()
+                    why = "; ".join(outcome.out_of_step)
+                    log.warning("sparkplug_out_of_step", topic=topic[:200], why=why)
+                tenant = resolve_tenant(outcome.items, outcome.tenant, registry)
+                checked = check_all(enumerate(outcome.items), registry, now, self._limits)
+                count = len(outcome.items)
+            else:
+                mapped = self._map.map(topic, payload, registry, now, self._limits)
+                tenant, checked, count = mapped.tenant, mapped.checked, mapped.count
             encoded = encode_checked(
-                checked,
-                tenant=mapped.tenant,
-                source=SOURCE,
-                received=now,
-                max_payload=self._publisher.max_payload,
+                checked, tenant=tenant, source=SOURCE, received=now, max_payload=self._publisher.max_payload
             )
         except Unmapped as err:
             await self._deadletter(topic, payload, reason=str(err), category=err.category)
@@ -252,14 +276,30 @@ class MqttBridge:
         if encoded.messages:
             messages = encoded.messages
             await self._until_taken(lambda: self._publisher.publish(messages), topic)
-            metrics.PUBLISHED.labels(BRIDGE).inc(sum(1 for i in encoded.ids if i))
+            metrics.PUBLISHED.labels(bridge).inc(sum(1 for i in encoded.ids if i))
+        if rebirth is not None:
+            await self._command(*rebirth)
         if checked.errors:
-            metrics.REJECTED_ITEMS.labels(BRIDGE).inc(len(checked.errors))
-            reason = "; ".join(
-                (f"item {e.index}: " if mapped.count > 1 else "") + f"{e.field or 'item'}: {e.detail}"
-                for e in checked.errors[:5]
-            )
-            await self._deadletter(topic, payload, reason=reason, category="invalid")
+            metrics.REJECTED_ITEMS.labels(bridge).inc(len(checked.errors))
+        problems += [
+            (f"item {e.index}: " if count > 1 else "") + f"{e.field or 'item'}: {e.detail}"
+            for e in checked.errors[:5]
+        ]
+        if problems:
+            category = "invalid" if checked.errors else "unusable"
+            await self._deadletter(topic, payload, reason="; ".join(problems), category=category)
+
+    async def _command(self, topic: str, payload: bytes) -> None:
+        """Send a Sparkplug command (QoS 0, as the specification has it); lost with the session."""
+        client = self._session
+        if client is None:
+            return
+        try:
+            await client.publish(topic, payload, qos=0)
+            metrics.COMMANDS.labels("sparkplug").inc()
+            log.info("sparkplug_rebirth_requested", topic=topic)
+        except aiomqtt.MqttError as err:
+            log.warning("sparkplug_command_failed", topic=topic, error=str(err))
 
     async def _deadletter(self, topic: str, payload: bytes, *, reason: str, category: str) -> None:
         await self._until_taken(

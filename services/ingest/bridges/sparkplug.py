@@ -8,7 +8,9 @@ bdSeq. As the specification asks of a host application, a sequence gap, data fro
 device not born, or an alias never born asks the node for a rebirth (NCMD `Node
 Control/Rebirth`), at most once per `rebirth_interval_s`. NDEATH and DDEATH become comm-loss
 observations (quality bad, no value) for every mapped metric of the devices they take down; an
-NDEATH whose bdSeq is not the birth's is a stale will message and changes nothing.
+NDEATH whose bdSeq is not the birth's is a stale will message and changes nothing. The values of
+a message after a gap are kept (each names its metric); what cannot be used (an alias never born,
+a metric that carries no number) is a problem, for the dead-letter stream.
 """
 
 from __future__ import annotations
@@ -54,12 +56,14 @@ class Outcome:
     items: list[ObservationIn] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     rebirth: tuple[str, bytes] | None = None
-    # The reader's view of the node is out of step with it (a gap, no birth, an unknown alias).
-    out_of_step: bool = False
+    # Why the reader's view of the node is out of step with it (a gap, no birth, an unknown
+    # alias): a rebirth is asked for. Only what could not be used is also a problem.
+    out_of_step: list[str] = field(default_factory=list)
 
-    def lost(self, reason: str) -> None:
-        self.problems.append(reason)
-        self.out_of_step = True
+    def lost(self, reason: str, *, unusable: bool = False) -> None:
+        self.out_of_step.append(reason)
+        if unusable:
+            self.problems.append(reason)
 
 
 def _moment(ms: int) -> datetime:
@@ -213,7 +217,7 @@ class SparkplugReader:
                     born.add(name)
             elif not name:
                 if metric.alias not in node.aliases:
-                    out.lost(f"alias {metric.alias} was never born")
+                    out.lost(f"alias {metric.alias} was never born", unusable=True)
                     continue
                 name = node.aliases[metric.alias]
             measured = self._reading(msg, name, metric)
