@@ -18,6 +18,18 @@ ingest:
 """
 
 
+SPARKPLUG = """\
+ingest:
+  mqtt:
+    url: mqtt://127.0.0.1:1883
+    sparkplug:
+      groups:
+        - group: cdu
+          site: ulsan-refinery
+          metrics: {H2S: gas.h2s}
+"""
+
+
 def load(tmp_path: Path, text: str) -> object:
     path = tmp_path / "hub.yaml"
     path.write_text(text, encoding="utf-8")
@@ -37,6 +49,13 @@ def test_a_good_section_loads_with_qos1_persistent_defaults(tmp_path: Path) -> N
     assert mqtt.enabled
     assert mqtt.client_id == "safetyhub-ingest"
     assert mqtt.topics[0].subscription == "plant/+/+/+"
+
+
+def test_a_sparkplug_section_alone_turns_the_bridge_on(tmp_path: Path) -> None:
+    mqtt = load(tmp_path, SPARKPLUG).ingest.mqtt  # type: ignore[attr-defined]
+
+    assert mqtt.enabled
+    assert mqtt.sparkplug.groups[0].metrics == {"H2S": "gas.h2s"}
 
 
 def test_the_bridge_is_off_by_default(tmp_path: Path) -> None:
@@ -60,6 +79,10 @@ def test_the_bridge_is_off_by_default(tmp_path: Path) -> None:
             "maps no topic",
         ),
         (GOOD + "    tls: {cert_file: c.pem}\n", 2, "ingest.mqtt", "needs both cert_file and key_file"),
+        (SPARKPLUG + "          devics: {}\n", 9, "sparkplug.groups[0].devics", "unknown field `devics`"),
+        (SPARKPLUG.replace("cdu", "cd/u"), 6, "ingest.mqtt.sparkplug.groups[0].group", "matching regex"),
+        (SPARKPLUG.replace("          metrics: {H2S: gas.h2s}\n", ""), 6, "groups[0]", "maps no metric"),
+        (SPARKPLUG + "        - {group: cdu, site: s, metrics: {a: b}}\n", 4, "sparkplug", "listed twice"),
     ],
 )
 def test_a_bad_bridge_config_names_file_line_and_key(
