@@ -30,7 +30,6 @@ class Ingest(ServiceInstance):
             context.sites, observations, config, body_timeout_s=context.config.http.body_timeout_s
         )
         self._max_body = config.max_body_mb * 1024 * 1024
-        self._mqtt = config.mqtt
         self._broker: EmbeddedBroker | None = None
         self._bridge: MqttBridge | None = None
         if config.mqtt.enabled:

@@ -68,6 +68,7 @@ def test_the_bridge_is_off_by_default(tmp_path: Path) -> None:
         (GOOD + "    qos: 2\n", 6, "ingest.mqtt", "unknown field `qos`"),
         (GOOD + "        valeu: $.v\n", 6, "ingest.mqtt.topics[0]", "unknown field `valeu`"),
         (GOOD.replace("mqtt://", "http://"), 2, "ingest.mqtt", "not mqtt://host"),
+        (GOOD + "    embedded: true\n", 2, "ingest.mqtt", "not both"),
         (GOOD.replace("{kind}", "{knd}"), 5, "ingest.mqtt.topics[0]", "'{knd}' is not one of"),
         (GOOD.replace("/{kind}", "/#"), 5, "ingest.mqtt.topics[0]", "no '#'"),
         (GOOD.replace("/{kind}", ""), 5, "ingest.mqtt.topics[0]", "names no {kind}"),

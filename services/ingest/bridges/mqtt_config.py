@@ -162,6 +162,8 @@ class MqttConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
                 parts.port  # noqa: B018 - raises on a port that is not a number
             except ValueError as err:
                 raise ValueError(f"url: {self.url!r}: {err}") from err
+        if self.url is not None and self.embedded:
+            raise ValueError("give url (a broker to read from) or embedded: true, not both")
         if self.password is not None and self.password_file is not None:
             raise ValueError("give password or password_file, not both")
         if self.tls is not None and (self.tls.cert_file is None) != (self.tls.key_file is None):
