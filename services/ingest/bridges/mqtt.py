@@ -46,6 +46,8 @@ log = get_logger(__name__)
 
 BRIDGE = "mqtt"
 SOURCE = "/ingest/bridges/mqtt"
+# How long a stop waits for the messages in hand to be published and acknowledged.
+DRAIN_S = 5.0
 # The embedded broker keeps sessions of named users only (see mqtt_broker.py).
 EMBEDDED_USER = "safetyhub"
 
@@ -117,6 +119,7 @@ class MqttBridge:
         self._holding = 0  # messages waiting for the bus to take them
         self._last_error = "not connected yet"
         self._stopping = False
+        self._draining = asyncio.Event()
 
     def _use_url(self, url: str) -> None:
         parts = urlsplit(url)
@@ -145,14 +148,19 @@ class MqttBridge:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="mqtt-bridge")
 
-    async def stop(self) -> None:
-        """Stop reading; what is in hand and not yet acknowledged comes again from the broker."""
+    async def stop(self, drain_s: float = DRAIN_S) -> None:
+        """Stop reading, finish the messages in hand (published and acknowledged) for at most
+        `drain_s`, then disconnect; what is left unacknowledged comes again from the broker."""
         self._stopping = True
+        self._draining.set()
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout=drain_s)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._set_connected(False)
 
     def _set_connected(self, connected: bool) -> None:
@@ -202,6 +210,8 @@ class MqttBridge:
             finally:
                 self._session = None
                 self._set_connected(False)
+            if self._stopping:
+                return
             await asyncio.sleep(delay)
             delay = min(delay * 2, reconnect.max_s)
 
@@ -215,6 +225,7 @@ class MqttBridge:
                 message, task = await in_hand.get()
                 await task  # raises when the bus did not take it: the session ends unacknowledged
                 client._client.ack(message.mid, message.qos)
+                in_hand.task_done()
 
         async def read() -> None:
             async for message in client.messages:
@@ -225,11 +236,20 @@ class MqttBridge:
 
         acker = asyncio.create_task(acknowledge(), name="mqtt-bridge-ack")
         reader = asyncio.create_task(read(), name="mqtt-bridge-read")
+        draining = asyncio.create_task(self._draining.wait())
         try:
-            done, _ = await asyncio.wait((acker, reader), return_when=asyncio.FIRST_COMPLETED)
-            for finished in done:
+            done, _ = await asyncio.wait((acker, reader, draining), return_when=asyncio.FIRST_COMPLETED)
+            for finished in done - {draining}:
                 finished.result()
+            if draining in done:
+                # Stopping: read no more, and let the acknowledgements catch up with what was read.
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+                joined = asyncio.create_task(in_hand.join())
+                await asyncio.wait((joined, acker), return_when=asyncio.FIRST_COMPLETED)
+                joined.cancel()
         finally:
+            draining.cancel()
             for task in (acker, reader):
                 task.cancel()
             while not in_hand.empty():
