@@ -401,3 +401,34 @@ async def test_sparkplug_births_data_by_alias_gaps_and_deaths_through_the_broker
 async def _rows_at_least(hub: Hub, count: int) -> list[tuple[str, float | None, str]] | None:
     rows = await quality_rows(hub)
     return rows if len(rows) >= count else None
+
+
+async def test_sparkplug_births_outlive_a_hub_restart_and_data_sent_meanwhile_is_stored(
+    nats_url: str, database_url: str, mqtt_url: str, names: tuple[str, str]
+) -> None:
+    prefix, client_id = names
+    node = f"spBv1.0/{prefix}"
+    base = int(RECENT.timestamp() * 1000)
+    config = sparkplug_config(mqtt_url, prefix, client_id)
+    try:
+        async with bridged_hub(nats_url, database_url, config) as hub:
+            await eventually(lambda: bridge_connected(hub), what="the bridge connected")
+            async with sensor(mqtt_url) as edge:
+                await edge.publish(f"{node}/NBIRTH/edge-1", spb(0, {"name": "bdSeq", "long_value": 1}), qos=1)
+                birth = {"name": "Gas/H2S", "alias": 1, "datatype": SPARKPLUG_DOUBLE, "double_value": 1.0}
+                data = spb(1, {**birth, "timestamp": base})
+                await edge.publish(f"{node}/DBIRTH/edge-1/det-101", data, qos=1)
+            await eventually(lambda: _rows_at_least(hub, 1), what="the birth value stored")
+
+        # The hub is down: the node goes on sending by alias.
+        async with sensor(mqtt_url) as edge:
+            for n in range(2, 7):
+                data = spb(n, {"alias": 1, "double_value": float(n), "timestamp": base + n * 1000})
+                await edge.publish(f"{node}/DDATA/edge-1/det-101", data, qos=1)
+
+        async with bridged_hub(nats_url, database_url, config) as hub:
+            rows = await eventually(lambda: _rows_at_least(hub, 6), what="every value stored")
+            assert [value for _, value, _ in rows] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+        assert await dead_letters(nats_url, 1) == []
+    finally:
+        await forget_session(mqtt_url, client_id)

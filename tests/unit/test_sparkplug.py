@@ -222,3 +222,21 @@ def test_commands_and_host_state_are_not_readings() -> None:
     spb = reader()
     assert spb.read("spBv1.0/cdu/NCMD/edge-1", payload(None), NOW, 0).items == []
     assert spb.read("spBv1.0/STATE/host-1", b"{}", NOW, 0).items == []
+
+
+def test_births_restored_in_another_reader_map_aliases_and_take_the_next_sequence_as_it_comes() -> None:
+    first = reader()
+    born(first)
+    out = first.read("spBv1.0/cdu/DDEATH/edge-1/det-101", payload(2), NOW, 0)
+    assert out.changed == ("cdu", "edge-1")
+    first.read("spBv1.0/cdu/DBIRTH/edge-1/det-101", payload(3, h2s(1.0)), NOW, 0)
+
+    second = reader()
+    second.restore(first.export("cdu", "edge-1"))
+    device = "spBv1.0/cdu/DDATA/edge-1/det-101"
+    out = second.read(device, payload(9, {"alias": 1, "double_value": 8.0}), NOW, 0)
+
+    assert [(i.kind, i.value) for i in out.items] == [("gas.h2s", 8.0)]
+    assert not out.out_of_step and out.changed is None
+    gap = second.read(device, payload(12, {"alias": 1, "double_value": 1}), NOW, 0)
+    assert gap.out_of_step == ["sequence gap: expected 10, got 12"]

@@ -17,6 +17,7 @@ wait, with the message held unacknowledged (see `_until_taken`).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import ssl
 import time
@@ -28,6 +29,8 @@ from urllib.parse import urlsplit
 import aiomqtt
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+from nats.js.errors import BucketNotFoundError, NoKeysError
+from nats.js.kv import KeyValue
 
 from services.common.bus.channel import ChannelPublisher
 from services.common.bus.publisher import PublishRejected
@@ -46,10 +49,17 @@ log = get_logger(__name__)
 
 BRIDGE = "mqtt"
 SOURCE = "/ingest/bridges/mqtt"
+# The JetStream key-value bucket where Sparkplug births outlive a restart.
+BIRTHS_BUCKET = "sparkplug_births"
 # How long a stop waits for the messages in hand to be published and acknowledged.
 DRAIN_S = 5.0
 # The embedded broker keeps sessions of named users only (see mqtt_broker.py).
 EMBEDDED_USER = "safetyhub"
+
+
+def _births_key(group: str, edge: str) -> str:
+    # Sparkplug ids may hold characters a key may not: the key is their base64url.
+    return base64.urlsafe_b64encode(f"{group}/{edge}".encode()).decode().rstrip("=")
 
 
 def _read_secret(base: Path, name: str, key: str) -> str:
@@ -105,6 +115,8 @@ class MqttBridge:
             {*self._map.subscriptions, *(self._sparkplug.subscriptions if self._sparkplug else [])}
         )
         self._session: aiomqtt.Client | None = None
+        self._js = js
+        self._births: KeyValue | None = None
         self._clock = clock
         # Read at construction, so a missing file stops start-up rather than every reconnect.
         self._tls = _tls_context(config, base)
@@ -189,6 +201,7 @@ class MqttBridge:
         delay = reconnect.min_s
         while not self._stopping:
             try:
+                await self._restore_births()
                 async with self._client() as client:
                     await client.subscribe([(topic, 1) for topic in self._subscriptions])
                     self._set_connected(True)
@@ -214,6 +227,27 @@ class MqttBridge:
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, reconnect.max_s)
+
+    async def _restore_births(self) -> None:
+        """Open the bucket of Sparkplug births and read back what earlier runs kept, once."""
+        if self._sparkplug is None or self._births is not None:
+            return
+        try:
+            kv = await self._js.key_value(BIRTHS_BUCKET)
+        except BucketNotFoundError:
+            kv = await self._js.create_key_value(
+                bucket=BIRTHS_BUCKET, history=1, description="Sparkplug B births per edge node"
+            )
+        try:
+            keys = await kv.keys()
+        except NoKeysError:
+            keys = []
+        for key in keys:
+            entry = await kv.get(key)
+            if entry.value:
+                self._sparkplug.restore(entry.value)
+        self._births = kv
+        log.info("sparkplug_births_restored", nodes=len(keys))
 
     async def _consume(self, client: aiomqtt.Client) -> None:
         in_hand: asyncio.Queue[tuple[aiomqtt.Message, asyncio.Task[None]]] = asyncio.Queue(
@@ -268,11 +302,15 @@ class MqttBridge:
         now = self._clock()
         problems: list[str] = []
         rebirth: tuple[str, bytes] | None = None
+        births: tuple[str, bytes] | None = None
         try:
             registry = self._registry()
             if self._sparkplug is not None and sparkplug:
                 outcome = self._sparkplug.read(topic, payload, now, time.monotonic())
                 problems, rebirth = outcome.problems, outcome.rebirth
+                if outcome.changed is not None:
+                    # Taken now, in arrival order; kept before the message is acknowledged.
+                    births = (_births_key(*outcome.changed), self._sparkplug.export(*outcome.changed))
                 if outcome.out_of_step:
                     metrics.OUT_OF_STEP.labels("sparkplug").inc()
                     why = "; ".join(outcome.out_of_step)
@@ -293,6 +331,9 @@ class MqttBridge:
             log.exception("mqtt_bridge_mapping_failed", topic=topic[:200])
             await self._deadletter(topic, payload, reason=f"cannot map: {err!r}", category="error")
             return
+        if births is not None and self._births is not None:
+            kv, (key, state) = self._births, births
+            await self._until_taken(lambda: kv.put(key, state), topic)
         if encoded.messages:
             messages = encoded.messages
             await self._until_taken(lambda: self._publisher.publish(messages), topic)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import msgspec
 from google.protobuf.message import DecodeError
 
 from services.common.contracts.sparkplug import SparkplugMetric, SparkplugPayload
@@ -45,6 +46,20 @@ class _Node:
     # Sparkplug device ("" for the node's own metrics) -> names of the metrics it was born with.
     devices: dict[str, set[str]] = field(default_factory=dict)
     rebirth_asked: float | None = None
+    # Restored after a restart: the sequence number is not kept (it changes with every message),
+    # so the first one seen is taken as it is.
+    resync: bool = False
+
+
+class _Births(msgspec.Struct, frozen=True):
+    """What a node's births declared, as kept between restarts (see `SparkplugReader.export`)."""
+
+    group: str
+    edge: str
+    born: bool
+    bd_seq: int | None
+    aliases: dict[int, str]
+    devices: dict[str, list[str]]
 
 
 @dataclass(slots=True)
@@ -53,6 +68,8 @@ class Outcome:
     it with (something of it could not be used), and a rebirth command to send."""
 
     tenant: str | None = None
+    # The node whose births this message changed, (group, edge): its state is to be kept.
+    changed: tuple[str, str] | None = None
     items: list[ObservationIn] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     rebirth: tuple[str, bytes] | None = None
@@ -145,6 +162,22 @@ class SparkplugReader:
     def subscriptions(self) -> list[str]:
         return [f"{NAMESPACE}/{group}/#" for group in sorted(self._groups)]
 
+    def export(self, group: str, edge: str) -> bytes:
+        """The births of a node, to keep across a restart (`restore` reads them back)."""
+        node = self._nodes.get((group, edge), _Node())
+        devices = {device: sorted(names) for device, names in node.devices.items()}
+        return msgspec.json.encode(_Births(group, edge, node.born, node.bd_seq, node.aliases, devices))
+
+    def restore(self, data: bytes) -> None:
+        births = msgspec.json.decode(data, type=_Births)
+        self._nodes[(births.group, births.edge)] = _Node(
+            born=births.born,
+            bd_seq=births.bd_seq,
+            aliases=dict(births.aliases),
+            devices={device: set(names) for device, names in births.devices.items()},
+            resync=True,
+        )
+
     @staticmethod
     def accepts(topic: str) -> bool:
         return topic.startswith(NAMESPACE + "/")
@@ -172,11 +205,14 @@ class SparkplugReader:
         node = self._nodes.setdefault((group_id, edge), _Node())
         sent = _moment(payload.timestamp) if payload.HasField("timestamp") else now
         msg = _Message(group, edge, parts[4] if len(parts) == 5 else "", node, sent, Outcome(group.tenant))
+        if kind in ("NBIRTH", "DBIRTH", "NDEATH", "DDEATH"):
+            msg.out.changed = (group_id, edge)
         if kind == "NDEATH":
             self._death(msg, payload)
             return msg.out
         if kind == "NBIRTH":
             node.born, node.seq, node.aliases, node.devices = True, payload.seq, {}, {"": set()}
+            node.resync = False
             node.bd_seq = next((int(m.long_value) for m in payload.metrics if m.name == "bdSeq"), None)
         else:
             self._check_sequence(msg, payload)
@@ -193,6 +229,8 @@ class SparkplugReader:
         node = msg.node
         if not node.born:
             msg.out.lost(f"edge node '{msg.edge}' is not born")
+        elif node.resync:
+            node.resync = False
         elif payload.HasField("seq"):
             expected = (node.seq + 1) % 256
             if payload.seq != expected:
