@@ -8,6 +8,8 @@ Starts `safetyhub up` (embedded NATS and PostgreSQL) with the MQTT bridge on the
 2. JSON: --count readings (one per message, on `bench/<tenant>/<site>/<device>/<kind>`) until
    PostgreSQL holds every one; the rate is from the first publish to the last row's commit;
 3. Sparkplug B: an edge node's births, then --count DDATA messages by alias, likewise;
+   the publisher stays at most 500 messages ahead of what the subscriber (or the bridge) took,
+   as a broker drops QoS 1 messages past a session's queue (Mosquitto: 1,000 by default);
 4. latency: JSON readings offered at --rate messages/s for --seconds, each stamped with its
    publish time; p50 / p99 from publish to the row's commit.
 
@@ -30,10 +32,12 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import aiohttp
 import aiomqtt
 import asyncpg
 import msgspec
@@ -112,7 +116,7 @@ async def _start_hub(workdir: Path, config: Path) -> tuple[subprocess.Popen[byte
 
 def _client(url: str, name: str, **options: object) -> aiomqtt.Client:
     parts = urlsplit(url)
-    return aiomqtt.Client(
+    client = aiomqtt.Client(
         parts.hostname or "127.0.0.1",
         parts.port or 1883,
         username="bench",
@@ -120,11 +124,36 @@ def _client(url: str, name: str, **options: object) -> aiomqtt.Client:
         max_inflight_messages=1000,
         **options,  # type: ignore[arg-type]
     )
+    client.pending_calls_threshold = 1 << 30  # many publishes in flight is the point here
+    return client
 
 
-async def _publish_all(client: aiomqtt.Client, messages: list[tuple[str, bytes]], window: int = 500) -> None:
+Consumed = Callable[[], Awaitable[int]]
+# Messages published and not yet taken by the subscriber at most: a broker keeps a bounded queue
+# per session (Mosquitto: max_queued_messages 1000) and drops QoS 1 messages past it.
+AHEAD = 500
+
+
+async def _publish_all(
+    client: aiomqtt.Client, messages: list[tuple[str, bytes]], consumed: Consumed, window: int = 100
+) -> None:
     for start in range(0, len(messages), window):
+        while start - await consumed() > AHEAD:  # noqa: ASYNC110 - polls another process
+            await asyncio.sleep(0.002)
         await asyncio.gather(*(client.publish(t, p, qos=1) for t, p in messages[start : start + window]))
+
+
+async def _bridge_received(http_url: str) -> int:
+    """Messages the hub's bridge has taken from the broker so far (its metrics)."""
+    async with aiohttp.ClientSession() as session, session.get(http_url + "/metrics") as resp:
+        text = await resp.text()
+    return int(
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("safetyhub_bridge_received_total")
+        )
+    )
 
 
 def _json_messages(points: list[Point], run: str, count: int) -> list[tuple[str, bytes]]:
@@ -154,12 +183,13 @@ def _sparkplug_messages(points: list[Point], count: int) -> tuple[Messages, Mess
     by_device: dict[str, list[dict[str, object]]] = {}
     for device, kind, _ in points:
         aliases[(device, kind)] = alias = len(aliases) + 1
-        by_device.setdefault(device, []).append({"name": kind, "alias": alias, "datatype": DOUBLE})
+        metric = {"name": kind, "alias": alias, "datatype": DOUBLE, "double_value": 0.0}
+        by_device.setdefault(device, []).append(metric)
     seq = 0
     for device, metrics in by_device.items():
         seq += 1
         births.append((f"{node}/DBIRTH/{EDGE}/{device}", _spb(seq, metrics)))
-    base = int(time.time() * 1000)
+    base = int(time.time() * 1000) + 1000  # after the births, so no reading repeats a birth's
     data = []
     for n in range(count):
         seq += 1
@@ -175,7 +205,7 @@ async def _stored(conn: asyncpg.Connection) -> int:
     return count
 
 
-async def _until_stored(conn: asyncpg.Connection, expected: int, deadline_s: float = 300.0) -> float:
+async def _until_stored(conn: asyncpg.Connection, expected: int, deadline_s: float = 120.0) -> float:
     deadline = time.monotonic() + deadline_s
     while (got := await _stored(conn)) < expected:
         if time.monotonic() > deadline:
@@ -200,20 +230,31 @@ async def _baseline(url: str, points: list[Point], count: int) -> float:
 
         reader = asyncio.create_task(read())
         messages = [(f"bare/{t}", p) for t, p in _json_messages(points, "bare", count)]
+
+        async def taken() -> int:
+            return received
+
         async with _client(url, "bench-pub") as pub:
             started = time.monotonic()
-            await _publish_all(pub, messages)
-            await asyncio.wait_for(done.wait(), 300)
+            await _publish_all(pub, messages, taken)
+            await asyncio.wait_for(done.wait(), 120)
         elapsed = time.monotonic() - started
         reader.cancel()
     return count / elapsed
 
 
-async def _phase(url: str, conn: asyncpg.Connection, messages: Messages, expected: int) -> float:
+async def _phase(
+    url: str, http_url: str, conn: asyncpg.Connection, messages: Messages, expected: int
+) -> float:
     before = await _stored(conn)
+    offset = await _bridge_received(http_url)
+
+    async def taken() -> int:
+        return await _bridge_received(http_url) - offset
+
     async with _client(url, "bench-pub") as pub:
         started = time.monotonic()
-        await _publish_all(pub, messages)
+        await _publish_all(pub, messages, taken)
     finished = await _until_stored(conn, before + expected)
     return expected / (finished - started)
 
@@ -226,12 +267,15 @@ async def _paced(
     total = int(rate * args.seconds)
     tick = 0.01  # publish in 10 ms slices: rate / 100 messages each
     per_tick = max(1, int(rate * tick))
+    async def unbounded() -> int:
+        return 1 << 62  # paced: the rate bounds what is ahead
+
     async with _client(url, "bench-paced") as pub:
         started = time.monotonic()
         sent = 0
         while sent < total:
             batch = _json_messages(points, f"{run}-{sent}", min(per_tick, total - sent))
-            await _publish_all(pub, batch)
+            await _publish_all(pub, batch, unbounded)
             sent += len(batch)
             ahead = started + sent / rate - time.monotonic()
             if ahead > 0:
@@ -279,10 +323,11 @@ async def main() -> None:
         await asyncio.sleep(2.0)  # the bridge connects and subscribes
         bare = await _baseline(url, points, args.count)
         run = f"bench{int(time.time())}"
-        json_rate = await _phase(url, conn, _json_messages(points, run, args.count), args.count)
+        http_url = info["http_url"]
+        json_rate = await _phase(url, http_url, conn, _json_messages(points, run, args.count), args.count)
         births, data = _sparkplug_messages(points, args.count)
-        await _phase(url, conn, births, len(points))
-        sparkplug_rate = await _phase(url, conn, data, args.count)
+        await _phase(url, http_url, conn, births, len(points))
+        sparkplug_rate = await _phase(url, http_url, conn, data, args.count)
         p50, p99, paced = await _paced(url, conn, points, args, f"{run}p")
     finally:
         sampling = False
