@@ -11,7 +11,7 @@ import pytest
 
 from services.common.contracts.sparkplug import SparkplugPayload
 from services.ingest.bridges.mqtt_mapping import Unmapped
-from services.ingest.bridges.sparkplug import SparkplugReader
+from services.ingest.bridges.sparkplug import NodeId, SparkplugReader
 from services.ingest.bridges.sparkplug_config import SparkplugConfig, SparkplugGroup
 from services.ingest.domain.checks import Checked
 
@@ -99,9 +99,8 @@ def test_a_sequence_gap_asks_the_node_for_a_rebirth_and_keeps_the_values() -> No
     assert out.out_of_step == ["sequence gap: expected 2, got 5"]
     assert out.problems == []
     assert out.rebirth is not None
-    topic, data = out.rebirth
-    assert topic == "spBv1.0/cdu/NCMD/edge-1"
-    [metric] = SparkplugPayload.FromString(data).metrics
+    assert out.rebirth.topic == "spBv1.0/cdu/NCMD/edge-1"
+    [metric] = SparkplugPayload.FromString(out.rebirth.payload).metrics
     assert (metric.name, metric.datatype, metric.boolean_value) == ("Node Control/Rebirth", BOOLEAN, True)
 
 
@@ -228,11 +227,11 @@ def test_births_restored_in_another_reader_map_aliases_and_take_the_next_sequenc
     first = reader()
     born(first)
     out = first.read("spBv1.0/cdu/DDEATH/edge-1/det-101", payload(2), NOW, 0)
-    assert out.changed == ("cdu", "edge-1")
+    assert out.changed == NodeId("cdu", "edge-1")
     first.read("spBv1.0/cdu/DBIRTH/edge-1/det-101", payload(3, h2s(1.0)), NOW, 0)
 
     second = reader()
-    second.restore(first.export("cdu", "edge-1"))
+    second.restore(first.export(NodeId("cdu", "edge-1")))
     device = "spBv1.0/cdu/DDATA/edge-1/det-101"
     out = second.read(device, payload(9, {"alias": 1, "double_value": 8.0}), NOW, 0)
 

@@ -42,7 +42,7 @@ from services.ingest.bridges import metrics
 from services.ingest.bridges.deadletter import BridgeDeadLetters
 from services.ingest.bridges.mqtt_config import MqttConfig
 from services.ingest.bridges.mqtt_mapping import TopicMap, Unmapped, resolve_tenant
-from services.ingest.bridges.sparkplug import SparkplugReader
+from services.ingest.bridges.sparkplug import Command, NodeId, SparkplugReader
 from services.ingest.intake import Limits, check_all, encode_checked
 
 log = get_logger(__name__)
@@ -57,9 +57,9 @@ DRAIN_S = 5.0
 EMBEDDED_USER = "safetyhub"
 
 
-def _births_key(group: str, edge: str) -> str:
+def _births_key(node: NodeId) -> str:
     # Sparkplug ids may hold characters a key may not: the key is their base64url.
-    return base64.urlsafe_b64encode(f"{group}/{edge}".encode()).decode().rstrip("=")
+    return base64.urlsafe_b64encode(f"{node.group}/{node.edge}".encode()).decode().rstrip("=")
 
 
 def _read_secret(base: Path, name: str, key: str) -> str:
@@ -301,7 +301,7 @@ class MqttBridge:
         metrics.RECEIVED.labels(bridge).inc()
         now = self._clock()
         problems: list[str] = []
-        rebirth: tuple[str, bytes] | None = None
+        rebirth: Command | None = None
         births: tuple[str, bytes] | None = None
         try:
             registry = self._registry()
@@ -310,7 +310,7 @@ class MqttBridge:
                 problems, rebirth = outcome.problems, outcome.rebirth
                 if outcome.changed is not None:
                     # Taken now, in arrival order; kept before the message is acknowledged.
-                    births = (_births_key(*outcome.changed), self._sparkplug.export(*outcome.changed))
+                    births = (_births_key(outcome.changed), self._sparkplug.export(outcome.changed))
                 if outcome.out_of_step:
                     metrics.OUT_OF_STEP.labels("sparkplug").inc()
                     why = "; ".join(outcome.out_of_step)
@@ -339,7 +339,7 @@ class MqttBridge:
             await self._until_taken(lambda: self._publisher.publish(messages), topic)
             metrics.PUBLISHED.labels(bridge).inc(sum(1 for i in encoded.ids if i))
         if rebirth is not None:
-            await self._command(*rebirth)
+            await self._command(rebirth)
         if checked.errors:
             metrics.REJECTED_ITEMS.labels(bridge).inc(len(checked.errors))
         problems += [
@@ -350,17 +350,17 @@ class MqttBridge:
             category = "invalid" if checked.errors else "unusable"
             await self._deadletter(topic, payload, reason="; ".join(problems), category=category)
 
-    async def _command(self, topic: str, payload: bytes) -> None:
+    async def _command(self, command: Command) -> None:
         """Send a Sparkplug command (QoS 0, as the specification has it); lost with the session."""
         client = self._session
         if client is None:
             return
         try:
-            await client.publish(topic, payload, qos=0)
+            await client.publish(command.topic, command.payload, qos=0)
             metrics.COMMANDS.labels("sparkplug").inc()
-            log.info("sparkplug_rebirth_requested", topic=topic)
+            log.info("sparkplug_rebirth_requested", topic=command.topic)
         except aiomqtt.MqttError as err:
-            log.warning("sparkplug_command_failed", topic=topic, error=str(err))
+            log.warning("sparkplug_command_failed", topic=command.topic, error=str(err))
 
     async def _deadletter(self, topic: str, payload: bytes, *, reason: str, category: str) -> None:
         await self._until_taken(

@@ -62,17 +62,31 @@ class _Births(msgspec.Struct, frozen=True):
     devices: dict[str, list[str]]
 
 
+@dataclass(frozen=True, slots=True)
+class NodeId:
+    group: str
+    edge: str
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """An MQTT message to an edge node (a rebirth request)."""
+
+    topic: str
+    payload: bytes
+
+
 @dataclass(slots=True)
 class Outcome:
     """What one message became: observations to check and publish, the reasons to dead-letter
     it with (something of it could not be used), and a rebirth command to send."""
 
     tenant: str | None = None
-    # The node whose births this message changed, (group, edge): its state is to be kept.
-    changed: tuple[str, str] | None = None
+    # The node whose births this message changed: its state is to be kept.
+    changed: NodeId | None = None
     items: list[ObservationIn] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-    rebirth: tuple[str, bytes] | None = None
+    rebirth: Command | None = None
     # Why the reader's view of the node is out of step with it (a gap, no birth, an unknown
     # alias): a rebirth is asked for. Only what could not be used is also a problem.
     out_of_step: list[str] = field(default_factory=list)
@@ -122,7 +136,7 @@ def _quality(metric: SparkplugMetric) -> QualityName:
     return "good"
 
 
-def rebirth_command(group: str, edge: str, now: datetime) -> tuple[str, bytes]:
+def rebirth_command(group: str, edge: str, now: datetime) -> Command:
     """The NCMD asking edge node `edge` of `group` to publish its births again."""
     payload = SparkplugPayload()
     stamp = int(now.timestamp() * 1000)
@@ -132,7 +146,7 @@ def rebirth_command(group: str, edge: str, now: datetime) -> tuple[str, bytes]:
     metric.timestamp = stamp
     metric.datatype = _BOOLEAN
     metric.boolean_value = True
-    return f"{NAMESPACE}/{group}/NCMD/{edge}", payload.SerializeToString()
+    return Command(f"{NAMESPACE}/{group}/NCMD/{edge}", payload.SerializeToString())
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,11 +176,12 @@ class SparkplugReader:
     def subscriptions(self) -> list[str]:
         return [f"{NAMESPACE}/{group}/#" for group in sorted(self._groups)]
 
-    def export(self, group: str, edge: str) -> bytes:
+    def export(self, node_id: NodeId) -> bytes:
         """The births of a node, to keep across a restart (`restore` reads them back)."""
-        node = self._nodes.get((group, edge), _Node())
+        node = self._nodes.get((node_id.group, node_id.edge), _Node())
         devices = {device: sorted(names) for device, names in node.devices.items()}
-        return msgspec.json.encode(_Births(group, edge, node.born, node.bd_seq, node.aliases, devices))
+        births = _Births(node_id.group, node_id.edge, node.born, node.bd_seq, node.aliases, devices)
+        return msgspec.json.encode(births)
 
     def restore(self, data: bytes) -> None:
         births = msgspec.json.decode(data, type=_Births)
@@ -206,7 +221,7 @@ class SparkplugReader:
         sent = _moment(payload.timestamp) if payload.HasField("timestamp") else now
         msg = _Message(group, edge, parts[4] if len(parts) == 5 else "", node, sent, Outcome(group.tenant))
         if kind in ("NBIRTH", "DBIRTH", "NDEATH", "DDEATH"):
-            msg.out.changed = (group_id, edge)
+            msg.out.changed = NodeId(group_id, edge)
         if kind == "NDEATH":
             self._death(msg, payload)
             return msg.out
