@@ -4,8 +4,9 @@ COPY cannot skip rows that already exist, and redelivery must not fail a batch, 
 into a temporary table and moved with `INSERT ... ON CONFLICT DO NOTHING`. One transaction per
 batch: the consumer acks the batch only after it commits.
 
-The key is (tenant, id, time) (migration 0002): a row whose key is already stored, or appears
-earlier in the same batch, is a retry and is skipped, so the first copy wins. The stage is read
+The key is (tenant, id, time) (migration 0002; its columns ordered time first since 0003, so
+inserts land at the index's right edge): a row whose key is already stored, or appears earlier in
+the same batch, is a retry and is skipped, so the first copy wins. The stage is read
 in the order COPY wrote it (a temporary table's heap, emptied at each commit, is never scanned
 from the middle), which is the order the messages came off the stream.
 """
