@@ -44,7 +44,7 @@ _BODY_REASONS = {413: "too_large", 408: "timeout", 415: "unsupported_media_type"
 # What a 503 can truthfully say. When NATS is not connected nothing was sent. When JetStream does
 # not answer in time the messages may be in the stream already (a frozen server stores them when
 # it resumes), so the answer cannot say they are not; it says when a retry is safe instead. The
-# store keeps one row per (id, time): only an item with its own time is the same row on a retry.
+# store keeps one row per (tenant, id, time): only an item with its own time is the same row on a retry.
 NOT_SENT = (
     "The event bus is not connected: nothing of this request was sent, so nothing of this request"
     " was accepted. Retrying it is safe."
