@@ -132,12 +132,12 @@ def intrusion_clip(
 ) -> Path:
     """A clip (MJPEG in AVI) of a green 'person' walking from the top left into the bottom half,
     beside a face photograph in the top right corner."""
-    face = cv2.resize(astronaut(), (120, 120))
+    face = cv2.resize(astronaut(), (160, 160))
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
     assert writer.isOpened()
     for i in range(frames):
         frame = np.full((height, width, 3), 70, np.uint8)
-        frame[0:120, width - 120 : width] = face
+        frame[0:160, width - 160 : width] = face
         # 20 x 40 pixels, moving down and right: its feet cross y = 0.5 of the frame midway.
         x = 20 + i * 2
         y = 10 + i * 4

@@ -44,10 +44,10 @@ def test_an_empty_site_list_reaches_no_site() -> None:
 # without a row here fails below instead of silently getting no rights.
 MAY = {
     "gateway": {"observations.post"},
-    "viewer": {"observations.read"},
-    "responder": {"observations.read"},
-    "operator": {"observations.read"},
-    "admin": {"observations.post", "observations.read"},
+    "viewer": {"observations.read", "snapshots.read"},
+    "responder": {"observations.read", "snapshots.read"},
+    "operator": {"observations.read", "snapshots.read"},
+    "admin": {"observations.post", "observations.read", "snapshots.read"},
     "platform": set(),
 }
 
