@@ -86,12 +86,18 @@ class OnnxDetector:
         self._width = shape[3] if isinstance(shape[3], int) else config.input_size
         self._half = inputs[0].type == "tensor(float16)"
         out_shape = outputs[0].shape
+        metadata = session.get_modelmeta().custom_metadata_map
         classes = out_shape[1] - 4 if len(out_shape) == 3 and isinstance(out_shape[1], int) else -1
+        named = len(class_names(metadata, 0, strict=True))
         try:
-            check_shape(out_shape, classes)
+            check_shape(out_shape, named or classes)
+            # Without names to count, (1, N, 4 + classes), an older export's layout, read as
+            # YOLOv8's gives more rows than candidates: no real detector has that.
+            if not named and isinstance(out_shape[2], int) and out_shape[2] < 4 + classes:
+                raise OutputShapeError(f"output shape {list(out_shape)} has fewer candidates than rows")
         except OutputShapeError as err:
             raise DetectorError(f"{path}: {err}; a YOLOv8-format model is needed") from err
-        self.names = class_names(session.get_modelmeta().custom_metadata_map, classes)
+        self.names = class_names(metadata, classes)
         self._session = session
         self._input = inputs[0].name
         self._confidence = config.confidence

@@ -66,9 +66,10 @@ def decode(
     return found
 
 
-def class_names(metadata: dict[str, str], classes: int) -> list[str]:
+def class_names(metadata: dict[str, str], classes: int, *, strict: bool = False) -> list[str]:
     """Class names from a model's metadata (`names`, as Ultralytics exports write it:
-    `{0: 'person', 1: 'car'}`), else `class0`, `class1`, ..."""
+    `{0: 'person', 1: 'car'}`), else `class0`, `class1`, ... With `strict`, only the names the
+    metadata gives (none when it has none)."""
     raw = metadata.get("names")
     names: dict[int, str] = {}
     if raw:
@@ -76,4 +77,6 @@ def class_names(metadata: dict[str, str], classes: int) -> list[str]:
             key, sep, value = part.partition(":")
             if sep and key.strip().isdigit():
                 names[int(key.strip())] = value.strip().strip("'\"")
+    if strict:
+        return [names[i] for i in sorted(names)]
     return [names.get(i, f"class{i}") for i in range(classes)]
