@@ -9,7 +9,7 @@ with a score of 1, so a clip with a green rectangle walking into a zone has a kn
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -127,14 +127,12 @@ def astronaut() -> npt.NDArray[np.uint8]:
     return image
 
 
-def intrusion_clip(
-    path: Path, *, width: int = 320, height: int = 240, frames: int = 40, fps: float = 20.0
-) -> Path:
-    """A clip (MJPEG in AVI) of a green 'person' walking from the top left into the bottom half,
-    beside a face photograph in the top right corner."""
+def intrusion_frames(
+    *, width: int = 320, height: int = 240, frames: int = 40
+) -> Iterator[npt.NDArray[np.uint8]]:
+    """A green 'person' walking from the top left into the bottom half, beside a face photograph
+    in the top right corner."""
     face = cv2.resize(astronaut(), (160, 160))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
-    assert writer.isOpened()
     for i in range(frames):
         frame = np.full((height, width, 3), 70, np.uint8)
         frame[0:160, width - 160 : width] = face
@@ -142,6 +140,16 @@ def intrusion_clip(
         x = 20 + i * 2
         y = 10 + i * 4
         frame[y : y + 40, x : x + 20] = (0, 255, 0)
+        yield frame
+
+
+def intrusion_clip(
+    path: Path, *, width: int = 320, height: int = 240, frames: int = 40, fps: float = 20.0
+) -> Path:
+    """`intrusion_frames` as a clip (MJPEG in AVI)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    assert writer.isOpened()
+    for frame in intrusion_frames(width=width, height=height, frames=frames):
         writer.write(frame)
     writer.release()
     return path

@@ -70,9 +70,12 @@ class VideoHub:
             return resp.status, body["checks"]
 
 
-async def start(nats_url: str, database_url: str, cameras: list[CameraConfig]) -> VideoHub:
+async def start(
+    nats_url: str, database_url: str, cameras: list[CameraConfig], video: VideoConfig | None = None
+) -> VideoHub:
+    settings = msgspec.structs.replace(video or VideoConfig(retry_max_s=1.0), cameras=cameras)
     hub = Hub(
-        hub_config(video=VideoConfig(cameras=cameras, retry_max_s=1.0)),
+        hub_config(video=settings),
         REPO,
         Endpoints(nats_url, database_url),
     )
