@@ -117,6 +117,9 @@ class VideoConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_on
     # A stream that delivers no frame for this long has dropped out.
     stall_timeout_s: PositiveFloat = 10.0
     jpeg_quality: Annotated[int, msgspec.Meta(ge=10, le=100)] = 85
+    # Snapshots older than this are deleted (hourly), as the store drops observations after
+    # store.retention_days: keep the two equal so a stored detection's snapshot can be read.
+    snapshot_retention_days: Positive = 30
     # Rule firings waiting to be stored and published, at most; past it a camera's worker waits
     # (dropping frames meanwhile), never a detection.
     max_pending: Positive = 1_000

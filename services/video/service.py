@@ -44,6 +44,7 @@ _LOCK = (
 _STANDBY_S = 2.0
 _CHECK_S = 5.0
 _STOP_GRACE_S = 5.0
+_PURGE_EVERY_S = 3600.0
 
 
 class VideoService:
@@ -107,7 +108,12 @@ class VideoService:
                     log.info("video_cameras_leading", cameras=len(self._config.cameras))
                     self._start_workers(loop)
                     try:
+                        purged_at = -_PURGE_EVERY_S
                         while not self._stopped.is_set():
+                            if loop.time() - purged_at >= _PURGE_EVERY_S:
+                                purged_at = loop.time()
+                                purged = await snapshots.purge(conn, self._config.snapshot_retention_days)
+                                log.info("video_snapshots_purged", count=purged)
                             await self._pause(_CHECK_S)
                             await conn.fetchval("SELECT 1")  # a lost connection has lost the lock
                     finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import pytest
 
 from services.common.auth.keys import create_key
 from services.hub.bootstrap import Endpoints, Hub
+from services.video.adapters import snapshots
 from services.video.config import (
     CameraConfig,
     DetectorConfig,
@@ -203,3 +205,25 @@ async def test_a_camera_that_cannot_be_opened_is_reported_while_the_hub_runs(
     finally:
         await running.session.close()
         await running.hub.stop()
+
+
+async def test_snapshots_older_than_the_retention_are_purged(migrated_pool: Any) -> None:
+    now = datetime.now(UTC)
+    for ref, age in (("01KB9ZQ4XJ3J5V4N2Y7W8X9Z0A", 31), ("01KB9ZQ4XJ3J5V4N2Y7W8X9Z0B", 29)):
+        snapshot = snapshots.Snapshot(
+            ref,
+            "ulsan-refining",
+            "ulsan-refinery",
+            "cam-tf-501",
+            now - timedelta(days=age),
+            b"raw",
+            b"soft",
+            0,
+        )
+        async with migrated_pool.acquire() as conn:
+            await snapshots.insert(conn, snapshot)
+    async with migrated_pool.acquire() as conn:
+        assert await snapshots.purge(conn, 30) == 1
+    assert await snapshots.fetch(migrated_pool, "01KB9ZQ4XJ3J5V4N2Y7W8X9Z0A", blurred=False) is None
+    kept = await snapshots.fetch(migrated_pool, "01KB9ZQ4XJ3J5V4N2Y7W8X9Z0B", blurred=True)
+    assert kept is not None and kept.image == b"soft"

@@ -12,6 +12,7 @@ INSERT INTO video_snapshots (ref, tenant, site, device, taken, jpeg, blurred, fa
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (ref) DO NOTHING
 """
+_PURGE = "DELETE FROM video_snapshots WHERE taken < now() - make_interval(days => $1)"
 _SELECT = "SELECT tenant, site, device, taken, {column} AS image FROM video_snapshots WHERE ref = $1"
 
 
@@ -55,3 +56,9 @@ async def fetch(pool: asyncpg.Pool, ref: str, *, blurred: bool) -> StoredImage |
     if row is None:
         return None
     return StoredImage(row["tenant"], row["site"], row["device"], row["taken"], bytes(row["image"]))
+
+
+async def purge(connection: asyncpg.Connection, retention_days: int) -> int:
+    """Delete the snapshots taken more than `retention_days` ago; how many were."""
+    status = await connection.execute(_PURGE, retention_days)
+    return int(status.split()[-1])
