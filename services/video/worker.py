@@ -84,7 +84,7 @@ def zones_of(camera: CameraConfig) -> list[CameraZone]:
     ]
 
 
-class _Analysis:
+class FrameAnalysis:
     """The per-connection state of one camera: sampler, motion gate, tracker, rules."""
 
     def __init__(self, camera: CameraConfig, detector: Detector) -> None:
@@ -180,7 +180,7 @@ class CameraWorker:
                 source.open()
                 self.health.up()
                 self._log.info("camera_open", fps=source.fps, detector=detector.name)
-                self._read(source, _Analysis(self._camera, detector))
+                self._read(source, FrameAnalysis(self._camera, detector))
                 failures = 0
             except (SourceError, DetectorError) as err:
                 failures += 1
@@ -199,7 +199,7 @@ class CameraWorker:
         self._log.warning("camera_unavailable", reason=detail, retry_in_s=delay, failures=failures)
         self._stop.wait(delay)
 
-    def _read(self, source: FrameSource, analysis: _Analysis) -> None:
+    def _read(self, source: FrameSource, analysis: FrameAnalysis) -> None:
         started = time.monotonic()
         count = 0
         while not self._stop.is_set():
