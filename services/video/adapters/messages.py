@@ -14,8 +14,6 @@ from services.ingest.domain.contract import BoxIn, ObservationIn
 from services.ingest.encode import observation_id, to_message
 from services.video.domain.rules import Firing
 
-SOURCE = "safetyhub/video"
-
 
 def snapshot_path(ref: str) -> str:
     return f"/v1/snapshots/{ref}"
@@ -44,9 +42,14 @@ def firing_observation(
     )
 
 
+def source_of(site: str, device: str) -> str:
+    """The envelope's `source` of a camera's detections (ingest's is `/ingest/keys/<key id>`)."""
+    return f"/video/{site}/{device}"
+
+
 def encode(item: ObservationIn, *, tenant: str, received: datetime) -> tuple[str, OutgoingMessage]:
     """The observation's id and its bus message."""
     return (
         observation_id(item, tenant=tenant, received=received),
-        to_message(item, tenant=tenant, source=SOURCE, received=received),
+        to_message(item, tenant=tenant, source=source_of(item.site, item.device), received=received),
     )
