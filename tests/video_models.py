@@ -128,7 +128,7 @@ def astronaut() -> npt.NDArray[np.uint8]:
 
 
 def intrusion_frames(
-    *, width: int = 320, height: int = 240, frames: int = 40
+    *, width: int = 320, height: int = 240, frames: int = 80
 ) -> Iterator[npt.NDArray[np.uint8]]:
     """A green 'person' walking from the top left into the bottom half, beside a face photograph
     in the top right corner."""
@@ -136,15 +136,16 @@ def intrusion_frames(
     for i in range(frames):
         frame = np.full((height, width, 3), 70, np.uint8)
         frame[0:160, width - 160 : width] = face
-        # 20 x 40 pixels, moving down and right: its feet cross y = 0.5 of the frame midway.
-        x = 20 + i * 2
-        y = 10 + i * 4
+        # 20 x 40 pixels, walking down and right: its feet cross y = 0.5 of the frame at frame 35,
+        # slowly enough for a loaded worker that skips frames to keep its track.
+        x = 20 + i
+        y = 10 + i * 2
         frame[y : y + 40, x : x + 20] = (0, 255, 0)
         yield frame
 
 
 def intrusion_clip(
-    path: Path, *, width: int = 320, height: int = 240, frames: int = 40, fps: float = 20.0
+    path: Path, *, width: int = 320, height: int = 240, frames: int = 80, fps: float = 20.0
 ) -> Path:
     """`intrusion_frames` as a clip (MJPEG in AVI)."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))

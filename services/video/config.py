@@ -46,6 +46,20 @@ class ZoneConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     rules: Annotated[list[RuleConfig], msgspec.Meta(min_length=1)]
 
 
+class LineConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    id: Slug
+    # From A to B; its sides are named as seen walking from A to B on the picture.
+    points: Annotated[list[Point], msgspec.Meta(min_length=2, max_length=2)]
+    direction: Literal["any", "left_to_right", "right_to_left"] = "any"
+    labels: Annotated[list[Label], msgspec.Meta(min_length=1)] = msgspec.field(
+        default_factory=lambda: ["person"]
+    )
+
+    def __post_init__(self) -> None:
+        if self.points[0] == self.points[1]:
+            raise ValueError("a line needs two different points")
+
+
 class DetectorConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     # hog: OpenCV's built-in people detector (nothing to download); onnx: a YOLOv8-format model.
     kind: Literal["hog", "onnx"] = "hog"
@@ -94,12 +108,15 @@ class CameraConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     motion: MotionConfig = MotionConfig()
     tracker: TrackerConfig = TrackerConfig()
     zones: list[ZoneConfig] = []
+    # Lines whose crossing fires `video.line_crossing`.
+    lines: list[LineConfig] = []
 
     def __post_init__(self) -> None:
-        ids = [zone.id for zone in self.zones]
+        # A firing names its zone or line by id alone: one id, one place.
+        ids = [zone.id for zone in self.zones] + [line.id for line in self.lines]
         twice = sorted({z for z in ids if ids.count(z) > 1})
         if twice:
-            raise ValueError(f"zone ids must be unique per camera: {', '.join(twice)}")
+            raise ValueError(f"zone and line ids must be unique per camera: {', '.join(twice)}")
 
     @property
     def is_stream(self) -> bool:

@@ -29,6 +29,7 @@ from services.video.adapters.faces import FaceBlur
 from services.video.adapters.motion import MotionGate
 from services.video.adapters.source import Frame, FrameSource, SourceError
 from services.video.config import CameraConfig, VideoConfig
+from services.video.domain.lines import CameraLine, Direction, LineRules
 from services.video.domain.pacing import FrameSampler, RateMeter
 from services.video.domain.rules import CameraZone, Firing, RuleKind, ZoneRule, ZoneRules
 from services.video.domain.tracker import IouTracker
@@ -73,6 +74,19 @@ class CameraHealth:
             return self._problem
 
 
+def lines_of(camera: CameraConfig) -> list[CameraLine]:
+    return [
+        CameraLine(
+            line.id,
+            (float(line.points[0][0]), float(line.points[0][1])),
+            (float(line.points[1][0]), float(line.points[1][1])),
+            Direction(line.direction),
+            frozenset(line.labels),
+        )
+        for line in camera.lines
+    ]
+
+
 def zones_of(camera: CameraConfig) -> list[CameraZone]:
     return [
         CameraZone(
@@ -96,6 +110,7 @@ class FrameAnalysis:
         t = camera.tracker
         self.tracker = IouTracker(min_iou=t.min_iou, min_hits=t.min_hits, max_missed=t.max_missed)
         self.rules = ZoneRules(zones_of(camera))
+        self.lines = LineRules(lines_of(camera))
         name = camera.name
         self.analysed = metrics.FRAMES.labels(name, "analysed")
         self.still = metrics.FRAMES.labels(name, "still")
@@ -119,7 +134,8 @@ class FrameAnalysis:
             tracks = self.tracker.update(detections, now)
         self.rate.add(now)
         self.fps.set(self.rate.rate(now))
-        return frame, self.rules.evaluate(tracks, width, height, now)
+        firings = self.rules.evaluate(tracks, width, height, now)
+        return frame, firings + self.lines.evaluate(tracks, width, height, now)
 
 
 def _scaled(frame: Frame, width: int) -> Frame:

@@ -28,6 +28,7 @@ from services.video.adapters import snapshots
 from services.video.config import (
     CameraConfig,
     DetectorConfig,
+    LineConfig,
     RuleConfig,
     TrackerConfig,
     VideoConfig,
@@ -51,6 +52,7 @@ def camera(source: Path, model: Path, **changes: Any) -> CameraConfig:
         detector=DetectorConfig(kind="onnx", model=str(model), input_size=64, confidence=0.5),
         tracker=TrackerConfig(min_hits=2),
         zones=[ZoneConfig(id="tank-bund", polygon=LOWER_HALF, rules=[RuleConfig(rule="intrusion")])],
+        lines=[LineConfig(id="bund-wall", points=[(0.0, 0.5), (1.0, 0.5)], direction="left_to_right")],
     )
     return msgspec.structs.replace(base, **changes)
 
@@ -161,6 +163,17 @@ async def test_an_intrusion_in_a_looping_clip_reaches_the_store_with_its_snapsho
 
     status, checks = await clip_hub.readyz()
     assert (status, checks["video.cameras"]) == (200, "ok")
+
+    # The figure walks down over the wall drawn left to right: from its left side to its right.
+    async def crossed() -> list[Any]:
+        rows: list[Any] = await clip_hub.hub.pool.fetch(
+            "SELECT detail FROM observations WHERE kind = 'video.line_crossing'"
+        )
+        return rows
+
+    crossing = json.loads((await eventually(crossed, timeout=30.0, what="a line crossing"))[0]["detail"])
+    assert crossing["attributes"]["line"] == "bund-wall"
+    assert crossing["attributes"]["direction"] == "left_to_right"
 
 
 async def test_a_camera_that_cannot_be_opened_is_reported_while_the_hub_runs(

@@ -70,7 +70,7 @@ def test_a_bad_camera_names_file_line_and_key(tmp_path: Path, change: tuple[str,
 
 def test_zone_ids_are_unique_per_camera(tmp_path: Path) -> None:
     zones = GOOD.split("      zones:\n")[1]
-    with pytest.raises(ConfigError, match="zone ids must be unique per camera: tank-bund"):
+    with pytest.raises(ConfigError, match="zone and line ids must be unique per camera: tank-bund"):
         load(tmp_path, GOOD + zones)
 
 

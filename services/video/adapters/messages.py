@@ -12,7 +12,7 @@ from datetime import datetime
 from services.common.bus.publisher import OutgoingMessage
 from services.ingest.domain.contract import BoxIn, ObservationIn
 from services.ingest.encode import observation_id, to_message
-from services.video.domain.rules import Firing
+from services.video.domain.rules import Firing, RuleKind
 
 
 def snapshot_path(ref: str) -> str:
@@ -34,10 +34,12 @@ def firing_observation(
         snapshot=snapshot_path(snapshot),
         attributes={
             "camera": device,
-            "zone": firing.zone,
+            # A line crossing names its line; the other rules their zone.
+            ("line" if firing.rule is RuleKind.LINE_CROSSING else "zone"): firing.zone,
             "track_id": str(firing.track_id),
             "label": firing.label,
             "dwell_s": f"{firing.dwell_s:.1f}",
+            **({"direction": firing.direction} if firing.direction else {}),
         },
     )
 

@@ -1,4 +1,4 @@
-"""Zone rules over tracks: intrusion into a restricted zone, loitering in a zone.
+"""Zone rules over tracks: intrusion into a restricted zone, loitering in a zone (lines: lines.py).
 
 A tracked object is in a zone when the bottom centre of its box is (where it stands). Intrusion
 fires once when a confirmed track enters the zone, and again only after it has left; loitering
@@ -19,6 +19,7 @@ from services.video.domain.tracker import Track
 class RuleKind(enum.StrEnum):
     INTRUSION = "intrusion"
     LOITERING = "loitering"
+    LINE_CROSSING = "line_crossing"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,8 @@ class Firing:
     time: float
     # Seconds the track had been in the zone when the rule fired.
     dwell_s: float
+    # line_crossing: `left_to_right` or `right_to_left`, as seen walking the line from A to B.
+    direction: str | None = None
 
 
 @dataclass(slots=True)
