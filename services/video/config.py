@@ -25,19 +25,23 @@ _STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
 
 
 class RuleConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    rule: Literal["intrusion", "loitering"]
+    rule: Literal["intrusion", "loitering", "person_down"]
     # The detector's classes the rule watches.
     labels: Annotated[list[Label], msgspec.Meta(min_length=1)] = msgspec.field(
         default_factory=lambda: ["person"]
     )
-    # loitering: seconds in the zone before it fires (required); intrusion takes none.
+    # loitering: seconds in the zone; person_down: seconds down and still (both required).
     seconds: PositiveFloat | None = None
+    # person_down: classes that are a person down whatever their box, e.g. [Fall] of the fall model.
+    down_labels: list[Label] = []
 
     def __post_init__(self) -> None:
-        if self.rule == "loitering" and self.seconds is None:
-            raise ValueError("a loitering rule needs `seconds`")
+        if self.rule in ("loitering", "person_down") and self.seconds is None:
+            raise ValueError(f"a {self.rule} rule needs `seconds`")
         if self.rule == "intrusion" and self.seconds is not None:
             raise ValueError("an intrusion rule takes no `seconds`")
+        if self.rule != "person_down" and self.down_labels:
+            raise ValueError(f"`down_labels` is for person_down rules, not {self.rule}")
 
 
 class ZoneConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):

@@ -92,7 +92,10 @@ def zones_of(camera: CameraConfig) -> list[CameraZone]:
         CameraZone(
             zone.id,
             tuple((float(x), float(y)) for x, y in zone.polygon),
-            tuple(ZoneRule(RuleKind(r.rule), frozenset(r.labels), r.seconds or 0.0) for r in zone.rules),
+            tuple(
+                ZoneRule(RuleKind(r.rule), frozenset(r.labels), r.seconds or 0.0, frozenset(r.down_labels))
+                for r in zone.rules
+            ),
         )
         for zone in camera.zones
     ]

@@ -111,3 +111,58 @@ def test_a_person_standing_still_goes_on_loitering_while_motion_gating_skips_det
     for step in range(1, 8):  # no motion: detection is not run, the track is held
         fired += rules.evaluate(tracker.hold(step * 0.5), 100, 100, step * 0.5)
     assert [f.time for f in fired] == [3.0]
+
+
+def lying(x: float, y: float, label: str = "person") -> Detection:
+    """A 40 x 15 box (a person lying) whose top-left is (x, y)."""
+    return Detection(Box(x, y, x + 40, y + 15), 0.8, label)
+
+
+def down_rules(seconds: float = 3.0, down_labels: frozenset[str] = frozenset()) -> ZoneRules:
+    rule = ZoneRule(RuleKind.PERSON_DOWN, PEOPLE, seconds=seconds, down_labels=down_labels)
+    return ZoneRules([CameraZone("floor", LOWER_HALF, (rule,))])
+
+
+def run(rules: ZoneRules, detections: list[Detection], dt: float = 0.5) -> list:
+    tracker = IouTracker(min_hits=1, min_iou=0.2)
+    fired = []
+    for i, det in enumerate(detections):
+        fired += rules.evaluate(tracker.update([det], i * dt), 100, 100, i * dt)
+    return fired
+
+
+def test_a_person_lying_still_for_t_seconds_is_down_once() -> None:
+    # Standing (20 x 40) two frames, then lying where they fell for 4 s.
+    frames = [person(40, 40), person(40, 42)] + [lying(30, 70)] * 9
+    fired = run(down_rules(3.0), frames)
+    assert [(f.rule, f.zone, f.time) for f in fired] == [(RuleKind.PERSON_DOWN, "floor", 4.0)]
+
+
+def test_a_person_who_gets_up_is_not_down_and_a_second_fall_fires_again() -> None:
+    frames = [lying(30, 70)] * 3 + [person(40, 50)] * 2 + [lying(30, 70)] * 8
+    fired = run(down_rules(3.0), frames)
+    # 1.0 s down then up: nothing; down again from 2.5 s: fires at 5.5 s.
+    assert [f.time for f in fired] == [5.5]
+
+
+def test_a_horizontal_box_that_keeps_moving_is_not_down() -> None:
+    # Someone carrying a long load, or crawling through: wide, but never still.
+    frames = [lying(5 + 6 * i, 70) for i in range(10)]
+    assert run(down_rules(2.0), frames) == []
+
+
+def test_a_fall_class_is_down_whatever_its_box() -> None:
+    rules = ZoneRules(
+        [
+            CameraZone(
+                "floor",
+                LOWER_HALF,
+                (ZoneRule(RuleKind.PERSON_DOWN, frozenset({"Normal"}), 1.0, frozenset({"Fall"})),),
+            )
+        ]
+    )
+    tall_fall = Detection(Box(40, 40, 60, 80), 0.7, "Fall")
+    fired = run(rules, [tall_fall] * 4)
+    assert [(f.label, f.time) for f in fired] == [("Fall", 1.0)]
+    # The fall model's Normal class standing upright is never down.
+    assert run(rules, [Detection(Box(40, 40, 60, 80), 0.9, "Normal")] * 6) == []

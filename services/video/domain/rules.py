@@ -1,9 +1,12 @@
-"""Zone rules over tracks: intrusion into a restricted zone, loitering in a zone (lines: lines.py).
+"""Zone rules over tracks: intrusion, loitering, person down (line crossing: lines.py).
 
 A tracked object is in a zone when the bottom centre of its box is (where it stands). Intrusion
 fires once when a confirmed track enters the zone, and again only after it has left; loitering
-fires once when a track has stayed in the zone `seconds` without leaving. Pure: the frame's time
-is a parameter, and the state is which track is in which zone since when.
+fires once when a track has stayed in the zone `seconds` without leaving. Person down fires once
+when a track has been down for `seconds` in the zone: of a class that means it (`Fall` of a fall
+model), or a watched class whose box has turned horizontal (wider than `DOWN_RATIO` times its
+height) and stayed where it went down; it fires again only after the person got up. Pure: the
+frame's time is a parameter, and the state is which track is in which zone since when.
 """
 
 from __future__ import annotations
@@ -20,13 +23,26 @@ class RuleKind(enum.StrEnum):
     INTRUSION = "intrusion"
     LOITERING = "loitering"
     LINE_CROSSING = "line_crossing"
+    PERSON_DOWN = "person_down"
+
+
+# A person lying is wider than tall; standing or crouching is not (a margin for boxes that jitter).
+DOWN_RATIO = 1.2
+# A person down who has not moved: the box overlaps the one it had when it went down this much.
+STILL_IOU = 0.5
 
 
 @dataclass(frozen=True, slots=True)
 class ZoneRule:
     kind: RuleKind
     labels: frozenset[str]  # the classes the rule watches, e.g. {"person"}
-    seconds: float = 0.0  # loitering: time in the zone before it fires
+    seconds: float = 0.0  # loitering: time in the zone; person down: time down, before it fires
+    # person down: classes that are a person down whatever their box (a fall model's `Fall`).
+    down_labels: frozenset[str] = frozenset()
+
+    @property
+    def watched(self) -> frozenset[str]:
+        return self.labels | self.down_labels
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +71,8 @@ class Firing:
 class _Stay:
     since: float
     fired: set[RuleKind]
+    down_since: float | None = None
+    down_box: Box | None = None
 
 
 class ZoneRules:
@@ -74,7 +92,11 @@ class ZoneRules:
                 present.add(key)
                 stay = self._stays.setdefault(key, _Stay(now, set()))
                 for rule in zone.rules:
-                    if track.label not in rule.labels or rule.kind in stay.fired:
+                    if track.label not in rule.watched:
+                        continue
+                    if rule.kind is RuleKind.PERSON_DOWN and not _down_long_enough(stay, rule, track, now):
+                        continue
+                    if rule.kind in stay.fired:
                         continue
                     if rule.kind is RuleKind.LOITERING and now - stay.since < rule.seconds:
                         continue
@@ -95,3 +117,17 @@ class ZoneRules:
         for key in set(self._stays) - present:
             del self._stays[key]
         return firings
+
+
+def _down_long_enough(stay: _Stay, rule: ZoneRule, track: Track, now: float) -> bool:
+    """Update whether the track is down (and since when); whether it has been for `rule.seconds`."""
+    box = track.box
+    down = track.label in rule.down_labels or box.width > box.height * DOWN_RATIO
+    if not down:
+        # Up again: the next time down is another fall.
+        stay.down_since, stay.down_box = None, None
+        stay.fired.discard(RuleKind.PERSON_DOWN)
+        return False
+    if stay.down_since is None or stay.down_box is None or stay.down_box.iou(box) < STILL_IOU:
+        stay.down_since, stay.down_box = now, box
+    return now - stay.down_since >= rule.seconds
