@@ -137,6 +137,9 @@ class VideoConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_on
     retry_max_s: PositiveFloat = 30.0
     # A stream that delivers no frame for this long has dropped out.
     stall_timeout_s: PositiveFloat = 10.0
+    # A picture frozen, covered or blinded this long is reported (video.camera_health), as is
+    # its end.
+    health_hold_s: PositiveFloat = 10.0
     jpeg_quality: Annotated[int, msgspec.Meta(ge=10, le=100)] = 85
     # Snapshots older than this are deleted (hourly), as the store drops observations after
     # store.retention_days: keep the two equal so a stored detection's snapshot can be read.

@@ -18,11 +18,12 @@ import contextlib
 import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 from ulid import ULID
 
-from services.common.bus.publisher import JetStreamPublisher
+from services.common.bus.publisher import JetStreamPublisher, OutgoingMessage
 from services.common.errors import UnavailableError
 from services.common.kernel import ServiceContext
 from services.common.logging import get_logger
@@ -30,9 +31,9 @@ from services.common.outbox import Outbox, OutboxRelay
 from services.common.sites.registry import SiteRegistry
 from services.video import metrics
 from services.video.adapters import snapshots
-from services.video.adapters.messages import encode, firing_observation
+from services.video.adapters.messages import encode, firing_observation, health_observation
 from services.video.config import CameraConfig, VideoConfig
-from services.video.worker import CameraEvent, CameraHealth, CameraWorker
+from services.video.worker import AnyEvent, CameraHealth, CameraWorker, HealthEvent
 
 log = get_logger(__name__)
 
@@ -57,7 +58,7 @@ class VideoService:
         self._relay = OutboxRelay(context.pool, self._publisher, SERVICE)
         self._health = {camera.name: CameraHealth(camera.name) for camera in config.cameras}
         self._workers: list[CameraWorker] = []
-        self._queue: asyncio.Queue[CameraEvent] = asyncio.Queue(maxsize=config.max_pending)
+        self._queue: asyncio.Queue[AnyEvent] = asyncio.Queue(maxsize=config.max_pending)
         self._stopped = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.leading = False
@@ -151,10 +152,10 @@ class VideoService:
             if not await asyncio.to_thread(worker.join, _STOP_GRACE_S):
                 log.warning("camera_worker_not_stopped", camera=worker.health.name, bound_s=_STOP_GRACE_S)
 
-    def _deliverer(self, loop: asyncio.AbstractEventLoop) -> Callable[[CameraEvent], None]:
+    def _deliverer(self, loop: asyncio.AbstractEventLoop) -> Callable[[AnyEvent], None]:
         queue = self._queue
 
-        def deliver(event: CameraEvent) -> None:
+        def deliver(event: AnyEvent) -> None:
             # Called from a worker thread: waits while the queue is full (back-pressure).
             future = asyncio.run_coroutine_threadsafe(queue.put(event), loop)
             while True:
@@ -178,8 +179,24 @@ class VideoService:
             finally:
                 self._queue.task_done()
 
-    async def _commit(self, event: CameraEvent) -> None:
-        camera, firing = event.camera, event.firing
+    async def _commit(self, event: AnyEvent) -> None:
+        camera, received = event.camera, datetime.now(UTC)
+        if isinstance(event, HealthEvent):
+            item = health_observation(
+                event.condition, site=camera.site, device=camera.device, taken=event.taken
+            )
+            observation_id, message = encode(item, tenant=event.tenant, received=received)
+            bound = log.bind(
+                site=camera.site,
+                device=camera.device,
+                condition=event.condition.value,
+                correlation_id=observation_id,
+            )
+            if await self._store(message, None, bound, observation_id):
+                metrics.DETECTIONS.labels("camera_health").inc()
+                bound.info("video_camera_health", observation_id=observation_id)
+            return
+        firing = event.firing
         ref = str(ULID())
         item = firing_observation(
             firing,
@@ -189,7 +206,7 @@ class VideoService:
             frame=event.frame_size,
             snapshot=ref,
         )
-        observation_id, message = encode(item, tenant=event.tenant, received=datetime.now(UTC))
+        observation_id, message = encode(item, tenant=event.tenant, received=received)
         snapshot = snapshots.Snapshot(
             ref, event.tenant, camera.site, camera.device, event.taken, event.jpeg, event.blurred, event.faces
         )
@@ -201,26 +218,7 @@ class VideoService:
             track_id=firing.track_id,
             correlation_id=observation_id,
         )
-        failures = 0
-        while True:
-            try:
-                async with self._outbox.unit_of_work() as uow:
-                    await snapshots.insert(uow.connection, snapshot)
-                    uow.emit(message)
-            except UnavailableError as err:
-                failures += 1
-                delay = min(5.0, 0.1 * 2**failures)
-                metrics.PUBLISH_FAILURES.labels("database").inc()
-                bound.warning("video_detection_retry", error=str(err), retry_in_s=delay)
-                if self._stopped.is_set() and failures > 3:
-                    bound.error("video_detection_lost_at_stop", observation_id=observation_id)
-                    return
-                await asyncio.sleep(delay)
-                continue
-            except Exception:
-                metrics.PUBLISH_FAILURES.labels("error").inc()
-                bound.exception("video_detection_not_stored", observation_id=observation_id)
-                return
+        if await self._store(message, snapshot, bound, observation_id):
             metrics.DETECTIONS.labels(firing.rule.value).inc()
             bound.info(
                 "video_detection",
@@ -229,7 +227,34 @@ class VideoService:
                 confidence=round(firing.confidence, 3),
                 faces_blurred=event.faces,
             )
-            return
+
+    async def _store(
+        self, message: OutgoingMessage, snapshot: snapshots.Snapshot | None, bound: Any, observation_id: str
+    ) -> bool:
+        """Commit the snapshot (if any) and queue the message in one unit of work; retried while
+        PostgreSQL is away. False when it could not be stored (logged and counted)."""
+        failures = 0
+        while True:
+            try:
+                async with self._outbox.unit_of_work() as uow:
+                    if snapshot is not None:
+                        await snapshots.insert(uow.connection, snapshot)
+                    uow.emit(message)
+            except UnavailableError as err:
+                failures += 1
+                delay = min(5.0, 0.1 * 2**failures)
+                metrics.PUBLISH_FAILURES.labels("database").inc()
+                bound.warning("video_detection_retry", error=str(err), retry_in_s=delay)
+                if self._stopped.is_set() and failures > 3:
+                    bound.error("video_detection_lost_at_stop", observation_id=observation_id)
+                    return False
+                await asyncio.sleep(delay)
+                continue
+            except Exception:
+                metrics.PUBLISH_FAILURES.labels("error").inc()
+                bound.exception("video_detection_not_stored", observation_id=observation_id)
+                return False
+            return True
 
 
 def _not_a_camera(registry: SiteRegistry, camera: CameraConfig) -> str | None:

@@ -29,6 +29,7 @@ from services.video.adapters.faces import FaceBlur
 from services.video.adapters.motion import MotionGate
 from services.video.adapters.source import Frame, FrameSource, SourceError
 from services.video.config import CameraConfig, VideoConfig
+from services.video.domain.health import Condition, HealthMonitor
 from services.video.domain.lines import CameraLine, Direction, LineRules
 from services.video.domain.pacing import FrameSampler, RateMeter
 from services.video.domain.rules import CameraZone, Firing, RuleKind, ZoneRule, ZoneRules
@@ -47,6 +48,19 @@ class CameraEvent:
     jpeg: bytes
     blurred: bytes
     faces: int
+
+
+@dataclass(frozen=True, slots=True)
+class HealthEvent:
+    """A change of what the camera's picture (or its absence) says about the camera."""
+
+    camera: CameraConfig
+    tenant: str
+    condition: Condition
+    taken: datetime
+
+
+AnyEvent = CameraEvent | HealthEvent
 
 
 class CameraHealth:
@@ -141,6 +155,12 @@ class FrameAnalysis:
         return frame, firings + self.lines.evaluate(tracks, width, height, now)
 
 
+def _small_grey(frame: Frame) -> Frame:
+    height, width = frame.shape[:2]
+    small = cv2.resize(frame, (64, max(1, round(height * 64 / width))), interpolation=cv2.INTER_AREA)
+    return cast(Frame, cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))
+
+
 def _scaled(frame: Frame, width: int) -> Frame:
     height, current = frame.shape[:2]
     if width <= 0 or current <= width:
@@ -155,7 +175,7 @@ class CameraWorker:
         camera: CameraConfig,
         tenant: str,
         settings: VideoConfig,
-        deliver: Callable[[CameraEvent], None],
+        deliver: Callable[[AnyEvent], None],
         health: CameraHealth,
     ) -> None:
         self._camera = camera
@@ -166,6 +186,7 @@ class CameraWorker:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"video-{camera.name}", daemon=True)
         self._blur: FaceBlur | None = None
+        self._monitor = HealthMonitor(settings.health_hold_s)
         self._log = log.bind(site=camera.site, device=camera.device)
 
     @property
@@ -214,6 +235,9 @@ class CameraWorker:
     def _failed(self, reason: str, detail: str, failures: int) -> None:
         delay = min(self._settings.retry_max_s, 2.0 ** (failures - 1))
         self.health.down(detail)
+        if self._monitor.reported is not Condition.OFFLINE:
+            self._monitor.reported = Condition.OFFLINE
+            self._report(Condition.OFFLINE)
         metrics.CAMERA_FAILURES.labels(self._camera.name, reason).inc()
         self._log.warning("camera_unavailable", reason=detail, retry_in_s=delay, failures=failures)
         self._stop.wait(delay)
@@ -244,6 +268,13 @@ class CameraWorker:
                 continue
             for firing in firings:
                 self._deliver(self._event(analysed, firing))
+            changed = self._monitor.observe(_small_grey(analysed), now)
+            if changed is not None:
+                self._report(changed)
+
+    def _report(self, condition: Condition) -> None:
+        self._log.info("camera_condition", condition=condition.value)
+        self._deliver(HealthEvent(self._camera, self._tenant, condition, datetime.now(UTC)))
 
     def _event(self, frame: Frame, firing: Firing) -> CameraEvent:
         assert self._blur is not None

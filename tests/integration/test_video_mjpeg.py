@@ -126,6 +126,17 @@ async def test_an_mjpeg_camera_that_stalls_is_reported_retried_and_resumes(
             return await camera_check() == "ok" and await intrusions() > before
 
         await eventually(resumed, timeout=30.0, what="the camera back and new intrusions stored")
+
+        # The drop-out and the return are observations too, in that order.
+        async def conditions() -> list[str] | None:
+            rows = await pool.fetch(
+                "SELECT detail->'attributes'->>'condition' AS c FROM observations "
+                "WHERE kind = 'video.camera_health' ORDER BY time"
+            )
+            found = [r["c"] for r in rows]
+            return found if found[-1:] == ["ok"] else None
+
+        assert await eventually(conditions, timeout=30.0, what="offline, then ok") == ["offline", "ok"]
     finally:
         await running.session.close()
         await running.hub.stop()

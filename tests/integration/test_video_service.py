@@ -240,3 +240,32 @@ async def test_snapshots_older_than_the_retention_are_purged(migrated_pool: Any)
     assert await snapshots.fetch(migrated_pool, "01KB9ZQ4XJ3J5V4N2Y7W8X9Z0A", blurred=False) is None
     kept = await snapshots.fetch(migrated_pool, "01KB9ZQ4XJ3J5V4N2Y7W8X9Z0B", blurred=True)
     assert kept is not None and kept.image == b"soft"
+
+
+async def test_a_covered_lens_is_reported_as_camera_health(
+    nats_url: str, database_url: str, tmp_path: Path
+) -> None:
+    clip = tmp_path / "covered.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 20.0, (320, 240))
+    rng = np.random.default_rng(5)
+    for _ in range(20):  # a bag over the lens: dark and flat, with a little sensor noise
+        writer.write(np.clip(rng.normal(8, 1.5, (240, 320, 3)), 0, 255).astype(np.uint8))
+    writer.release()
+    settings = VideoConfig(health_hold_s=0.5, retry_max_s=1.0)
+    running = await start(
+        nats_url, database_url, [camera(clip, green_box_model(tmp_path / "g.onnx"))], settings
+    )
+    try:
+
+        async def reported() -> list[Any]:
+            rows: list[Any] = await running.hub.pool.fetch(
+                "SELECT value, detail FROM observations WHERE kind = 'video.camera_health'"
+            )
+            return rows
+
+        (row,) = await eventually(reported, timeout=30.0, what="a camera_health observation")
+        assert row["value"] == 1.0
+        assert json.loads(row["detail"])["attributes"] == {"camera": "cam-tf-501", "condition": "covered"}
+    finally:
+        await running.session.close()
+        await running.hub.stop()

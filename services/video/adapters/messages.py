@@ -12,6 +12,7 @@ from datetime import datetime
 from services.common.bus.publisher import OutgoingMessage
 from services.ingest.domain.contract import BoxIn, ObservationIn
 from services.ingest.encode import observation_id, to_message
+from services.video.domain.health import Condition
 from services.video.domain.rules import Firing, RuleKind
 
 
@@ -41,6 +42,18 @@ def firing_observation(
             "dwell_s": f"{firing.dwell_s:.1f}",
             **({"direction": firing.direction} if firing.direction else {}),
         },
+    )
+
+
+def health_observation(condition: Condition, *, site: str, device: str, taken: datetime) -> ObservationIn:
+    """A change of a camera's condition: `video.camera_health`, 0 when ok, 1 when not."""
+    return ObservationIn(
+        site=site,
+        device=device,
+        kind="video.camera_health",
+        time=taken,
+        value=0.0 if condition is Condition.OK else 1.0,
+        attributes={"camera": device, "condition": condition.value},
     )
 
 
