@@ -24,6 +24,19 @@ Label = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 _STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
 
 
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+ClockTime = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]\Z")]
+
+
+class ScheduleConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    # In the site's timezone (its `timezone` in the site files). start == end: all day.
+    days: Annotated[list[Day], msgspec.Meta(min_length=1)] = msgspec.field(
+        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    )
+    start: ClockTime = "00:00"
+    end: ClockTime = "00:00"
+
+
 class RuleConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     rule: Literal["intrusion", "loitering", "person_down"]
     # The detector's classes the rule watches.
@@ -34,6 +47,8 @@ class RuleConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     seconds: PositiveFloat | None = None
     # person_down: classes that are a person down whatever their box, e.g. [Fall] of the fall model.
     down_labels: list[Label] = []
+    # When the rule is armed; absent: always.
+    schedule: ScheduleConfig | None = None
 
     def __post_init__(self) -> None:
         if self.rule in ("loitering", "person_down") and self.seconds is None:

@@ -19,6 +19,7 @@ import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 from ulid import ULID
@@ -140,7 +141,11 @@ class VideoService:
                 log.error("camera_refused", site=camera.site, device=camera.device, reason=problem)
                 continue
             tenant = registry.tenant_of(camera.site) or ""
-            worker = CameraWorker(camera, tenant, self._config, self._deliverer(loop), health)
+            site = registry.site(camera.site)
+            timezone = ZoneInfo(site.timezone) if site is not None else UTC
+            worker = CameraWorker(
+                camera, tenant, self._config, self._deliverer(loop), health=health, timezone=timezone
+            )
             worker.start()
             self._workers.append(worker)
 

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import cast
 
 import cv2
@@ -33,6 +33,7 @@ from services.video.domain.health import Condition, HealthMonitor
 from services.video.domain.lines import CameraLine, Direction, LineRules
 from services.video.domain.pacing import FrameSampler, RateMeter
 from services.video.domain.rules import CameraZone, Firing, RuleKind, ZoneRule, ZoneRules
+from services.video.domain.schedule import parse
 from services.video.domain.tracker import IouTracker
 
 log = get_logger(__name__)
@@ -107,7 +108,13 @@ def zones_of(camera: CameraConfig) -> list[CameraZone]:
             zone.id,
             tuple((float(x), float(y)) for x, y in zone.polygon),
             tuple(
-                ZoneRule(RuleKind(r.rule), frozenset(r.labels), r.seconds or 0.0, frozenset(r.down_labels))
+                ZoneRule(
+                    RuleKind(r.rule),
+                    frozenset(r.labels),
+                    r.seconds or 0.0,
+                    frozenset(r.down_labels),
+                    parse(r.schedule.days, r.schedule.start, r.schedule.end) if r.schedule else None,
+                )
                 for r in zone.rules
             ),
         )
@@ -118,8 +125,9 @@ def zones_of(camera: CameraConfig) -> list[CameraZone]:
 class FrameAnalysis:
     """The per-connection state of one camera: sampler, motion gate, tracker, rules."""
 
-    def __init__(self, camera: CameraConfig, detector: Detector) -> None:
+    def __init__(self, camera: CameraConfig, detector: Detector, timezone: tzinfo = UTC) -> None:
         self.camera = camera
+        self.timezone = timezone  # the site's: scheduled rules are armed by its local time
         self.detector = detector
         self.sampler = FrameSampler(camera.analysis_fps)
         self.rate = RateMeter()
@@ -151,7 +159,7 @@ class FrameAnalysis:
             tracks = self.tracker.update(detections, now)
         self.rate.add(now)
         self.fps.set(self.rate.rate(now))
-        firings = self.rules.evaluate(tracks, width, height, now)
+        firings = self.rules.evaluate(tracks, width, height, now, datetime.now(self.timezone))
         return frame, firings + self.lines.evaluate(tracks, width, height, now)
 
 
@@ -176,8 +184,11 @@ class CameraWorker:
         tenant: str,
         settings: VideoConfig,
         deliver: Callable[[AnyEvent], None],
+        *,
         health: CameraHealth,
+        timezone: tzinfo = UTC,
     ) -> None:
+        self._timezone = timezone
         self._camera = camera
         self._tenant = tenant
         self._settings = settings
@@ -220,7 +231,7 @@ class CameraWorker:
                 source.open()
                 self.health.up()
                 self._log.info("camera_open", fps=source.fps, detector=detector.name)
-                self._read(source, FrameAnalysis(self._camera, detector))
+                self._read(source, FrameAnalysis(self._camera, detector, self._timezone))
                 failures = 0
             except (SourceError, DetectorError) as err:
                 failures += 1

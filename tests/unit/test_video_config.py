@@ -55,6 +55,8 @@ def test_a_good_camera_section_loads(tmp_path: Path) -> None:
         (("[1.0, 0.5], [1.0, 1.0]", "[1.5, 0.5], [1.0, 1.0]"), "video.cameras[0].zones[0].polygon[1][0]"),
         (("{kind: hog}", "{kind: onnx}"), "hub.yaml:6: video.cameras[0].detector"),
         (("{rule: intrusion}", "{rule: person_down}"), "rules[0]: a person_down rule needs `seconds`"),
+        (("{rule: intrusion}", "{rule: intrusion, schedule: {start: '25:00'}}"), "rules[0].schedule.start"),
+        (("{rule: intrusion}", "{rule: intrusion, schedule: {days: [monday]}}"), "rules[0].schedule.days[0]"),
         (("{rule: intrusion}", "{rule: intrusion, down_labels: [Fall]}"), "`down_labels` is for person_down"),
         (("{kind: hog}", "{kind: yolo}"), "video.cameras[0].detector.kind"),
         (("      zones:\n", "      zonez:\n"), "hub.yaml:9: video.cameras[0].zonez"),

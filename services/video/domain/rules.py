@@ -14,8 +14,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from services.video.domain.geometry import Box, Polygon, foot_in
+from services.video.domain.schedule import Schedule
 from services.video.domain.tracker import Track
 
 
@@ -39,6 +41,8 @@ class ZoneRule:
     seconds: float = 0.0  # loitering: time in the zone; person down: time down, before it fires
     # person down: classes that are a person down whatever their box (a fall model's `Fall`).
     down_labels: frozenset[str] = frozenset()
+    # When the rule is armed (local time of the site); None: always.
+    schedule: Schedule | None = None
 
     @property
     def watched(self) -> frozenset[str]:
@@ -80,8 +84,11 @@ class ZoneRules:
         self._zones = tuple(zones)
         self._stays: dict[tuple[str, int], _Stay] = {}
 
-    def evaluate(self, tracks: Sequence[Track], width: float, height: float, now: float) -> list[Firing]:
-        """What fires on this frame, given the confirmed tracks seen in it."""
+    def evaluate(
+        self, tracks: Sequence[Track], width: float, height: float, now: float, local: datetime | None = None
+    ) -> list[Firing]:
+        """What fires on this frame, given the confirmed tracks seen in it; `local` is the site's
+        local time, for scheduled rules (one without it is armed)."""
         firings: list[Firing] = []
         present: set[tuple[str, int]] = set()
         for zone in self._zones:
@@ -93,6 +100,8 @@ class ZoneRules:
                 stay = self._stays.setdefault(key, _Stay(now, set()))
                 for rule in zone.rules:
                     if track.label not in rule.watched:
+                        continue
+                    if rule.schedule is not None and local is not None and not rule.schedule.armed(local):
                         continue
                     if rule.kind is RuleKind.PERSON_DOWN and not _down_long_enough(stay, rule, track, now):
                         continue
