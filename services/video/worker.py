@@ -200,10 +200,6 @@ class CameraWorker:
         self._monitor = HealthMonitor(settings.health_hold_s)
         self._log = log.bind(site=camera.site, device=camera.device)
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
     def start(self) -> None:
         self._thread.start()
 
@@ -229,10 +225,11 @@ class CameraWorker:
                 if self._blur is None:
                     self._blur = FaceBlur()
                 source.open()
+                # Opened: a drop-out after hours of frames starts the back-off from 1 s again.
+                failures = 0
                 self.health.up()
                 self._log.info("camera_open", fps=source.fps, detector=detector.name)
                 self._read(source, FrameAnalysis(self._camera, detector, self._timezone))
-                failures = 0
             except (SourceError, DetectorError) as err:
                 failures += 1
                 self._failed(type(err).__name__, str(err), failures)
