@@ -123,8 +123,17 @@ class VideoService:
                         await self._stop_workers()
                         with contextlib.suppress(Exception):
                             await conn.execute("SELECT pg_advisory_unlock($1, $2)", *_LOCK)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, UnavailableError) as err:
+            except (
+                OSError,
+                TimeoutError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                UnavailableError,
+            ) as err:
                 log.warning("video_lead_lost", error=repr(err))
+                await self._pause(_STANDBY_S)
+            except Exception:  # a bug: the cameras must come back, not stay off until a restart
+                log.exception("video_lead_error")
                 await self._pause(_STANDBY_S)
 
     async def _pause(self, seconds: float) -> None:
@@ -181,6 +190,9 @@ class VideoService:
             event = await self._queue.get()
             try:
                 await self._commit(event)
+            except Exception:  # one event that cannot be encoded must not stop the writer
+                metrics.PUBLISH_FAILURES.labels("error").inc()
+                log.exception("video_event_not_stored", site=event.camera.site, device=event.camera.device)
             finally:
                 self._queue.task_done()
 
