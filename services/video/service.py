@@ -76,7 +76,7 @@ class VideoService:
         ]
 
     async def stop(self) -> None:
-        if not self._config.cameras:
+        if not self._config.cameras or self._stopped.is_set():
             return
         self._stopped.set()
         await self._stop_workers()
