@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from services.alarms.app import ALARMS
 from services.common.auth.principal import Permission
 from services.common.bus.streams import DEADLETTER_STREAM, StreamSpec, stream_specs
 from services.common.db import migrations
@@ -33,6 +34,7 @@ KERNEL: tuple[KernelComponent, ...] = (
 SERVICES: tuple[Service[Any], ...] = (
     INGEST,
     STORE,
+    ALARMS,
     VIDEO,
 )
 

@@ -3,8 +3,10 @@
 Signals look like a refinery at rest (gas near zero, process values wandering slowly around set
 points) with scripted upsets on top, so a newcomer watching the demo sees alarms: a sour-gas
 release (H2S in hydrocarbon vapour) reaching neighbouring detectors of one zone, a pump vibration
-excursion, and a detector fault. Output follows from the seed and the sequence of `now` values
-alone; no clock is read here.
+excursion, and a detector fault; and at the demo refinery the alarm scenarios of
+alarm_scenarios.py (a gas release confirmed 2oo3 with a silent detector and the camera, a
+chattering pump, a flood after a power dip). Output follows from the seed and the sequence of
+`now` values alone; no clock is read here.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from typing import Literal
 
 from services.common.sites.model import Device, LatLon, Measure, Site
 from services.common.sites.registry import SiteRegistry
+from services.simulator import alarm_scenarios
+from services.simulator.alarm_scenarios import NO_EFFECT, Effect
 
 Reading = dict[str, object]
-UpsetKind = Literal["release", "vibration", "fault"]
+UpsetKind = Literal["release", "vibration", "fault", "gas_release", "chatter", "power_dip"]
 
 # What a sour-gas release raises, and the source detector's peak range for each. Both ranges sit
 # well above the 20 ppm / 20 %LEL alarm set-points, so 2ooN voting has something to confirm.
@@ -54,9 +58,26 @@ class ScenarioConfig:
     fault_first_s: float = 160.0
     fault_period_s: float = 600.0
     fault_s: float = 5.0
+    # The alarm scenarios of the demo refinery (alarm_scenarios.py), one after the other.
+    gas_release_first_s: float = 60.0
+    gas_release_period_s: float = 900.0
+    gas_release_s: float = 150.0
+    chatter_first_s: float = 240.0
+    chatter_period_s: float = 900.0
+    chatter_s: float = 300.0  # five swings: ten transitions in five minutes
+    power_dip_first_s: float = 600.0
+    power_dip_period_s: float = 900.0
+    power_dip_s: float = 15.0  # past the fault alarms' 5 s on-delay
 
     def __post_init__(self) -> None:
-        for name in ("release_period_s", "vibration_period_s", "fault_period_s"):
+        for name in (
+            "release_period_s",
+            "vibration_period_s",
+            "fault_period_s",
+            "gas_release_period_s",
+            "chatter_period_s",
+            "power_dip_period_s",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
 
@@ -73,6 +94,7 @@ class Upset:
     level: float  # 0 (normal) to 1 (peak)
     devices: tuple[str, ...]
     peaks: tuple[tuple[str, str, float], ...]  # (device, kind, value at level 1); empty for faults
+    effect: Effect = NO_EFFECT  # an alarm scenario's doings (alarm_scenarios.py)
 
 
 @dataclass
@@ -98,6 +120,7 @@ class _SitePlan:
     plume_groups: tuple[tuple[Device, ...], ...]  # per zone, its H2S/LEL detectors
     vibration: tuple[_Channel, ...]  # pumps if any are described as such, else every sensor
     detectors: tuple[Device, ...]  # what may go into fault
+    scripted: bool = False  # the demo refinery: the alarm scenarios run here
 
 
 class PlantSimulator:
@@ -148,7 +171,18 @@ class PlantSimulator:
                 value += rng.uniform(1.5, 3.0)
             values[(ch.device.id, ch.measure.kind)] = value
         faulty: set[str] = set()
+        silent: set[str] = set()
+        detections: dict[tuple[str, str], float] = {}
         for upset in self._active(plan, elapsed):
+            effect = upset.effect
+            for device, kind, amount in effect.added:
+                values[(device, kind)] += amount
+            for device, kind, value in effect.values:
+                values[(device, kind)] = value
+            for device, kind, confidence in effect.detections:
+                detections[(device, kind)] = confidence
+            silent.update(effect.silent)
+            faulty.update(effect.faulty)
             if upset.kind == "fault":
                 faulty.update(upset.devices)
                 continue
@@ -160,11 +194,18 @@ class PlantSimulator:
                     values[(device, kind)] = base + (peak - base) * upset.level
         out: list[Reading] = []
         for ch in plan.channels:
+            if ch.device.id in silent:
+                continue  # a device that lost its link sends nothing at all
             reading: Reading = {"site": plan.site.id, "device": ch.device.id, "kind": ch.measure.kind}
             reading["time"] = stamp
+            key = (ch.device.id, ch.measure.kind)
             if ch.device.id in faulty:
                 # A detector in fault reports no trustworthy value, only that it is faulty.
                 reading["quality"] = "bad"
+            elif key in detections:
+                # Video analytics report a detection with its confidence, not a measured value.
+                reading["confidence"] = detections[key]
+                reading["quality"] = "good"
             else:
                 value = values[(ch.device.id, ch.measure.kind)]
                 if ch.measure.range is not None:  # an instrument saturates at its full scale
@@ -200,7 +241,28 @@ class PlantSimulator:
                         peaks=(),
                     )
                 )
+        if plan.scripted:
+            active += self._scenarios(plan, elapsed)
         return active
+
+    def _scenarios(self, plan: _SitePlan, elapsed: float) -> list[Upset]:
+        # Not staggered by the site's offset: they run at one site only.
+        cfg, site = self._cfg, plan.site
+        found: list[Upset] = []
+        for k, age in _occurrences(
+            elapsed, cfg.gas_release_first_s, cfg.gas_release_period_s, cfg.gas_release_s
+        ):
+            effect = alarm_scenarios.release(age, cfg.gas_release_s)
+            level = alarm_scenarios.release_level(age, cfg.gas_release_s)
+            found.append(_scripted("gas_release", site, index=k, age=age, level=level, effect=effect))
+        for k, age in _occurrences(elapsed, cfg.chatter_first_s, cfg.chatter_period_s, cfg.chatter_s):
+            found.append(
+                _scripted("chatter", site, index=k, age=age, level=1.0, effect=alarm_scenarios.chatter(age))
+            )
+        for k, age in _occurrences(elapsed, cfg.power_dip_first_s, cfg.power_dip_period_s, cfg.power_dip_s):
+            dip = alarm_scenarios.power_dip(site)
+            found.append(_scripted("power_dip", site, index=k, age=age, level=1.0, effect=dip))
+        return found
 
     def _release(self, plan: _SitePlan, k: int, age: float) -> Upset:
         # Each release draws from its own generator, so where it happens does not depend on tick rate.
@@ -269,6 +331,23 @@ def _plan(site: Site, seed: int, offset: float) -> _SitePlan:
         plume_groups=tuple(tuple(group) for group in groups.values()),
         vibration=tuple(pumps or vibration),
         detectors=tuple(d for d in site.devices if d.type in _FAULT_TYPES),
+        scripted=alarm_scenarios.has_targets(site),
+    )
+
+
+def _scripted(kind: UpsetKind, site: Site, *, index: int, age: float, level: float, effect: Effect) -> Upset:
+    touched = effect.devices()
+    zones = {d.zone for d in site.devices if d.id in touched}
+    return Upset(
+        kind=kind,
+        site=site.id,
+        zone=zones.pop() if len(zones) == 1 else "",  # a site-wide upset has no one zone
+        index=index,
+        age_s=age,
+        level=level,
+        devices=tuple(sorted(touched)),
+        peaks=(),
+        effect=effect,
     )
 
 

@@ -365,7 +365,8 @@ async def test_health_readiness_and_metrics(running_hub: RunningHub) -> None:
         assert resp.status == 200
     async with running_hub.session.get(running_hub.url + "/readyz") as resp:
         assert resp.status == 200
-        assert (await resp.json())["checks"] == {"nats": "ok", "postgres": "ok"}
+        checks = {"nats": "ok", "postgres": "ok", "alarms.alarm_rules": "ok", "alarms.alarm_consumer": "ok"}
+        assert (await resp.json())["checks"] == checks
     await post(running_hub, [reading(0, id="m-1")])
     async with running_hub.session.get(running_hub.url + "/metrics") as resp:
         text = await resp.text()

@@ -37,7 +37,7 @@ async def recorded(pool: asyncpg.Pool) -> list[tuple[str, int, str]]:
 
 async def test_a_fresh_database_gets_every_table_and_each_version_recorded_once(pool: asyncpg.Pool) -> None:
     wanted = REGISTRY.migrations()
-    assert {m.component for m in wanted} == {"auth", "store", "outbox", "audit", "video"}
+    assert {m.component for m in wanted} == {"auth", "store", "outbox", "audit", "alarms", "video"}
 
     applied = await migrations.apply(pool, wanted)
 
@@ -51,6 +51,10 @@ async def test_a_fresh_database_gets_every_table_and_each_version_recorded_once(
         "observations_default",
         "outbox",
         "processed_messages",
+        "alarm_points",
+        "alarm_transitions",
+        "alarm_floods",
+        "alarm_sites",
         "video_snapshots",
     ):
         assert await pool.fetchval("SELECT to_regclass($1) IS NOT NULL", table), table

@@ -24,9 +24,13 @@ async def ready_again(hub: EmbeddedHub) -> None:
     await eventually(ready, timeout=30, what="/readyz to be 200 after the server resumed")
 
 
+# The kernel's checks and the alarm engine's (rules loaded, consumer running).
+READY = {"nats": "ok", "postgres": "ok", "alarms.alarm_rules": "ok", "alarms.alarm_consumer": "ok"}
+
+
 async def test_a_frozen_nats_server_is_not_ready_within_the_bound(reachable_dir: Path) -> None:
     async with embedded_hub(reachable_dir / "data") as hub:
-        assert (await hub.readyz())[:2] == (200, {"nats": "ok", "postgres": "ok"})
+        assert (await hub.readyz())[:2] == (200, READY)
         restarts = await hub.metric("safetyhub_embedded_server_restarts_total", server="nats")
 
         with frozen(hub.nats_pid()):
@@ -44,7 +48,7 @@ async def test_a_frozen_nats_server_is_not_ready_within_the_bound(reachable_dir:
 
 async def test_a_frozen_postgres_is_not_ready_within_the_bound(reachable_dir: Path) -> None:
     async with embedded_hub(reachable_dir / "data") as hub:
-        assert (await hub.readyz())[:2] == (200, {"nats": "ok", "postgres": "ok"})
+        assert (await hub.readyz())[:2] == (200, READY)
 
         # The whole server: the postmaster and every backend.
         with frozen(hub.postgres_pid(), with_children=True):

@@ -67,7 +67,7 @@ async def toy_hub(nats_url: str, database_url: str) -> AsyncIterator[Hub]:
 async def test_up_runs_the_toy_with_its_config_stream_table_routes_permission_and_readiness(
     toy_hub: Hub, nats_url: str, database_url: str
 ) -> None:
-    assert toy_hub.services == ("ingest", "store", "video", "toy")
+    assert toy_hub.services == ("ingest", "store", "alarms", "video", "toy")
     viewer = await create_key(toy_hub.pool, tenant="ulsan-refining", role="viewer")
     gateway = await create_key(toy_hub.pool, tenant="ulsan-refining", role="gateway")
     async with aiohttp.ClientSession() as session:
@@ -84,7 +84,13 @@ async def test_up_runs_the_toy_with_its_config_stream_table_routes_permission_an
             assert resp.status == 401, "only the paths the toy declares public are"
         async with session.get(f"{toy_hub.http_url}/readyz") as resp:
             assert resp.status == 200
-            assert (await resp.json())["checks"] == {"nats": "ok", "postgres": "ok", "toy.started": "ok"}
+            assert (await resp.json())["checks"] == {
+                "nats": "ok",
+                "postgres": "ok",
+                "alarms.alarm_rules": "ok",
+                "alarms.alarm_consumer": "ok",
+                "toy.started": "ok",
+            }
 
     nc = await nats.connect(nats_url)
     try:

@@ -66,3 +66,15 @@ CREATE TABLE alarm_floods (
     PRIMARY KEY (tenant, site, began_at)
 );
 CREATE INDEX alarm_floods_open ON alarm_floods (tenant, site) WHERE ended_at IS NULL;
+
+-- The engine's flood detector per site (recent activation times, the flood in progress), and the
+-- site's lock: a unit of work that evaluates or fires timers of a site locks this row first, then
+-- the site's points, so two workers never interleave on one site and never deadlock.
+CREATE TABLE alarm_sites (
+    tenant       text        NOT NULL,
+    site         text        NOT NULL,
+    engine_state bytea,
+    due          timestamptz,            -- when the flood in progress ends unless more alarms come
+    PRIMARY KEY (tenant, site)
+);
+CREATE INDEX alarm_sites_due ON alarm_sites (due) WHERE due IS NOT NULL;

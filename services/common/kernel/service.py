@@ -11,7 +11,8 @@ service: the hub's registry lists them.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Generic, TypeVar
 
 import asyncpg
@@ -40,6 +41,8 @@ class ServiceContext:
     js: JetStreamContext
     # The site registry in use; call it per request: a reload swaps the object.
     sites: Callable[[], SiteRegistry]
+    # The directory relative paths of the config are resolved against (the config file's).
+    base: Path = field(default_factory=Path.cwd)
 
 
 class ServiceInstance:
@@ -50,6 +53,12 @@ class ServiceInstance:
 
     def readiness_checks(self) -> Mapping[str, ReadinessCheck]:
         """Extra /readyz checks, by name (the kernel checks NATS, PostgreSQL and migrations)."""
+        return {}
+
+    def peer_checks(self) -> Mapping[str, ReadinessCheck]:
+        """Peers the service reads from (a plant's MQTT broker), by name: reported by /readyz
+        under `peers` but not counted toward ready, so a peer that is down leaves the rest of
+        the hub in service."""
         return {}
 
     @property
