@@ -25,8 +25,9 @@ class Video(ServiceInstance):
     def add_routes(self, app: web.Application) -> None:
         self._api.add_routes(app)
 
-    def readiness_checks(self) -> Mapping[str, ReadinessCheck]:
-        # A hub without cameras has nothing of its own to report.
+    def peer_checks(self) -> Mapping[str, ReadinessCheck]:
+        # Cameras are peers, like a plant's MQTT broker: /readyz names one that is down, but a
+        # broken camera must not take the hub (its alarms, its API) out of service.
         return {"cameras": self._service.readiness} if self._cameras else {}
 
     async def start(self) -> None:
