@@ -22,6 +22,7 @@ from services.common.settings import HubConfig, load_config
 from services.incidents.app import INCIDENTS
 from services.ingest.app import INGEST
 from services.store.app import STORE
+from services.video.app import VIDEO
 
 # Parts of the kernel with tables of their own: migrated whatever services run.
 KERNEL: tuple[KernelComponent, ...] = (
@@ -36,6 +37,7 @@ SERVICES: tuple[Service[Any], ...] = (
     STORE,
     ALARMS,
     INCIDENTS,
+    VIDEO,
 )
 
 # What the hub itself serves without a key (the services add theirs).

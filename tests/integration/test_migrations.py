@@ -37,7 +37,8 @@ async def recorded(pool: asyncpg.Pool) -> list[tuple[str, int, str]]:
 
 async def test_a_fresh_database_gets_every_table_and_each_version_recorded_once(pool: asyncpg.Pool) -> None:
     wanted = REGISTRY.migrations()
-    assert {m.component for m in wanted} == {"auth", "store", "outbox", "audit", "alarms", "incidents"}
+    components = {m.component for m in wanted}
+    assert components == {"auth", "store", "outbox", "audit", "alarms", "incidents", "video"}
 
     applied = await migrations.apply(pool, wanted)
 
@@ -58,6 +59,7 @@ async def test_a_fresh_database_gets_every_table_and_each_version_recorded_once(
         "incidents",
         "incident_sites",
         "incident_timeline",
+        "video_snapshots",
     ):
         assert await pool.fetchval("SELECT to_regclass($1) IS NOT NULL", table), table
     async with pool.acquire() as conn:

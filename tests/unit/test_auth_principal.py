@@ -44,8 +44,8 @@ def test_an_empty_site_list_reaches_no_site() -> None:
 # without a row here fails below instead of silently getting no rights.
 MAY = {
     "gateway": {"observations.post"},
-    "viewer": {"observations.read", "alarms.read", "incidents.read"},
-    "responder": {"observations.read", "alarms.read", "incidents.read", "incidents.work"},
+    "viewer": {"observations.read", "alarms.read", "incidents.read", "snapshots.read"},
+    "responder": {"observations.read", "alarms.read", "incidents.read", "incidents.work", "snapshots.read"},
     "operator": {
         "observations.read",
         "alarms.read",
@@ -53,6 +53,7 @@ MAY = {
         "incidents.read",
         "incidents.work",
         "incidents.assign",
+        "snapshots.read",
     },
     "admin": {
         "observations.post",
@@ -62,6 +63,7 @@ MAY = {
         "incidents.read",
         "incidents.work",
         "incidents.assign",
+        "snapshots.read",
     },
     "platform": set(),
 }
