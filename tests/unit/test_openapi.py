@@ -34,3 +34,23 @@ def test_examples_fit_their_schemas() -> None:
     schemas = document()["components"]["schemas"]
     for name in ("LatestObservations", "ObservationPage"):
         assert_matches(name, schemas[name]["example"])
+
+
+def test_no_key_is_given_twice_in_the_api_descriptions() -> None:
+    # YAML keeps the last of two equal keys silently: a schema or response added twice by two
+    # changes would lose one of them without any validator noticing.
+    import yaml
+
+    def refuse_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[object, object]:
+        keys = [loader.construct_object(key) for key, _ in node.value]
+        repeated = sorted({str(k) for k in keys if keys.count(k) > 1})
+        assert not repeated, f"line {node.start_mark.line + 1}: keys given twice: {repeated}"
+        return yaml.SafeLoader.construct_mapping(loader, node)
+
+    class Strict(yaml.SafeLoader):
+        pass
+
+    Strict.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, refuse_duplicates)
+    for name in ("openapi.yaml", "asyncapi.yaml"):
+        with (REPO / name).open(encoding="utf-8") as f:
+            assert yaml.load(f, Strict) is not None  # a SafeLoader: no objects built
