@@ -4,6 +4,7 @@ chattering, flood) match the alarm tables, and nothing of another site or tenant
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +15,7 @@ from prometheus_client import REGISTRY
 from services.alarms.live import LiveFigures, SiteFigures, read_figures
 from services.common.db import migrations
 from services.common.db.pool import create_pool
+from tests.conftest import eventually
 from tests.integration.alarm_rows import (
     PointRow,
     TransitionRow,
@@ -125,3 +127,23 @@ async def test_the_gauges_carry_the_figures_and_a_site_gone_reads_zero(alarm_poo
     theirs = {"tenant": OTHER_TENANT, "site": SITE}
     assert sample("safetyhub_alarms_site_active", **theirs, priority="high") == 0
     assert sample("safetyhub_alarms_site_unacknowledged", **theirs) == 0
+
+
+async def test_started_it_keeps_the_gauges_current_and_stops_promptly(alarm_pool: asyncpg.Pool) -> None:
+    site = {"tenant": TENANT, "site": "loop-site"}
+    pump = PointRow(TENANT, "loop-site", "vt-p", "vibration-high", "low", state="UNACK", active=True)
+    await insert_points(alarm_pool, [pump])
+    live = LiveFigures(alarm_pool, every_s=0.05)
+    live.start()
+    try:
+
+        async def unacknowledged(n: float) -> bool | None:
+            return True if sample("safetyhub_alarms_site_unacknowledged", **site) == n else None
+
+        await eventually(lambda: unacknowledged(1), timeout=10, what="the first figures")
+        await alarm_pool.execute("UPDATE alarm_points SET state = 'ACKED' WHERE site = 'loop-site'")
+        await eventually(lambda: unacknowledged(0), timeout=10, what="the acknowledgement counted")
+    finally:
+        started = asyncio.get_running_loop().time()
+        await live.stop()
+    assert asyncio.get_running_loop().time() - started < 2.5
