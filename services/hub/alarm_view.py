@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import Metric
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -91,21 +92,31 @@ def site_alarms(families: Iterable[Metric]) -> list[SiteAlarms]:
 
 
 def alarm_table(sites: Sequence[SiteAlarms]) -> Table:
-    """The alarm summary: one row per site."""
-    table = Table(title="Alarms (ISA-18.2 targets per operator)", title_justify="left", expand=False)
-    table.add_column("site")
-    table.add_column("active " + " / ".join(p.value for p in PRIORITIES), justify="right")
-    table.add_column("unacked", justify="right")
-    table.add_column("shelved etc.", justify="right")
-    table.add_column(f"last 10 min {_target(PER_10_MINUTES)}", justify="right")
-    table.add_column(f"last hour {_target(PER_HOUR)}", justify="right")
-    table.add_column(f"chattering {_target(CHATTERING)}", justify="right")
+    """The alarm summary: one row per site, narrow enough for an 80-column terminal."""
+    caption = (
+        "E H M L active by priority; unack awaiting acknowledgement; hidden shelved, suppressed or"
+        f" out of service. ISA-18.2 per operator: activations in the last 10m {_target(PER_10_MINUTES)},"
+        f" 1h {_target(PER_HOUR)}; chat(tering in the last hour) {_target(CHATTERING)}"
+    )
+    table = Table(
+        title="Alarms",
+        title_justify="left",
+        caption=caption,
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    table.add_column("site", no_wrap=True, overflow="ellipsis", max_width=24)
+    for priority in PRIORITIES:
+        table.add_column(priority.value[0].upper(), justify="right")
+    for column in ("unack", "hidden", "10m", "1h", "chat"):
+        table.add_column(column, justify="right")
     table.add_column("flood")
     shared = {s.site for s in sites if sum(1 for o in sites if o.site == s.site) > 1}
     for s in sites:
         table.add_row(
             f"{s.tenant}/{s.site}" if s.site in shared else s.site,
-            _active(s.active),
+            *_active(s.active),
             _count(s.unacknowledged, "bold" if s.unacknowledged else ""),
             _count(s.hidden),
             _judged(s.last_10m, PER_10_MINUTES),
@@ -118,19 +129,17 @@ def alarm_table(sites: Sequence[SiteAlarms]) -> Table:
 
 def _target(target: Target) -> str:
     if target.acceptable == target.maximum:
-        return f"(≤{target.maximum:g})"
-    return f"(~{target.acceptable:g}, ≤{target.maximum:g})"
+        return f"{target.maximum:g}" if target.maximum == 0 else f"≤{target.maximum:g}"
+    return f"~{target.acceptable:g} (≤{target.maximum:g})"
 
 
-def _active(by_priority: Mapping[str, float]) -> Text:
-    text = Text()
-    for i, priority in enumerate(PRIORITIES):
+def _active(by_priority: Mapping[str, float]) -> list[Text]:
+    cells = []
+    for priority in PRIORITIES:
         n = by_priority.get(priority.value, 0.0)
-        if i:
-            text.append(" / ")
         urgent = priority in (Priority.EMERGENCY, Priority.HIGH)
-        text.append(f"{n:,.0f}", style="bold red" if n and urgent else "")
-    return text
+        cells.append(_count(n, "bold red" if n and urgent else ""))
+    return cells
 
 
 def _count(value: float, style: str = "") -> Text:
