@@ -12,7 +12,9 @@ Starts `safetyhub up` (embedded NATS and PostgreSQL) in a temporary data dir, th
 3. waits until PostgreSQL holds every accepted observation and reads, per row, the time from the
    POST (each observation's `time` is stamped when its batch is sent) to the row's commit.
 
-Prints the figures, then one JSON line. Not a test: CI does not run it.
+Prints the figures (among them the CPU the hub, its nats-server and PostgreSQL spent per stored
+observation, which other load on the machine disturbs far less than the rates), then one JSON
+line. Not a test: CI does not run it.
 Usage: scripts/bench_ingest.py [--seconds 30] [--batch 1000] [--connections 8] [--workers 2] [--rate N]
 """
 
@@ -233,6 +235,28 @@ async def _load(url: str, key: str, points: list[tuple[str, str, str]], args: ar
     return accepted, elapsed, latencies, failures
 
 
+def _tree_cpu(root: psutil.Process) -> dict[tuple[int, str], float]:
+    """CPU seconds (user and system) each process of the hub's tree has used so far, by pid and
+    part: the hub (supervisor and workers), its nats-server, its PostgreSQL (server and backends).
+    Unlike a rate, this hardly changes when other programs share the machine."""
+    used: dict[tuple[int, str], float] = {}
+    for process in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            name = process.name()
+            part = "postgres" if "postgres" in name else "nats" if "nats-server" in name else "hub"
+            times = process.cpu_times()
+            used[(process.pid, part)] = times.user + times.system
+    return used
+
+
+def _cpu_spent(before: dict[tuple[int, str], float], after: dict[tuple[int, str], float]) -> dict[str, float]:
+    """CPU seconds each part spent between two readings (a process started since counts whole)."""
+    spent = {"hub": 0.0, "nats": 0.0, "postgres": 0.0}
+    for (pid, part), seconds in after.items():
+        spent[part] += seconds - before.get((pid, part), 0.0)
+    return spent
+
+
 async def _wait_stored(dsn: str, run: str, expected: int, deadline_s: float = 120.0) -> asyncpg.Record:
     conn = await asyncpg.connect(dsn)
     try:
@@ -294,8 +318,10 @@ async def main() -> None:
         key = await asyncio.to_thread(_create_key, data_dir)
         baseline = await _baseline(info["nats_url"], points, args.baseline_count)
         run = f"bench{int(time.time())}"
+        cpu_before = _tree_cpu(hub)
         accepted, elapsed, latencies, failures = await _load(info["http_url"], key, points, args, run)
         row = await _wait_stored(info["database_url"], run, accepted)
+        cpu = _cpu_spent(cpu_before, _tree_cpu(hub))
     finally:
         sampling = False
         await sampler
@@ -324,6 +350,12 @@ async def main() -> None:
         "e2e_p50_ms": round(float(row["p50"]) * 1000, 1),
         "e2e_p99_ms": round(float(row["p99"]) * 1000, 1),
         "peak_rss_mb": round(peak_rss / 1024 / 1024, 1),
+        "cpu_s": round(sum(cpu.values()), 1),
+        "cpu_us_per_stored": round(sum(cpu.values()) / stored * 1e6, 1) if stored else None,
+        **{
+            f"cpu_us_per_stored_{part}": round(seconds / stored * 1e6, 1) if stored else None
+            for part, seconds in cpu.items()
+        },
         "raw_publish_async_per_s": round(baseline["publish_async"]),
         "raw_pipelined_per_s": round(baseline["pipelined"]),
         "ratio_to_raw_publish": round(stored_per_s / baseline["publish_async"], 2),
@@ -340,6 +372,11 @@ def _report(f: dict[str, object]) -> None:
     print(f"POST latency p50 {f['post_p50_ms']} ms, p99 {f['post_p99_ms']} ms")
     print(f"POST to row in PostgreSQL p50 {f['e2e_p50_ms']} ms, p99 {f['e2e_p99_ms']} ms")
     print(f"peak RSS of the hub (supervisor and {f['workers']} workers) {f['peak_rss_mb']} MB")
+    print(
+        f"CPU of the hub with its nats-server and PostgreSQL: {f['cpu_s']} s,"
+        f" {f['cpu_us_per_stored']} us per stored observation (hub {f['cpu_us_per_stored_hub']},"
+        f" nats-server {f['cpu_us_per_stored_nats']}, PostgreSQL {f['cpu_us_per_stored_postgres']})"
+    )
     print(
         f"bare nats-py, same server: publish_async {f['raw_publish_async_per_s']} msg/s,"
         f" pipelined {f['raw_pipelined_per_s']} msg/s"

@@ -22,6 +22,6 @@ protos=$(find safetyhub -name '*.proto' | LC_ALL=C sort)
 pkg="services.common.contracts._generated"
 find "$out" \( -name '*_pb2.py' -o -name '*_pb2.pyi' \) -print0 \
   | xargs -0 sed -i -E "s/^(from|import) safetyhub\.v1/\1 ${pkg}.safetyhub.v1/"
-for d in "$out" "$out/safetyhub" "$out/safetyhub/v1"; do
+for d in "$out" "$out/safetyhub" "$out/safetyhub/v1" "$out/safetyhub/sparkplug"; do
   [ -f "$d/__init__.py" ] || : > "$d/__init__.py"
 done

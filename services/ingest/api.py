@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import msgspec
 from aiohttp import web
@@ -31,10 +31,9 @@ from services.common.http.problem import Problem
 from services.common.sites.registry import SiteRegistry
 from services.ingest import metrics
 from services.ingest.config import IngestConfig
-from services.ingest.domain.checks import ItemError, authorize, check
-from services.ingest.domain.contract import ObservationIn
+from services.ingest.domain.checks import ItemError, authorize
 from services.ingest.domain.parse import MalformedBody, Parsed, TooManyItems, parse_json, parse_ndjson
-from services.ingest.encode import HEADER_ROOM, encode_observations
+from services.ingest.intake import Limits, check_all, encode_checked
 from services.ingest.permissions import POST_OBSERVATIONS
 
 JSON_TYPES = frozenset({"application/json"})
@@ -45,7 +44,7 @@ _BODY_REASONS = {413: "too_large", 408: "timeout", 415: "unsupported_media_type"
 # What a 503 can truthfully say. When NATS is not connected nothing was sent. When JetStream does
 # not answer in time the messages may be in the stream already (a frozen server stores them when
 # it resumes), so the answer cannot say they are not; it says when a retry is safe instead. The
-# store keeps one row per (id, time): only an item with its own time is the same row on a retry.
+# store keeps one row per (tenant, id, time): only an item with its own time is the same row on a retry.
 NOT_SENT = (
     "The event bus is not connected: nothing of this request was sent, so nothing of this request"
     " was accepted. Retrying it is safe."
@@ -76,9 +75,7 @@ class IngestApi:
         self._registry = registry
         self._publisher = publisher
         self._config = config
-        self._max_future = timedelta(seconds=config.max_future_s)
-        # Observations older than the store keeps are refused (0: the store keeps everything).
-        self._max_age = timedelta(days=config.max_age_days) if config.max_age_days > 0 else None
+        self._limits = Limits.of(config)
         self._clock = clock
         self._body_timeout = body_timeout_s
 
@@ -166,34 +163,16 @@ class IngestApi:
             )
 
         now = self._clock()
-        errors = parsed.errors
-        valid: list[ObservationIn] = []
-        positions: list[int] = []
-        for index, item in parsed.items:
-            result = check(item, index, registry, now, self._max_future, max_age=self._max_age)
-            if isinstance(result, ItemError):
-                errors.append(result)
-            else:
-                valid.append(result)  # completed from the registry (unit, out-of-range quality)
-                positions.append(index)
-
-        max_payload = self._publisher.max_payload - HEADER_ROOM
-        encoded = encode_observations(
-            valid,
+        checked = check_all(parsed.items, registry, now, self._limits)
+        checked.errors[:0] = parsed.errors
+        encoded = encode_checked(
+            checked,
             tenant=principal.tenant,
             source=f"/ingest/keys/{principal.key_id}",
             received=now,
-            max_payload=max_payload,
+            max_payload=self._publisher.max_payload,
         )
-        errors.extend(
-            ItemError(
-                positions[oversized],
-                "",
-                f"the observation is too large for the event bus (at most {max_payload} bytes encoded)",
-            )
-            for oversized in encoded.oversized
-        )
-        errors.sort(key=lambda e: e.index)
+        errors = checked.errors
         if errors:
             metrics.REJECTED.labels("invalid").inc(len(errors))
         messages = encoded.messages

@@ -2,28 +2,59 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aiohttp import web
 
 from services.common.bus.channel import ChannelPublisher
 from services.common.bus.publisher import JetStreamPublisher
+from services.common.errors import ConfigError
+from services.common.http.ops import ReadinessCheck
 from services.common.kernel import PanelRow, Service, ServiceContext, ServiceInstance
 from services.ingest import metrics
 from services.ingest.api import IngestApi
+from services.ingest.bridges import metrics as bridge_metrics
+from services.ingest.bridges.mqtt import MqttBridge
+from services.ingest.bridges.mqtt_broker import EmbeddedBroker
 from services.ingest.channel import OBSERVATION_CHANNEL, OBSERVATIONS
 from services.ingest.config import IngestConfig
+from services.ingest.intake import Limits
 from services.ingest.permissions import POST_OBSERVATIONS
 
 
 class Ingest(ServiceInstance):
     def __init__(self, context: ServiceContext, config: IngestConfig) -> None:
         self._publisher = JetStreamPublisher(context.nc, max_in_flight=config.max_in_flight)
+        observations = ChannelPublisher(OBSERVATION_CHANNEL, self._publisher)
         self._api = IngestApi(
-            context.sites,
-            ChannelPublisher(OBSERVATION_CHANNEL, self._publisher),
-            config,
-            body_timeout_s=context.config.http.body_timeout_s,
+            context.sites, observations, config, body_timeout_s=context.config.http.body_timeout_s
         )
         self._max_body = config.max_body_mb * 1024 * 1024
+        self._broker: EmbeddedBroker | None = None
+        self._bridge: MqttBridge | None = None
+        if config.mqtt.enabled:
+            if context.config.workers > 1:
+                # Every worker would open the same persistent session (and the embedded broker
+                # its port): they would take the session from each other in turn.
+                raise ConfigError(
+                    "config",
+                    None,
+                    "ingest.mqtt",
+                    "the MQTT bridge runs in one process: use workers: 1, or `safetyhub run ingest`"
+                    " in a process of its own",
+                )
+            broker = config.mqtt.broker
+            if config.mqtt.url is None:
+                self._broker = EmbeddedBroker(broker.host, broker.port)
+            self._bridge = MqttBridge(
+                config.mqtt,
+                url=config.mqtt.url or f"mqtt://{broker.host}:{broker.port}",
+                registry=context.sites,
+                publisher=observations,
+                js=context.js,
+                limits=Limits.of(config),
+                base=context.base,
+            )
 
     def add_routes(self, app: web.Application) -> None:
         self._api.add_routes(app)
@@ -32,11 +63,23 @@ class Ingest(ServiceInstance):
     def max_body_bytes(self) -> int:
         return self._max_body
 
+    def peer_checks(self) -> Mapping[str, ReadinessCheck]:
+        return {"mqtt": self._bridge.status} if self._bridge is not None else {}
+
     async def start(self) -> None:
         await self._publisher.start()
+        if self._broker is not None and self._bridge is not None:
+            self._bridge.use_embedded(await self._broker.start())
+        if self._bridge is not None:
+            self._bridge.start()
 
     async def stop(self) -> None:
-        # HTTP intake stopped first, so no request is still waiting for an acknowledgement.
+        # HTTP intake stopped first, so no request is still waiting for an acknowledgement; the
+        # bridge stops before the publisher, leaving what it has not acknowledged to the broker.
+        if self._bridge is not None:
+            await self._bridge.stop()
+        if self._broker is not None:
+            await self._broker.stop()
         await self._publisher.close()
 
 
@@ -53,5 +96,7 @@ INGEST: Service[IngestConfig] = Service(
         PanelRow("Rejected", metrics.REJECTED, by="reason"),
         PanelRow("Duplicates", metrics.DUPLICATES),
         PanelRow("Out of range", metrics.OUT_OF_RANGE, by="kind"),
+        PanelRow("Bridged in", bridge_metrics.PUBLISHED, by="bridge"),
+        PanelRow("Bridge dead letters", bridge_metrics.DEADLETTERED, by="reason"),
     ),
 )

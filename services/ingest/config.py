@@ -7,6 +7,7 @@ from typing import Annotated
 import msgspec
 
 from services.common.settings import Positive, PositiveFloat
+from services.ingest.bridges.mqtt_config import MqttConfig
 
 
 class IngestConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -20,3 +21,5 @@ class IngestConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     max_age_days: Annotated[int, msgspec.Meta(ge=0)] = 30
     # Observations in flight to JetStream at once (per process), the back-pressure bound.
     max_in_flight: Positive = 20_000
+    # The MQTT bridge (off unless a broker `url` is given or `embedded` is true).
+    mqtt: MqttConfig = MqttConfig()

@@ -50,7 +50,7 @@ async def test_migrate_one_service_applies_the_kernels_and_that_services_migrati
         "auth": 3,
         "outbox": 1,
         "audit": 1,
-        "store": 2,
+        "store": 3,
         "observations table": 1,
     }
 

@@ -37,7 +37,7 @@ async def recorded(pool: asyncpg.Pool) -> list[tuple[str, int, str]]:
 
 async def test_a_fresh_database_gets_every_table_and_each_version_recorded_once(pool: asyncpg.Pool) -> None:
     wanted = REGISTRY.migrations()
-    assert {m.component for m in wanted} == {"auth", "store", "outbox", "audit", "alarms"}
+    assert {m.component for m in wanted} == {"auth", "store", "outbox", "audit", "alarms", "video"}
 
     applied = await migrations.apply(pool, wanted)
 
@@ -55,6 +55,7 @@ async def test_a_fresh_database_gets_every_table_and_each_version_recorded_once(
         "alarm_transitions",
         "alarm_floods",
         "alarm_sites",
+        "video_snapshots",
     ):
         assert await pool.fetchval("SELECT to_regclass($1) IS NOT NULL", table), table
     async with pool.acquire() as conn:

@@ -1,4 +1,4 @@
-"""Migration 0002 on a database that already holds observations in daily partitions."""
+"""Migrations 0002 and 0003 on a database that already holds observations in daily partitions."""
 
 from __future__ import annotations
 
@@ -40,6 +40,10 @@ async def key_columns(conn: asyncpg.Pool, table: str) -> list[str]:
     return [r["attname"] for r in rows]
 
 
+# The identity (tenant, id, time), in the order that keeps inserts at the index's right edge (0003).
+KEY = ["time", "tenant", "id"]
+
+
 async def test_the_key_becomes_tenant_id_time_on_every_partition_and_keeps_the_rows(
     pool: asyncpg.Pool,
 ) -> None:
@@ -55,8 +59,45 @@ async def test_the_key_becomes_tenant_id_time_on_every_partition_and_keeps_the_r
 
     today = f"observations_p{NOW:%Y%m%d}"
     for table in ("observations", today, "observations_default"):
-        assert await key_columns(pool, table) == ["tenant", "id", "time"], table
+        assert await key_columns(pool, table) == KEY, table
     await pool.execute(INSERT, "shared-id-1", NOW, "mipo", 3.0)
     await pool.execute(INSERT, "shared-id-1", NOW, "acme", 4.0)  # a retry: the first copy stays
     got = await pool.fetch("SELECT tenant, time, value FROM observations ORDER BY tenant, time")
     assert [(r["tenant"], r["value"]) for r in got] == [("acme", 2.0), ("acme", 1.0), ("mipo", 3.0)]
+
+
+async def test_reordering_the_key_keeps_every_row_and_the_identity_rules(pool: asyncpg.Pool) -> None:
+    before = [m for m in REGISTRY.migrations() if not (m.component == "store" and m.version >= 3)]
+    await migrations.apply(pool, before)
+    await ensure_partitions(pool, NOW.date())
+    yesterday = NOW - timedelta(days=1)
+    rows = [
+        ("shared-id-1", NOW, "acme", 1.0),
+        ("shared-id-1", NOW, "mipo", 2.0),
+        ("shared-id-1", yesterday, "acme", 3.0),  # another partition
+        ("shared-id-1", NOW - timedelta(days=40), "acme", 4.0),  # the default partition
+        ("other-id", NOW, "acme", 5.0),
+    ]
+    for row in rows:
+        await pool.execute(INSERT, *row)
+    today = f"observations_p{NOW:%Y%m%d}"
+    assert await key_columns(pool, today) == ["tenant", "id", "time"]
+
+    await migrations.apply(pool, REGISTRY.migrations())
+
+    partitions = [f"observations_p{yesterday:%Y%m%d}", today, "observations_default"]
+    for table in ["observations", *partitions]:
+        assert await key_columns(pool, table) == KEY, table
+    # Retries of every stored row, in each tenant and partition: the first copies stay.
+    for id_, moment, tenant, value in rows:
+        await pool.execute(INSERT, id_, moment, tenant, value + 100)
+    # New readings: the same id at a new time, and in a third tenant.
+    await pool.execute(INSERT, "shared-id-1", NOW + timedelta(seconds=1), "acme", 6.0)
+    await pool.execute(INSERT, "shared-id-1", NOW, "third", 7.0)
+    got = await pool.fetch("SELECT id, time, tenant, value FROM observations ORDER BY value")
+    expected = [
+        *rows,
+        ("shared-id-1", NOW + timedelta(seconds=1), "acme", 6.0),
+        ("shared-id-1", NOW, "third", 7.0),
+    ]
+    assert [(r["id"], r["time"], r["tenant"], r["value"]) for r in got] == expected

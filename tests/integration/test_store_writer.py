@@ -141,6 +141,40 @@ async def test_redelivered_rows_are_never_stored_twice(pool: asyncpg.Pool) -> No
     assert [r["id"] for r in await stored(pool)] == [f"obs-{n:05d}" for n in range(7)]
 
 
+async def test_new_and_repeated_batches_in_any_order_store_each_row_once(pool: asyncpg.Pool) -> None:
+    # Whichever way the writer moves a batch (all new, or some already stored), the counts and the
+    # rows are the same: after a repeat, new batches are stored whole, and a repeat after new
+    # batches is still caught.
+    await ensure_partitions(pool, TODAY)
+    writer = ObservationWriter(pool)
+    writes = [
+        ([1, 2], 2),
+        ([2, 3], 1),  # a repeat
+        ([4, 5], 2),  # new after a repeat
+        ([6], 1),
+        ([6, 7, 7, 8], 2),  # repeats of a stored row and within the batch
+        ([9, 10], 2),
+        ([10, 11], 1),
+    ]
+    for numbers, new in writes:
+        assert await writer.write([row(n, at=NOW + timedelta(seconds=n)) for n in numbers]) == new, numbers
+
+    got = await stored(pool)
+    assert [r["id"] for r in got] == [f"obs-{n:05d}" for n in range(1, 12)]
+
+
+async def test_a_batch_written_by_two_workers_at_once_is_stored_once(pool: asyncpg.Pool) -> None:
+    # A message redelivered to another worker while the first still writes it: one of the two
+    # waits for the other's rows and then skips them.
+    await ensure_partitions(pool, TODAY)
+    batch = [row(n) for n in range(200)]
+    for _ in range(5):
+        await pool.execute("TRUNCATE observations")
+        counts = await asyncio.gather(*(ObservationWriter(pool).write(batch) for _ in range(2)))
+        assert sorted(counts) == [0, 200]
+        assert await pool.fetchval("SELECT count(*) FROM observations") == 200
+
+
 async def test_an_observation_is_named_by_tenant_id_and_time(pool: asyncpg.Pool) -> None:
     await ensure_partitions(pool, TODAY)
     writer = ObservationWriter(pool)

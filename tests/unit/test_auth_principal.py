@@ -44,10 +44,10 @@ def test_an_empty_site_list_reaches_no_site() -> None:
 # without a row here fails below instead of silently getting no rights.
 MAY = {
     "gateway": {"observations.post"},
-    "viewer": {"observations.read", "alarms.read"},
-    "responder": {"observations.read", "alarms.read"},
-    "operator": {"observations.read", "alarms.read", "alarms.act"},
-    "admin": {"observations.post", "observations.read", "alarms.read", "alarms.act"},
+    "viewer": {"observations.read", "alarms.read", "snapshots.read"},
+    "responder": {"observations.read", "alarms.read", "snapshots.read"},
+    "operator": {"observations.read", "alarms.read", "alarms.act", "snapshots.read"},
+    "admin": {"observations.post", "observations.read", "alarms.read", "alarms.act", "snapshots.read"},
     "platform": set(),
 }
 

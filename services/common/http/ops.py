@@ -82,23 +82,32 @@ async def _outcome(check: ReadinessCheck) -> str:
 
 
 def add_ops_routes(
-    app: web.Application, checks: Mapping[str, ReadinessCheck], *, bound: float = READINESS_BOUND_S
+    app: web.Application,
+    checks: Mapping[str, ReadinessCheck],
+    *,
+    bound: float = READINESS_BOUND_S,
+    peers: Mapping[str, ReadinessCheck] | None = None,
 ) -> None:
+    """`peers` are reported by /readyz but do not make it answer 503 (see ServiceInstance)."""
     readiness = Readiness(checks, bound)
+    peer_readiness = Readiness(peers or {}, bound)
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
-        results = await readiness.probe()
+        results, peer_results = await asyncio.gather(readiness.probe(), peer_readiness.probe())
         ready = all(v == "ok" for v in results.values())
-        body = {"status": "ready" if ready else "not ready", "checks": results}
+        body: dict[str, object] = {"status": "ready" if ready else "not ready", "checks": results}
+        if peer_results:
+            body["peers"] = peer_results
         return web.Response(
             status=200 if ready else 503, body=msgspec.json.encode(body), content_type="application/json"
         )
 
     async def close_readiness(_: web.Application) -> None:
         await readiness.close()
+        await peer_readiness.close()
 
     async def metrics(_: web.Request) -> web.Response:
         payload = await asyncio.to_thread(_render_metrics)

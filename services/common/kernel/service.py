@@ -55,6 +55,12 @@ class ServiceInstance:
         """Extra /readyz checks, by name (the kernel checks NATS, PostgreSQL and migrations)."""
         return {}
 
+    def peer_checks(self) -> Mapping[str, ReadinessCheck]:
+        """Peers the service reads from (a plant's MQTT broker), by name: reported by /readyz
+        under `peers` but not counted toward ready, so a peer that is down leaves the rest of
+        the hub in service."""
+        return {}
+
     @property
     def max_body_bytes(self) -> int:
         """The largest request body a route of the service reads (the app's limit is the largest)."""

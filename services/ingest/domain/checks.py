@@ -82,13 +82,11 @@ def check(
     max_age: timedelta | None = None,
 ) -> ItemError | ObservationIn:
     """The reason `item` is refused, or the item as it is to travel (see `_complete`)."""
-    if registry.tenant_of(item.site) is None:
-        return ItemError(index, "site", f"unknown site '{item.site}'")
-    if registry.device(item.site, item.device) is None:
-        return ItemError(index, "device", f"device '{item.device}' is not registered at site '{item.site}'")
+    # A registered measure implies its device and site: one lookup for a valid item (every item
+    # of a post passes here), the others only to name what is unknown.
     measure = registry.measure(item.site, item.device, item.kind)
     if measure is None:
-        return ItemError(index, "kind", f"device '{item.device}' does not measure '{item.kind}'")
+        return _unregistered(item, index, registry)
     if item.unit is not None and item.unit != measure.unit:
         return ItemError(
             index, "unit", f"'{item.kind}' of '{item.device}' is in '{measure.unit}', not '{item.unit}'"
@@ -114,6 +112,14 @@ def check(
                 " of history (ingest.max_age_days)",
             )
     return _complete(item, measure)
+
+
+def _unregistered(item: ObservationIn, index: int, registry: SiteRegistry) -> ItemError:
+    if registry.tenant_of(item.site) is None:
+        return ItemError(index, "site", f"unknown site '{item.site}'")
+    if registry.device(item.site, item.device) is None:
+        return ItemError(index, "device", f"device '{item.device}' is not registered at site '{item.site}'")
+    return ItemError(index, "kind", f"device '{item.device}' does not measure '{item.kind}'")
 
 
 def _complete(item: ObservationIn, measure: Measure) -> ObservationIn:

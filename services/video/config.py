@@ -1,0 +1,170 @@
+"""The `video:` section of the hub's config: the cameras to analyse and how.
+
+A camera names a device of the site files (`site`, `device`: a device of type camera); its zones
+and masks are polygons in fractions of the picture (0..1, origin top-left), so they survive a
+change of resolution. Checked strictly at start-up: an unknown key or a bad value stops it with
+file, line and key; a camera whose device the site files do not declare, whose model file is
+missing or not a YOLOv8-format ONNX model, or whose stream does not open, is reported unhealthy
+(metric, /readyz) and retried while the others run.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from services.common.settings import Positive, PositiveFloat
+from services.common.types import DeviceId, Slug
+
+Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+Point = tuple[Fraction, Fraction]
+PolygonIn = Annotated[list[Point], msgspec.Meta(min_length=3, max_length=64)]
+Label = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+_STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
+
+
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+ClockTime = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]\Z")]
+
+
+class ScheduleConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    # In the site's timezone (its `timezone` in the site files). start == end: all day.
+    days: Annotated[list[Day], msgspec.Meta(min_length=1)] = msgspec.field(
+        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    )
+    start: ClockTime = "00:00"
+    end: ClockTime = "00:00"
+
+
+class RuleConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    rule: Literal["intrusion", "loitering", "person_down"]
+    # The detector's classes the rule watches.
+    labels: Annotated[list[Label], msgspec.Meta(min_length=1)] = msgspec.field(
+        default_factory=lambda: ["person"]
+    )
+    # loitering: seconds in the zone; person_down: seconds down and still (both required).
+    seconds: PositiveFloat | None = None
+    # person_down: classes that are a person down whatever their box, e.g. [Fall] of the fall model.
+    down_labels: list[Label] = []
+    # When the rule is armed; absent: always.
+    schedule: ScheduleConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.rule in ("loitering", "person_down") and self.seconds is None:
+            raise ValueError(f"a {self.rule} rule needs `seconds`")
+        if self.rule == "intrusion" and self.seconds is not None:
+            raise ValueError("an intrusion rule takes no `seconds`")
+        if self.rule != "person_down" and self.down_labels:
+            raise ValueError(f"`down_labels` is for person_down rules, not {self.rule}")
+
+
+class ZoneConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    id: Slug
+    polygon: PolygonIn
+    rules: Annotated[list[RuleConfig], msgspec.Meta(min_length=1)]
+
+
+class LineConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    id: Slug
+    # From A to B; its sides are named as seen walking from A to B on the picture.
+    points: Annotated[list[Point], msgspec.Meta(min_length=2, max_length=2)]
+    direction: Literal["any", "left_to_right", "right_to_left"] = "any"
+    labels: Annotated[list[Label], msgspec.Meta(min_length=1)] = msgspec.field(
+        default_factory=lambda: ["person"]
+    )
+
+    def __post_init__(self) -> None:
+        if self.points[0] == self.points[1]:
+            raise ValueError("a line needs two different points")
+
+
+class DetectorConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    # hog: OpenCV's built-in people detector (nothing to download); onnx: a YOLOv8-format model.
+    kind: Literal["hog", "onnx"] = "hog"
+    model: str | None = None  # onnx: path of the .onnx file (relative: to the working directory)
+    # onnx: the input's side when the model does not fix it.
+    input_size: Annotated[int, msgspec.Meta(ge=32, le=4096, multiple_of=32)] = 640
+    confidence: Fraction = 0.5
+    iou: Fraction = 0.45
+    threads: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
+
+    def __post_init__(self) -> None:
+        if self.kind == "onnx" and not self.model:
+            raise ValueError("an onnx detector needs `model`, the path of its .onnx file")
+        if self.kind == "hog" and self.model is not None:
+            raise ValueError("the hog detector takes no `model`")
+
+
+class MotionConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    # false: detect on every analysed frame.
+    enabled: bool = True
+    # The share of the (unmasked) picture that must change for detection to run.
+    min_area: Fraction = 0.002
+    # Areas whose movement never counts: trees, a road, a clock.
+    masks: list[PolygonIn] = []
+    history: Annotated[int, msgspec.Meta(ge=10, le=10_000)] = 200
+    var_threshold: PositiveFloat = 25.0
+
+
+class TrackerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    # Analysed frames with a match before a track counts (debouncing) ...
+    min_hits: Annotated[int, msgspec.Meta(ge=1, le=100)] = 3
+    # ... and without one before it is dropped.
+    max_missed: Annotated[int, msgspec.Meta(ge=0, le=100)] = 5
+    min_iou: Fraction = 0.3
+
+
+class CameraConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    site: Slug
+    device: DeviceId
+    # rtsp(s)://, http(s):// (MJPEG), or a video file, played in a loop (demos and tests).
+    source: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
+    analysis_fps: PositiveFloat = 2.0
+    # Frames are scaled down to this width before analysis (0: as delivered).
+    width: Annotated[int, msgspec.Meta(ge=0, le=7680)] = 640
+    detector: DetectorConfig = DetectorConfig()
+    motion: MotionConfig = MotionConfig()
+    tracker: TrackerConfig = TrackerConfig()
+    zones: list[ZoneConfig] = []
+    # Lines whose crossing fires `video.line_crossing`.
+    lines: list[LineConfig] = []
+
+    def __post_init__(self) -> None:
+        # A firing names its zone or line by id alone: one id, one place.
+        ids = [zone.id for zone in self.zones] + [line.id for line in self.lines]
+        twice = sorted({z for z in ids if ids.count(z) > 1})
+        if twice:
+            raise ValueError(f"zone and line ids must be unique per camera: {', '.join(twice)}")
+
+    @property
+    def is_stream(self) -> bool:
+        return self.source.lower().startswith(_STREAM_SCHEMES)
+
+    @property
+    def name(self) -> str:
+        return f"{self.site}/{self.device}"
+
+
+class VideoConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    cameras: list[CameraConfig] = []
+    # A camera that cannot be opened or drops out is tried again after 1 s, doubling up to this.
+    retry_max_s: PositiveFloat = 30.0
+    # A stream that delivers no frame for this long has dropped out.
+    stall_timeout_s: PositiveFloat = 10.0
+    # A picture frozen, covered or blinded this long is reported (video.camera_health), as is
+    # its end.
+    health_hold_s: PositiveFloat = 10.0
+    jpeg_quality: Annotated[int, msgspec.Meta(ge=10, le=100)] = 85
+    # Snapshots older than this are deleted (hourly), as the store drops observations after
+    # store.retention_days: keep the two equal so a stored detection's snapshot can be read.
+    snapshot_retention_days: Positive = 30
+    # Rule firings waiting to be stored and published, at most; past it a camera's worker waits
+    # (dropping frames meanwhile), never a detection.
+    max_pending: Positive = 1_000
+
+    def __post_init__(self) -> None:
+        names = [camera.name for camera in self.cameras]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"a camera is configured twice: {', '.join(twice)}")
