@@ -13,6 +13,7 @@ from services.alarms.actions_api import MAX_BODY_BYTES, AlarmActionsApi
 from services.alarms.channel import ALARMS as ALARMS_STREAM
 from services.alarms.config import AlarmsConfig
 from services.alarms.domain.rules import RuleSet
+from services.alarms.live import LiveFigures
 from services.alarms.permissions import ACT_ON_ALARMS, READ_ALARMS
 from services.alarms.read_api import AlarmReadApi
 from services.alarms.rules_reload import Rules, rule_patterns
@@ -31,6 +32,7 @@ class Alarms(ServiceInstance):
         self.service = AlarmsService(context.pool, context.nc, context.js, config, self._rules)
         self._actions = AlarmActionsApi(self.service, self._rules.engine, context.sites)
         self._reads = AlarmReadApi(context.pool, context.sites, self.rules)
+        self._live = LiveFigures(context.pool)
 
     def rules(self) -> RuleSet:
         """The rule set in use now (a reload swaps it): for the read API."""
@@ -59,8 +61,10 @@ class Alarms(ServiceInstance):
         await asyncio.to_thread(self._rules.load)
         await self.service.start()
         self._rules.start(self._reload_s)
+        self._live.start()
 
     async def stop(self) -> None:
+        await self._live.stop()
         await self._rules.stop()
         await self.service.stop()
 

@@ -3,8 +3,10 @@
 Figures come from the process's own Prometheus metrics, so the view shows exactly what a scrape
 would, and they add up: every accepted observation is stored, a duplicate (dropped by the stream
 or by the store) or in flight. The pure parts (`snapshot`, `rates`, `render`) are separate from
-the refresh loop so they can be tested without a terminal. Below the flow, each running service
-shows the rows its declaration lists (`Service.panel`): a new service appears without an edit here.
+the refresh loop so they can be tested without a terminal. Below the flow, the alarm summary per
+site (alarm_view.py: active alarms by priority, the flood state and the alarm load against its
+ISA-18.2 targets), then each running service shows the rows its declaration lists
+(`Service.panel`): a new service appears without an edit here.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from rich.text import Text
 from services.common.bus.consumer import CONSUMER_LAG
 from services.common.bus.deadletter import DEADLETTERED
 from services.common.kernel import Service
+from services.hub.alarm_view import SiteAlarms, alarm_table, site_alarms
 from services.hub.registry import REGISTRY as SERVICES
 from services.ingest import metrics as ingest
 from services.store import metrics as store
@@ -204,9 +207,14 @@ def quantile(buckets: tuple[tuple[float, float], ...], q: float) -> float | None
 
 
 def render(
-    info: Mapping[str, str], snap: FlowSnapshot, flow: FlowRates, panels: Sequence[PanelLine] = ()
+    info: Mapping[str, str],
+    snap: FlowSnapshot,
+    flow: FlowRates,
+    panels: Sequence[PanelLine] = (),
+    alarms: Sequence[SiteAlarms] = (),
 ) -> RenderableType:
-    """The whole view: where things are, the flow table, the services' panels, and how to stop."""
+    """The whole view: where things are, the flow table, the alarms per site, the services'
+    panels, and how to stop."""
     header = Table.grid(padding=(0, 2))
     header.add_column(style="bold cyan", no_wrap=True)
     header.add_column(overflow="fold")
@@ -236,6 +244,8 @@ def render(
         Panel(header, title="safetyhub", title_align="left", border_style="cyan"),
         table,
     ]
+    if alarms:  # above the services' panels: what an operator looks at first
+        parts.append(alarm_table(alarms))
     if panels:
         services = Table(title="Services", title_justify="left", expand=False)
         for column in ("service", "", "total", "detail"):
@@ -267,18 +277,19 @@ async def run_dashboard(
     panels of `services` (every registered service by default) below the flow."""
     shown = SERVICES.services if services is None else services
 
-    def panels() -> list[PanelLine]:
-        return panel_lines(registry.collect(), shown)
+    def below() -> tuple[list[PanelLine], list[SiteAlarms]]:
+        families = list(registry.collect())
+        return panel_lines(families, shown), site_alarms(families)
 
     loop = asyncio.get_running_loop()
     prev, prev_at = snapshot(registry), loop.time()
-    first = render(info, prev, rates(prev, prev, 0.0), panels())
+    first = render(info, prev, rates(prev, prev, 0.0), *below())
     with Live(first, console=console or Console(), auto_refresh=False) as live:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=refresh_s)
             cur, at = snapshot(registry), loop.time()
-            live.update(render(info, cur, rates(prev, cur, at - prev_at), panels()), refresh=True)
+            live.update(render(info, cur, rates(prev, cur, at - prev_at), *below()), refresh=True)
             prev, prev_at = cur, at
 
 

@@ -94,7 +94,8 @@ def post_example(http_url: str, key: str, registry: SiteRegistry, tenant: str) -
 def _info(
     hub: Hub, data_dir: Path, endpoints: Endpoints, registry: SiteRegistry, keys: dict[str, str]
 ) -> dict[str, str]:
-    """What the demo shows a newcomer: where things are, a key of each kind, a read and a post."""
+    """What the demo shows a newcomer: where things are, a key of each kind, a read, the active
+    alarms and a post."""
     viewer_tenant, viewer = next((k.split(":", 1)[1], v) for k, v in keys.items() if k.startswith("viewer:"))
     gateway = keys[f"gateway:{viewer_tenant}"]
     post = post_example(hub.http_url, gateway, registry, viewer_tenant)
@@ -107,6 +108,7 @@ def _info(
         f"Viewer key ({viewer_tenant})": viewer,
         f"Gateway key ({viewer_tenant})": gateway,
         "Read": f"curl -H 'Authorization: Bearer {viewer}' '{hub.http_url}/v1/observations?limit=5'",
+        "Alarms": f"curl -H 'Authorization: Bearer {viewer}' '{hub.http_url}/v1/alarms?state=active'",
         **({"Post": post} if post is not None else {}),
         "Logs": str(data_dir / "logs" / "hub.log"),
     }

@@ -1,12 +1,15 @@
 """A pure, synchronous plant: one reading per device measure per tick, for every site.
 
-Signals look like a refinery at rest (gas near zero, process values wandering slowly around set
-points) with scripted upsets on top, so a newcomer watching the demo sees alarms: a sour-gas
-release (H2S in hydrocarbon vapour) reaching neighbouring detectors of one zone, a pump vibration
-excursion, and a detector fault; and at the demo refinery the alarm scenarios of
+Signals look like a refinery at rest (gas near zero, machines running smoothly, process values
+wandering slowly around set points) with upsets on top, so a newcomer watching the demo sees a
+few meaningful alarms and no standing ones: now and then a small sour-gas leak (H2S in
+hydrocarbon vapour) reaching neighbouring detectors of one zone past the high alarm, a pump
+running rough, and a detector fault; and at the demo refinery the alarm scenarios of
 alarm_scenarios.py (a gas release confirmed 2oo3 with a silent detector and the camera, a
-chattering pump, a flood after a power dip). Output follows from the seed and the sequence of
-`now` values alone; no clock is read here.
+chattering pump, a flood after a power dip). Normal operation stays below every shipped alarm
+set-point (sites/alarms/ulsan-demo.yaml) and the random upsets stop short of the high-high ones:
+an operator is not given an emergency the plant does not have. Output follows from the seed and
+the sequence of `now` values alone; no clock is read here.
 """
 
 from __future__ import annotations
@@ -25,11 +28,15 @@ from services.simulator.alarm_scenarios import NO_EFFECT, Effect
 Reading = dict[str, object]
 UpsetKind = Literal["release", "vibration", "fault", "gas_release", "chatter", "power_dip"]
 
-# What a sour-gas release raises, and the source detector's peak range for each. Both ranges sit
-# well above the 20 ppm / 20 %LEL alarm set-points, so 2ooN voting has something to confirm.
-_PEAK = {"gas.h2s": (40.0, 60.0), "gas.lel": (35.0, 55.0)}
-# Detectors further from the source see less; 0.6 x the lowest peak (35) still exceeds 20.
+# What a small sour-gas leak raises, and the source detector's peak range for each: past the
+# high alarms (H2S 10 ppm, 20 %LEL), short of the high-highs (20 ppm, 40 %LEL) even with the
+# normal band and the noise on top. A high-high means evacuate: only a real release may reach it.
+_PEAK = {"gas.h2s": (12.0, 16.0), "gas.lel": (23.0, 30.0)}
+# Detectors further from the source see less: the nearest neighbour may pass the high alarm too.
 _DILUTION = (1.0, 0.8, 0.6)
+# Off-site (a city's fence-line stations) a plant's leak arrives diluted: past the 1 ppm odour
+# alarm, far below the 10 ppm high-high.
+_OFF_SITE_DILUTION = 0.15
 # Normal band per gas: low, high, centre, drift sd, noise sd.
 _GAS = {
     "gas.h2s": (0.0, 1.0, 0.3, 0.15, 0.08),
@@ -39,6 +46,12 @@ _GAS = {
 }
 _DRIFT_TAU_S = 300.0  # process values wander over minutes, not seconds
 _SPIKE_EVERY_S = 300.0  # mean time between harmless vibration spikes on one sensor
+# ISO 10816-3 zones A/B, where a healthy machine runs: below the 2.8 mm/s high alarm of the
+# pumps (group 2) with room for the noise and the drift.
+_VIBRATION_CENTRE = (1.0, 1.8)
+_VIBRATION_BAND = (0.4, 2.3)
+# A pump running rough: ISO 10816-3 zone C (past 2.8 mm/s), short of zone D (4.5 mm/s).
+_ROUGH_VIBRATION = (3.3, 4.1)
 _RAMP_VIBRATION_S = 15.0
 _FAULT_TYPES = frozenset({"gas_detector", "flame_detector", "heat_detector"})
 
@@ -47,19 +60,23 @@ _FAULT_TYPES = frozenset({"gas_detector", "flame_detector", "heat_detector"})
 class ScenarioConfig:
     """When upsets happen, in seconds after the first tick. A `*_first_s` of `math.inf` disables one."""
 
-    release_first_s: float = 20.0
-    release_period_s: float = 300.0
+    # The plant's random upsets: at each site a leak, a rough pump and a detector fault once an
+    # hour, 20 minutes apart, the sites taking turns (each runs `release_period_s / sites` later
+    # than the one before): something every few minutes somewhere, and per site a few alarms an
+    # hour, inside ISA-18.2's ~6 an hour for one operator.
+    release_first_s: float = 300.0
+    release_period_s: float = 3600.0
     release_ramp_s: float = 30.0
     release_hold_s: float = 10.0
     release_decay_s: float = 120.0
-    vibration_first_s: float = 100.0
-    vibration_period_s: float = 420.0
-    vibration_s: float = 60.0
-    fault_first_s: float = 160.0
-    fault_period_s: float = 600.0
+    vibration_first_s: float = 1500.0
+    vibration_period_s: float = 3600.0
+    vibration_s: float = 90.0
+    fault_first_s: float = 2700.0
+    fault_period_s: float = 3600.0
     fault_s: float = 5.0
     # The alarm scenarios of the demo refinery (alarm_scenarios.py), one after the other.
-    gas_release_first_s: float = 60.0
+    gas_release_first_s: float = 20.0
     gas_release_period_s: float = 900.0
     gas_release_s: float = 150.0
     chatter_first_s: float = 240.0
@@ -272,7 +289,8 @@ class PlantSimulator:
         source = rng.choice(group)
         nearest = sorted(group, key=lambda d: (_metres(source.position, d.position), d.id))
         hit = nearest[: rng.choice((2, 3))]
-        peaks = {kind: rng.uniform(*bounds) for kind, bounds in _PEAK.items()}
+        scale = 1.0 if plan.site.kind == "plant" else _OFF_SITE_DILUTION
+        peaks = {kind: rng.uniform(*bounds) * scale for kind, bounds in _PEAK.items()}
         cfg = self._cfg
         # Up over the ramp, a short plateau, then a slower decay as the leak is isolated and disperses.
         decayed = max(0.0, age - cfg.release_ramp_s - cfg.release_hold_s) / cfg.release_decay_s
@@ -298,8 +316,7 @@ class PlantSimulator:
         ch = rng.choice(plan.vibration)
         ramp = min(_RAMP_VIBRATION_S, self._cfg.vibration_s / 2)
         level = max(0.0, min(1.0, age / ramp, (self._cfg.vibration_s - age) / ramp))
-        # 12-16 mm/s: past the 11 mm/s of ISO 10816 zone D, where damage is expected.
-        peak = rng.uniform(12.0, 16.0)
+        peak = rng.uniform(*_ROUGH_VIBRATION)
         return Upset(
             kind="vibration",
             site=plan.site.id,
@@ -318,10 +335,15 @@ def _plan(site: Site, seed: int, offset: float) -> _SitePlan:
         for device in site.devices
         for measure in device.measures
     )
+    scripted = alarm_scenarios.has_targets(site)
     groups: dict[str, list[Device]] = {}
     for device in site.devices:
         if any(m.kind in _PEAK for m in device.measures):
             groups.setdefault(device.zone, []).append(device)
+    if scripted:
+        # A random leak on top of the scripted release would take its zone past the high-high.
+        release_zone = {d.zone for d in site.devices if d.id in alarm_scenarios.RELEASE_DEVICES}
+        groups = {zone: group for zone, group in groups.items() if zone not in release_zone} or groups
     vibration = [ch for ch in channels if ch.measure.kind == "vibration"]
     pumps = [ch for ch in vibration if "pump" in f"{ch.device.id} {ch.device.description}".lower()]
     return _SitePlan(
@@ -331,7 +353,7 @@ def _plan(site: Site, seed: int, offset: float) -> _SitePlan:
         plume_groups=tuple(tuple(group) for group in groups.values()),
         vibration=tuple(pumps or vibration),
         detectors=tuple(d for d in site.devices if d.type in _FAULT_TYPES),
-        scripted=alarm_scenarios.has_targets(site),
+        scripted=scripted,
     )
 
 
@@ -363,7 +385,8 @@ def _channel(device: Device, measure: Measure, rng: random.Random) -> _Channel:
     if kind.startswith("vision."):  # camera analytics confidence: a quiet scene scores near 0
         return _Channel(device, measure, 0.02, 0.01, 0.01, 0.0, 0.1)
     if kind == "vibration":
-        return _Channel(device, measure, rng.uniform(2.5, 3.3), 0.25, 0.12, 2.0, 4.0, spiky=True)
+        low, high = _VIBRATION_BAND
+        return _Channel(device, measure, rng.uniform(*_VIBRATION_CENTRE), 0.2, 0.08, low, high, spiky=True)
     if device.type == "heat_detector":  # ambient air, whatever range the detector could read
         return _Channel(device, measure, rng.uniform(22.0, 32.0), 1.0, 0.2, -20.0, 60.0)
     if measure.range is not None:

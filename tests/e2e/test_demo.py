@@ -1,4 +1,5 @@
-"""`safetyhub demo` as a newcomer runs it: the commands it prints work when pasted."""
+"""`safetyhub demo` as a newcomer runs it: the commands it prints work when pasted, and the
+scripted gas release raises its alarms, and only those, in the first minute."""
 
 from __future__ import annotations
 
@@ -12,11 +13,29 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from services.alarms.adapters.decode import read_transition
+from services.alarms.channel import ALARM_CHANNEL
+from services.common.bus.connection import connect_bus
+from services.simulator import alarm_scenarios
 from tests.conftest import DEMO_SITES, REPO, eventually
 
 pytestmark = pytest.mark.e2e
 
+
+TENANT, SITE = "ulsan-refining", alarm_scenarios.SITE
+GROUP_ALARM = "fcc2-lel-2oo3--vote"
+# What an operator of the refinery sees once the scripted release in FCC 2 has run a minute: the
+# two rising detectors' high alarms, the silent one's communication loss (of both its gases), the
+# camera's smoke and the 2oo3 group's confirmed alarm. Nothing else: the plant is otherwise at rest.
+RELEASE_ALARMS = {
+    *(f"{device}--lel-high" for device, _ in alarm_scenarios.RELEASE_RISING),
+    f"{alarm_scenarios.RELEASE_SILENT}--gas-lel-stale",
+    f"{alarm_scenarios.RELEASE_SILENT}--gas-h2s-stale",
+    f"{alarm_scenarios.RELEASE_CAMERA}--camera-smoke",
+    GROUP_ALARM,
+}
 
 
 async def run_pasted(command: str) -> tuple[int, str]:
@@ -41,7 +60,7 @@ def start_demo(workdir: Path, log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
 
 
-async def test_the_printed_keys_and_commands_work(workdir: Path) -> None:
+async def test_the_printed_commands_work_and_the_gas_release_raises_its_alarms(workdir: Path) -> None:
     log = workdir / "demo.log"
     proc = start_demo(workdir, log)
     try:
@@ -67,7 +86,38 @@ async def test_the_printed_keys_and_commands_work(workdir: Path) -> None:
         assert status == 200, body
         status, body = await run_pasted(f"curl -sS {shlex.quote(info['api_docs'])}")
         assert status == 200 and "/openapi.json" in body
+
+        await the_gas_release_raises_its_alarms(info)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
+
+
+async def the_gas_release_raises_its_alarms(info: dict[str, Any]) -> None:
+    """The scripted release (from 20 s) in the active alarms the printed command reads, and the
+    group's alarm on ALARMS."""
+
+    async def active() -> dict[str, dict[str, Any]] | None:
+        status, body = await run_pasted(info["alarms"])
+        assert status == 200, body
+        items = {item["id"]: item for item in json.loads(body)["items"]}
+        return items if set(items) >= RELEASE_ALARMS else None
+
+    alarms = await eventually(active, timeout=150, what="the gas release's alarms")
+    assert set(alarms) == RELEASE_ALARMS
+    group = alarms[GROUP_ALARM]
+    assert "confirmed" in group["flags"] and group["priority"] == "emergency"
+    # The release stays below 40 %LEL: high alarms, no high-high.
+    assert {alarms[a]["rule"] for a in alarms if a.endswith("--lel-high")} == {"lel-high"}
+
+    nc = await connect_bus(info["nats"], name="demo-test")
+    try:
+        sub = await nc.jetstream().subscribe(
+            ALARM_CHANNEL.subject(TENANT, SITE, GROUP_ALARM),
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+        )
+        transition, _ = read_transition(await sub.next_msg(timeout=10))
+    finally:
+        await nc.close()
+    assert transition.new.value == "UNACK"

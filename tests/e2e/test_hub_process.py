@@ -31,8 +31,6 @@ pytestmark = pytest.mark.e2e
 CLI = [sys.executable, "-m", "services.hub.cli"]
 
 
-
-
 def _config(workdir: Path, extra: str = "") -> Path:
     # A short ack wait: after a kill, unacknowledged deliveries come back within seconds.
     path = workdir / "hub.yaml"
@@ -210,6 +208,26 @@ async def test_workers_share_one_port_and_sum_their_metrics(workdir: Path) -> No
         if line.startswith("safetyhub_ingest_accepted_total")
     )
     assert accepted == 800
+
+    # The alarm engine's metrics too: its per-site live figures once (the workers' "max"), though
+    # every worker keeps them, and (once refreshed) as the alarm API counts.
+    name = 'safetyhub_alarms_site_unacknowledged{site="ulsan-refinery",tenant="ulsan-refining"}'
+
+    async def alarm_metrics() -> list[str] | None:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {viewer}"}) as session:
+            async with session.get(info["http_url"] + "/metrics") as resp:
+                lines = (await resp.text()).splitlines()
+            params = {"state": ["UNACK", "RTNUN"]}
+            async with session.get(info["http_url"] + "/v1/alarms", params=params) as resp:
+                unacknowledged = len((await resp.json())["items"])
+        live = [line for line in lines if line.startswith(name)]
+        assert len(live) <= 1, live
+        return lines if live == [f"{name} {unacknowledged:.1f}"] else None
+
+    lines = await eventually(
+        alarm_metrics, timeout=30, what="the alarm engine's live figures as the API counts"
+    )
+    assert any(line.startswith("safetyhub_alarms_observations_evaluated_total") for line in lines)
     assert hub.stop() == 0
     assert not [p for p in processes_under(workdir) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 

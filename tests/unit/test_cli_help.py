@@ -80,3 +80,19 @@ def test_the_readme_says_what_each_role_may_do_today(role: str) -> None:
     for permission in REGISTRY.permissions():  # "post observations": the README says "post"
         verb = permission.summary.split()[0]
         assert (verb in said) == principal.may(permission), (permission.verb, said)
+
+
+def test_every_registered_service_can_be_run_alone_and_the_readme_says_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    services = [service.name for service in REGISTRY.services]
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    shown = capsys.readouterr().out
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    (row,) = re.findall(r"^\| `safetyhub run ([a-z|\\]+) .*$", text, flags=re.MULTILINE)
+
+    assert "alarms" in services
+    choices = re.search(r"\{(.+?)\}", shown)
+    assert choices is not None and choices[1].split(",") == services
+    assert row.replace("\\", "").split("|") == services

@@ -25,7 +25,12 @@ from services.simulator.plant import PlantSimulator, Reading, ScenarioConfig
 DEMO = Path(__file__).resolve().parents[2] / "sites" / "ulsan-demo.yaml"
 T0 = datetime(2025, 6, 2, 9, 0, tzinfo=UTC)
 QUIET = ScenarioConfig(release_first_s=math.inf, vibration_first_s=math.inf, fault_first_s=math.inf)
-ALARM = 20.0  # H2S ppm and LEL %: the high alarm set-points the release must cross
+# The shipped rules' set-points (sites/alarms/ulsan-demo.yaml) a random leak must cross (high)
+# and must not reach (high-high).
+HIGH = {"gas.h2s": 10.0, "gas.lel": 20.0}
+HIGH_HIGH = {"gas.h2s": 20.0, "gas.lel": 40.0}
+# Pump vibration (ISO 10816-3 group 2): the high alarm, its deadband, and the high-high.
+VIBRATION_HIGH, VIBRATION_DEADBAND, VIBRATION_HIGH_HIGH = 2.8, 0.2, 4.5
 
 
 def _device(
@@ -140,8 +145,12 @@ def test_a_plant_at_rest_stays_in_plausible_ranges() -> None:
         if kind == "flame":
             assert set(values) == {0.0}
         if kind == "vibration":
-            assert 2.0 <= min(values) <= max(values) < 7.5  # spikes, but never an excursion
-            assert 2.0 <= sorted(values)[len(values) // 2] <= 4.0
+            # A healthy pump runs below its high alarm (ISO 10816-3 zones A/B) with room for the
+            # deadband; a harmless spike now and then lasts one reading, never an alarm's on-delay.
+            assert min(values) > 0.0
+            assert sorted(values)[len(values) // 2] < VIBRATION_HIGH - VIBRATION_DEADBAND
+            over = [i for i, v in enumerate(values) if v >= VIBRATION_HIGH]
+            assert all(i + 1 not in over for i in over)
         if kind in {"temperature", "pressure"}:
             # Drifts slowly around its set value: wanders, but not by half of it.
             centre = sorted(values)[len(values) // 2]
@@ -150,7 +159,7 @@ def test_a_plant_at_rest_stays_in_plausible_ranges() -> None:
     assert 10.0 < min(heat) <= max(heat) < 45.0  # a heat detector reads ambient air
 
 
-def test_a_release_crosses_the_alarm_set_points_on_neighbouring_detectors_and_decays() -> None:
+def test_a_leak_crosses_the_high_alarms_on_neighbouring_detectors_but_not_the_high_highs() -> None:
     registry = _registry()
     zone_of = {d.id: d.zone for d in registry.sites[0].devices}
     cfg = ScenarioConfig(release_first_s=20.0, vibration_first_s=math.inf, fault_first_s=math.inf)
@@ -163,26 +172,34 @@ def test_a_release_crosses_the_alarm_set_points_on_neighbouring_detectors_and_de
             peaks[(str(r["device"]), str(r["kind"]))] = max(peaks[(str(r["device"]), str(r["kind"]))], value)
             if t < 20.0:
                 assert value <= 2.0  # nothing before the release starts
-    over = {device for (device, _), peak in peaks.items() if peak > ALARM}
+    over = {device for (device, kind), peak in peaks.items() if peak >= HIGH[kind]}
+    # The source and its nearest neighbour: what 2ooN voting could confirm.
     assert len(over) >= 2
+    assert all(peak < HIGH_HIGH[kind] for (_, kind), peak in peaks.items())
     assert len({zone_of[d] for d in over}) == 1
     # Ramps over ~30 s: not yet at alarm level 5 s in, and back to normal after the decay.
-    early = [_value(r) for t, r in readings if t == 25.0 and r["kind"] in {"gas.h2s", "gas.lel"}]
-    assert max(early) < ALARM
+    early = [_value(r) for t, r in readings if t == 25.0 and r["kind"] == "gas.lel"]
+    assert max(early) < HIGH["gas.lel"]
     late = [_value(r) for t, r in readings if t >= 185.0 and r["kind"] in {"gas.h2s", "gas.lel"}]
     assert max(late) <= 2.0
     upsets = sim.upsets(T0 + timedelta(seconds=60))
     assert [u.kind for u in upsets] == ["release"]
-    assert set(upsets[0].devices) == over
+    # The detectors it reaches: those nearest the source past the alarm, the farthest maybe not.
+    assert over <= set(upsets[0].devices)
 
 
-def test_a_pump_vibration_excursion_passes_11_mm_s() -> None:
+def test_a_rough_pump_runs_past_its_high_alarm_but_short_of_the_high_high() -> None:
     sim = PlantSimulator(
-        _registry(), scenarios=ScenarioConfig(release_first_s=math.inf, vibration_first_s=10.0)
+        _registry(),
+        scenarios=ScenarioConfig(release_first_s=math.inf, vibration_first_s=10.0, fault_first_s=math.inf),
     )
-    values = [(t, _value(r)) for t, r in _run(sim, 120) if r["kind"] == "vibration"]
-    assert max(v for _, v in values) > 11.0
-    assert max(v for t, v in values if t < 10.0 or t > 75.0) < 7.5
+    values = [(t, _value(r)) for t, r in _run(sim, 150) if r["kind"] == "vibration"]
+    # ISO 10816-3 zone C for most of its 90 s, long past the high alarm's 10 s on-delay ...
+    rough = [t for t, v in values if v >= VIBRATION_HIGH]
+    assert len(rough) >= 60 and all(10.0 <= t < 100.0 for t in rough)
+    # ... never zone D (the high-high), and back below the high's deadband after.
+    assert max(v for _, v in values) < VIBRATION_HIGH_HIGH
+    assert max(v for t, v in values if t >= 100.0) < VIBRATION_HIGH - VIBRATION_DEADBAND
 
 
 def test_a_detector_fault_reports_bad_quality_for_a_few_ticks_without_a_value() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from services.alarms.domain.kpis import PER_HOUR
 from services.alarms.domain.quality import CHATTER_TRANSITIONS, CHATTER_WINDOW, FLOOD_BEGINS_ABOVE
 from services.alarms.domain.rules import RuleSet
 from services.alarms.rule_loader import load_rule_set
@@ -159,3 +160,45 @@ def test_the_default_demo_runs_each_scenario_once_in_turn_and_only_at_the_refine
 def test_scenario_periods_must_be_positive(name: str) -> None:
     with pytest.raises(ValueError, match=name):
         ScenarioConfig(**{name: 0.0})
+
+
+def replay_sites(seconds: int, step_s: int, cfg: ScenarioConfig) -> dict[str, AlarmReplay]:
+    """Every demo site's alarms over `seconds`, one tick every `step_s`."""
+    registry, rules = demo()
+    sim = PlantSimulator(registry, scenarios=cfg)
+    alarms = {site.id: AlarmReplay(registry, rules, site.id, T0) for site in registry.sites}
+    for s in range(0, seconds + 1, step_s):
+        now = T0 + timedelta(seconds=s)
+        for site_id, readings in sim.tick(now).items():
+            alarms[site_id].feed(now, readings)
+    return alarms
+
+
+def test_the_demo_plants_at_rest_raise_no_alarm_at_all() -> None:
+    # Half an hour of normal operation everywhere: no standing pump vibration, no gas, nothing
+    # for an operator to look at.
+    alarms = replay_sites(1800, 1, ScenarioConfig(**OFF))
+    assert {site: replay.activated() for site, replay in alarms.items()} == {site: set() for site in alarms}
+
+
+def test_the_random_upsets_give_few_meaningful_alarms_and_never_a_high_high() -> None:
+    # An hour of the demo's background (the scripted scenarios off), each site's leak, rough
+    # pump and detector fault brought forward into it.
+    early = {"release_first_s": 30.0, "vibration_first_s": 60.0, "fault_first_s": 120.0}
+    cfg = ScenarioConfig(**{**OFF, **early})
+    alarms = replay_sites(3600, 1, cfg)
+    activated = {alarm_id: site for site, replay in alarms.items() for alarm_id in replay.activated()}
+    rules = {alarm_id.split("--")[1] for alarm_id in activated}
+    # The leaks are seen: past the gas high alarms, at the plants and, diluted, at the fence line.
+    assert {"h2s-high", "lel-high", "h2s-high-fenceline"} <= rules
+    assert {activated[a] for a in activated if "h2s" in a or "lel" in a} == set(alarms)
+    # The rough pump is seen.
+    assert any(rule.startswith("vibration-high") for rule in rules)
+    # No high-high, hence no emergency: those are left to a real release.
+    assert not [rule for rule in rules if "high-high" in rule]
+    # Few: one leak, one rough pump and one fault in the hour at each site stay inside ISA-18.2's
+    # ~6 alarms an hour for one operator (at most 12); no chattering, no flood.
+    for site, replay in alarms.items():
+        shown = [t.point.alarm_id for t in replay.activations]
+        assert len(shown) <= PER_HOUR.maximum, (site, shown)
+        assert not replay.chattering and not replay.floods, site
