@@ -55,6 +55,7 @@ from services.alarms.domain.workset import (
     Emitted,
     FloodRow,
     Handling,
+    Loaded,
     Observation,
     PointRecord,
     SiteKey,
@@ -74,6 +75,7 @@ __all__ = [
     "Engine",
     "FloodRow",
     "Handling",
+    "Loaded",
     "Observation",
     "PointRecord",
     "SiteKey",
@@ -122,7 +124,7 @@ class Engine:
             if found is None:
                 continue
             for rule in self.rules.resolve(found[0], obs.kind):
-                points.add(PointId(obs.tenant, obs.site, obs.device, rule.id))
+                points.add(self._point_id(obs.tenant, obs.site, obs.device, rule.id))
             points.update(self.group_keys(obs.tenant, obs.site, obs.device))
         return sites, points
 
@@ -157,7 +159,7 @@ class Engine:
 
     def observe(self, work: Workset, observations: Iterable[Observation]) -> None:
         """Apply observations in time order (ties by id: the same order on every delivery)."""
-        points, changed, point_id = work.points, work.changed, self._point_id
+        points, changed, progressed, point_id = work.points, work.changed, work.progressed, self._point_id
         for obs in sorted(observations, key=_order):
             found = self._devices(obs.tenant, obs.site, obs.device)
             rules = () if found is None else self.rules.resolve(found[0], obs.kind)
@@ -184,13 +186,18 @@ class Engine:
                 condition, changes = evaluate.apply(rule, before, sample)
                 if condition is not before:
                     points[point] = msgspec.structs.replace(record, condition=condition)
-                    changed.add(point)
+                    if evaluate.only_progress(before, condition):
+                        progressed.add(point)
+                    else:
+                        changed.add(point)
                 for change in changes:
                     self._condition(work, point, rule, change)
 
     def _point_id(self, tenant: str, site: str, device: str, rule: str) -> PointId:
         # Memoised: building a frozen dataclass costs more than the tuple probe (bounded by the
-        # number of points, like the rule index's memo).
+        # number of points, like the rule index's memo). `keys_for` hands out these instances
+        # and the repository keys the workset by them, so a probe of the workset finds its key
+        # by identity, without the dataclass's __eq__ written in Python.
         key = (tenant, site, device, rule)
         found = self._ids.get(key)
         if found is None:
