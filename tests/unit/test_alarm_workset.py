@@ -84,3 +84,36 @@ def test_a_loaded_point_shows_as_its_row_until_its_state_or_rule_fields_change()
     assert not Loaded(record, "high", "medium", "safety", latched=False).shows_as(record, handling)
     flagged = PointRecord(record.state, record.condition, flags=frozenset({"fleeting"}))
     assert not loaded.shows_as(flagged, handling)
+
+
+def _transitions(work: Workset) -> list[tuple[str, str, str, object]]:
+    return [
+        (e.transition.point.alarm_id, e.transition.old.value, e.transition.new.value, e.transition.at)
+        for e in work.emitted
+    ]
+
+
+def test_a_batch_mixing_quiet_and_changing_devices_yields_what_one_at_a_time_does() -> None:
+    # gd-1 reads normal throughout (applied point by point); gd-2 and gd-3 cross the high set-point
+    # in turn, so the 2oo3 group votes with gd-1 counted as heard and inactive; the pump's on-delay
+    # falls due between two of its readings.
+    first = [obs(f"a{n}", n, 1.0, device=d) for n in range(3) for d in ("gd-1", "gd-2", "gd-3")]
+    first.append(obs("p0", 0, 1.0, device="vt-1", kind="vibration"))
+    later = [
+        *(obs(f"q{n}", 10 + n, 1.0 + n / 10, device="gd-1") for n in range(6)),
+        obs("c2", 11, 25.0, device="gd-2"),
+        obs("c3", 13, 30.0, device="gd-3"),
+        obs("p1", 10, 6.0, device="vt-1", kind="vibration"),
+        obs("p2", 17, 6.1, device="vt-1", kind="vibration"),
+        obs("d2", 14, 1.0, device="gd-2"),
+    ]
+    together, alone = Workset(), Workset()
+    eng = engine()
+    eng.observe(together, first)
+    eng.observe(together, later)
+    for one in [*first, *sorted(later, key=lambda o: (o.at, o.id))]:
+        eng.observe(alone, [one])
+    assert _transitions(together) == _transitions(alone)
+    assert ("lel-2oo3--vote", "NORM", "UNACK", at(13)) in _transitions(together)
+    assert ("vt-1--vib-high", "NORM", "UNACK", at(15)) in _transitions(together)
+    assert together.points == alone.points
