@@ -3,19 +3,21 @@
 same run, and the latency from a POST accepted to its alarm transition published.
 
 Starts `safetyhub up --workers N` (ingest, store, alarms; embedded NATS and PostgreSQL) with the
-demo sites plus a generated site of --detectors combustible/H2S gas detectors (each reading
-watched by the demo rules: high, high-high, stale, bad quality: eight alarm points a detector,
-so 125 detectors make 1,000 points), then:
+demo sites plus --sites generated plants (a park's plants, so the work partitions by site as the
+engine scales) sharing --detectors combustible/H2S gas detectors (each reading watched by the demo
+rules: high, high-high, stale, bad quality: eight alarm points a detector, so 125 detectors make
+1,000 points), then:
 1. flat out: N keep-alive connections POST batches of readings inside the normal range for
    --seconds; the figures are observations/s evaluated by the alarm engine (its counter) and
    stored by the store (its rows), each from the first POST to the last one done, and their ratio;
 2. latency: --rate observations/s offered for --latency-seconds; the combustible readings of 5
-   detectors cross the latching high-high (45 then 1 %LEL alternately), so each of those makes a
-   transition, the rest stay normal; a core NATS subscription on `alarm.>` times each transition
-   from the 202 of the POST that carried its observation (the transition's correlation id).
+   detectors (spread over the plants) cross the latching high-high (45 then 1 %LEL alternately),
+   so each of those makes a transition, the rest stay normal; a core NATS subscription on
+   `alarm.>` times each transition from the 202 of the POST that carried its observation (the
+   transition's correlation id).
 
 Prints the figures, then one JSON line. Not a test: CI does not run it.
-Usage: scripts/bench_alarms.py [--seconds 20] [--detectors 125] [--workers 2] [--rate 5000]
+Usage: scripts/bench_alarms.py [--seconds 20] [--detectors 125] [--sites 4] [--workers 2] [--rate 5000]
 """
 
 from __future__ import annotations
@@ -46,16 +48,24 @@ sys.path.insert(0, str(ROOT))
 from services.common.contracts import AlarmTransition
 
 TENANT = "ulsan-refining"
-SITE = "bench-plant"
+SITE = "bench-plant"  # the plants are bench-plant-1 .. bench-plant-<--sites>
 KINDS = (("gas.lel", "%LEL"), ("gas.h2s", "ppm"))
-# In the latency phase these detectors' combustible readings cross the latching high-high (45 then
-# 1 %LEL), each one a transition; the rest read normal values, as most of a plant does.
+# In the latency phase this many detectors' combustible readings cross the latching high-high (45
+# then 1 %LEL), each one a transition; the rest read normal values, as most of a plant does. They are
+# spread evenly over the detectors, so over the plants too.
 CROSSING_DETECTORS = 5
 
 
-def _site_file(path: Path, detectors: int) -> None:
-    devices = "".join(
-        f"""
+def site_of(detector: int, detectors: int, sites: int) -> str:
+    """The plant of a detector: consecutive blocks, as evenly as the numbers allow."""
+    return f"{SITE}-{detector * sites // detectors + 1}"
+
+
+def _site_file(path: Path, detectors: int, sites: int) -> None:
+    blocks = []
+    for plant in range(1, sites + 1):
+        devices = "".join(
+            f"""
       - id: gd-b{n:04d}
         zone: unit-1
         type: gas_detector
@@ -63,14 +73,14 @@ def _site_file(path: Path, detectors: int) -> None:
         measures:
           - {{kind: gas.lel, unit: "%LEL", range: [0, 100]}}
           - {{kind: gas.h2s, unit: ppm, range: [0, 100]}}"""
-        for n in range(detectors)
-    )
-    path.write_text(
-        f"""version: 1
-sites:
-  - id: {SITE}
+            for n in range(detectors)
+            if site_of(n, detectors, sites) == f"{SITE}-{plant}"
+        )
+        blocks.append(
+            f"""
+  - id: {SITE}-{plant}
     tenant: {TENANT}
-    name: "Benchmark plant"
+    name: "Benchmark plant {plant}"
     kind: plant
     timezone: Asia/Seoul
     location: {{lat: 35.4900, lon: 129.3900}}
@@ -79,9 +89,9 @@ sites:
         name: "Unit 1"
         hazard: flammable_toxic
         polygon: [[35.489, 129.389], [35.491, 129.389], [35.491, 129.391], [35.489, 129.391]]
-    devices:{devices}
-"""
-    )
+    devices:{devices}"""
+        )
+    path.write_text("version: 1\nsites:" + "".join(blocks) + "\n")
 
 
 def _spawn_hub(workdir: Path, workers: int) -> subprocess.Popen[bytes]:
@@ -143,13 +153,16 @@ async def _metric(session: aiohttp.ClientSession, url: str, name: str) -> float:
     )
 
 
-def _batch(run: str, start: int, size: int, detectors: int, *, crossing: bool) -> tuple[bytes, list[str]]:
+def _batch(
+    run: str, start: int, size: int, detectors: int, sites: int, *, crossing: bool
+) -> tuple[bytes, list[str]]:
     now = datetime.now(UTC).isoformat()
     items, ids = [], []
     for n in range(start, start + size):
         slot = n % (detectors * 2)
-        device, (kind, unit) = f"gd-b{slot // 2:04d}", KINDS[slot % 2]
-        if crossing and kind == "gas.lel" and slot // 2 < CROSSING_DETECTORS:
+        detector = slot // 2
+        device, (kind, unit) = f"gd-b{detector:04d}", KINDS[slot % 2]
+        if crossing and kind == "gas.lel" and detector % (detectors // CROSSING_DETECTORS) == 0:
             value = 45.0 if (n // (detectors * 2)) % 2 == 0 else 1.0
         else:
             value = 0.5 + (n % 7) / 10  # normal: well below every set-point
@@ -157,7 +170,7 @@ def _batch(run: str, start: int, size: int, detectors: int, *, crossing: bool) -
         items.append(
             {
                 "id": obs_id,
-                "site": SITE,
+                "site": site_of(detector, detectors, sites),
                 "device": device,
                 "kind": kind,
                 "unit": unit,
@@ -190,7 +203,7 @@ async def _post_for(
                 next_send += interval
             start = counter
             counter += args.batch
-            body, ids = _batch(run, start, args.batch, args.detectors, crossing=crossing)
+            body, ids = _batch(run, start, args.batch, args.detectors, args.sites, crossing=crossing)
             async with session.post(url + "/v1/observations", data=body, headers=headers) as resp:
                 await resp.read()
                 if resp.status == 202:
@@ -282,6 +295,7 @@ async def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--detectors", type=int, default=125)
+    parser.add_argument("--sites", type=int, default=4, help="plants the detectors are spread over")
     parser.add_argument(
         "--rate", type=float, default=5000.0, help="offered observations/s in the latency phase"
     )
@@ -290,7 +304,7 @@ async def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="safetyhub-bench-alarms-"))
     os.chmod(workdir, 0o755)  # the embedded PostgreSQL runs unprivileged when we are root
-    _site_file(workdir / "bench-site.yaml", args.detectors)
+    _site_file(workdir / "bench-site.yaml", args.detectors, args.sites)
     proc, info = await _start_hub(workdir, args.workers)
     try:
         key = await asyncio.to_thread(_create_key, workdir)
@@ -303,6 +317,7 @@ async def main() -> None:
 
     figures = {
         "workers": args.workers,
+        "sites": args.sites,
         "alarm_points": args.detectors * 8,
         "accepted": int(flat["accepted"]),
         "accepted_per_s": round(flat["accepted_per_s"]),

@@ -1,10 +1,18 @@
 """The alarm tables as a workset: lock and load what a unit of work touches, write back what changed.
 
 Concurrency by row locks, not versions: a unit of work (a batch of observations, a timer pass, an
-operator's request) first locks the rows of its sites in alarm_sites, in (tenant, site) order, then
-the rows of the points it reads, `FOR UPDATE`. So work on one site is serialised across workers and
-processes, an operator's ack and an observation never overwrite each other's update of a point, and
-as every unit of work takes the site lock before any point lock, two of them never deadlock.
+operator's request) first locks the rows of its sites in alarm_sites, in (tenant, site) order, and
+holds them to its commit. Every unit of work that writes a point holds its site's lock, so the
+site lock alone serialises the writers of a point: its row is then read without a row lock of its
+own (locking a thousand point rows per batch dirtied each of their pages once more for nothing),
+and what the previous holder committed is what the read sees. So work on one site is serialised
+across workers and processes, an operator's ack and an observation never overwrite each other's
+update of a point, and with one kind of lock taken in one order, two units of work never deadlock.
+
+Write-back is by what changed: a point whose shown columns (state, flags, rule fields) are as
+loaded gets only its `due` and `engine_state` updated, and a point whose readings changed nothing
+but the record of what was applied to it gets even that only every `PROGRESS_EVERY` of observation
+time (workset.py says why that is safe).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from services.alarms.domain.engine import (
     VOTE_RULE,
     Emitted,
     Engine,
+    Loaded,
     SiteKey,
     Workset,
     decode_flood,
@@ -48,11 +57,10 @@ FOR UPDATE OF s
 _TRY_LOCK_SITE = """
 SELECT engine_state FROM alarm_sites WHERE tenant = $1 AND site = $2 FOR UPDATE SKIP LOCKED
 """
-_LOCK_POINTS = """
-SELECT alarm_id, engine_state FROM alarm_points
+# Read under the site's lock (see above): no row lock of its own.
+_LOAD_POINTS = """
+SELECT alarm_id, engine_state, condition, priority, alarm_class, latched FROM alarm_points
 WHERE tenant = $1 AND site = $2 AND alarm_id = ANY($3::text[])
-ORDER BY alarm_id
-FOR UPDATE
 """
 _DUE_POINTS = """
 SELECT alarm_id FROM alarm_points WHERE tenant = $1 AND site = $2 AND due <= $3
@@ -76,6 +84,11 @@ ON CONFLICT (tenant, site, alarm_id) DO UPDATE SET
     state = EXCLUDED.state, active = EXCLUDED.active, latched = EXCLUDED.latched,
     shelved_until = EXCLUDED.shelved_until, flags = EXCLUDED.flags, changed_at = EXCLUDED.changed_at,
     due = EXCLUDED.due, engine_state = EXCLUDED.engine_state
+"""
+_WRITE_ENGINE_STATES = """
+UPDATE alarm_points p SET due = x.du, engine_state = x.e
+FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bytea[]) AS x(t, s, a, du, e)
+WHERE p.tenant = x.t AND p.site = x.s AND p.alarm_id = x.a
 """
 _WRITE_ORPHAN = """
 UPDATE alarm_points SET due = $4, engine_state = $5 WHERE tenant = $1 AND site = $2 AND alarm_id = $3
@@ -114,8 +127,13 @@ async def lock_sites(conn: asyncpg.Connection, sites: Iterable[SiteKey], work: W
     if not keys:
         return
     tenants, names = [k[0] for k in keys], [k[1] for k in keys]
-    await conn.execute(_ENSURE_SITES, tenants, names)
-    for row in await conn.fetch(_LOCK_SITES, tenants, names):
+    rows = await conn.fetch(_LOCK_SITES, tenants, names)
+    if len(rows) < len(keys):
+        # A site seen for the first time: its row is created, then all are locked in order. (An
+        # INSERT before every lock cost a statement per batch for rows that are never deleted.)
+        await conn.execute(_ENSURE_SITES, tenants, names)
+        rows = await conn.fetch(_LOCK_SITES, tenants, names)
+    for row in rows:
         if row["engine_state"] is not None:
             work.floods[(row["tenant"], row["site"])] = decode_flood(row["engine_state"])
 
@@ -131,16 +149,22 @@ async def try_lock_site(conn: asyncpg.Connection, site: SiteKey, work: Workset) 
 
 
 async def lock_points(conn: asyncpg.Connection, points: Iterable[PointId], work: Workset) -> None:
-    """Lock and load the points that exist; the engine creates the others when first known."""
-    by_site: dict[SiteKey, list[str]] = {}
+    """Load the points that exist (their sites locked by `lock_sites` or `try_lock_site` before);
+    the engine creates the others when first known."""
+    by_site: dict[SiteKey, dict[str, PointId]] = {}
     for point in points:
-        by_site.setdefault((point.tenant, point.site), []).append(point.alarm_id)
-    for (tenant, site), alarm_ids in sorted(by_site.items()):
-        for row in await conn.fetch(_LOCK_POINTS, tenant, site, sorted(alarm_ids)):
+        by_site.setdefault((point.tenant, point.site), {})[point.alarm_id] = point
+    for (tenant, site), wanted in sorted(by_site.items()):
+        for row in await conn.fetch(_LOAD_POINTS, tenant, site, list(wanted)):
             if row["engine_state"] is None:
                 continue
             record = decode_record(row["engine_state"])
-            work.points[record.state.id] = record
+            # Keyed by the instance asked for (the engine's own, see Engine._point_id).
+            point = wanted.get(row["alarm_id"], record.state.id)
+            work.points[point] = record
+            work.loaded[point] = Loaded(
+                record, row["condition"], row["priority"], row["alarm_class"], row["latched"]
+            )
 
 
 async def due_sites(conn: asyncpg.Connection, now: datetime, limit: int = 100) -> list[SiteKey]:
@@ -181,13 +205,24 @@ async def write(conn: asyncpg.Connection, engine: Engine, work: Workset) -> list
 
 async def _write_points(conn: asyncpg.Connection, engine: Engine, work: Workset) -> None:
     columns: list[list[object]] = [[] for _ in range(16)]
-    for point in sorted(work.changed, key=lambda p: (p.tenant, p.site, p.alarm_id)):
+    quiet: list[list[object]] = [[] for _ in range(5)]
+    for point in sorted(work.to_write(), key=lambda p: (p.tenant, p.site, p.alarm_id)):
         record = work.points[point]
+        loaded = work.loaded.get(point)
+        if loaded is not None and loaded.record is record:
+            continue  # changed and changed back, or put again as it was: nothing to write
         handling = engine.handling(point)
         if handling is None:
             # Its rule was removed by a reload: the row keeps what it last showed, and no timer.
             await conn.execute(_WRITE_ORPHAN, point.tenant, point.site, point.alarm_id, record.due,
                                encode_record(record))  # fmt: skip
+            continue
+        if loaded is not None and loaded.shows_as(record, handling):
+            engine_state: Sequence[object] = (
+                point.tenant, point.site, point.alarm_id, record.due, encode_record(record),
+            )  # fmt: skip
+            for column, value in zip(quiet, engine_state, strict=True):
+                column.append(value)
             continue
         state = record.state
         flags = sorted(record.flags | ({CONFIRMED} if point.rule == VOTE_RULE else set()))
@@ -201,6 +236,8 @@ async def _write_points(conn: asyncpg.Connection, engine: Engine, work: Workset)
             column.append(value)
     if columns[0]:
         await conn.execute(_WRITE_POINTS, *columns, _SEP)
+    if quiet[0]:
+        await conn.execute(_WRITE_ENGINE_STATES, *quiet)
 
 
 async def _write_sites(conn: asyncpg.Connection, work: Workset) -> None:

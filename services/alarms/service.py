@@ -1,9 +1,11 @@
 """The alarm engine as a running service: OBSERVATIONS in, alarm transitions and floods out.
 
 Three loops share one outbox ("alarms") and its relay:
-- the consumer: each batch of observation messages is one unit of work: lock the touched sites and
-  points (repository.py), evaluate (domain/engine.py), write points, transitions and floods, emit
-  their messages, commit, then ack;
+- the consumer: each batch of observation messages is one unit of work per site it touches: lock
+  the site, read its points (repository.py), evaluate (domain/engine.py), write points,
+  transitions and floods, emit their messages, commit; once every site committed, ack. Sites
+  another worker holds are taken last, so workers sharing the deliver group work on different
+  sites side by side instead of one waiting for the other's whole batch;
 - the timer scheduler: every `timer_poll_ms` it asks which sites have a point or a flood due and
   fires their timers in a unit of work per site, dated at their due times, so a timer pending at a
   crash fires after the restart, once (the row's `due` moves on in the same commit);
@@ -77,9 +79,8 @@ class AlarmsService:
         # ignores an observation it applied or one older than it), and a transition's id is
         # derived from its cause, kept once by alarm_transitions; so a redelivered batch changes
         # nothing, and each batch saves a write per message.
-        self._consumer = DurableConsumer[list[Observation]].in_units_of_work(
-            js, spec, observations_of, self._evaluate, self.outbox, skip_processed=False
-        )
+        # Units of work per site (not one per batch): see _evaluate.
+        self._consumer = DurableConsumer[list[Observation]](js, spec, observations_of, self._evaluate)
         self._stopping = asyncio.Event()
         self._timers: asyncio.Task[None] | None = None
         self.consuming = False
@@ -108,20 +109,44 @@ class AlarmsService:
 
     # ------------------------------------------------------------------ observations
 
-    async def _evaluate(self, batches: list[list[Observation]], uow: UnitOfWork) -> Sequence[Rejection]:
+    async def _evaluate(self, batches: list[list[Observation]]) -> Sequence[Rejection]:
+        """Evaluate a batch in one unit of work per site, each committed before the batch is acked.
+
+        Voting groups and flood detectors never span sites, so a site's observations are evaluated
+        as they would be in one unit of work for the batch. Sites another unit of work holds are
+        left to the end and then waited for: two workers given the same sites' messages interleave
+        site by site. A batch cut short (a crash between two sites' commits) is redelivered whole;
+        the sites already committed recognise their observations as applied."""
         started = time.perf_counter()
-        observations = [obs for batch in batches for obs in batch]
-        engine = self._rules.engine()
-        sites, points = engine.keys_for(observations)
-        work = Workset()
-        await repository.lock_sites(uow.connection, sites, work)
-        await repository.lock_points(uow.connection, points, work)
-        engine.observe(work, observations)
-        await self.commit(uow, engine, work)
-        metrics.EVALUATED.inc(work.evaluated)
-        metrics.UNWATCHED.inc(work.unwatched)
+        by_site: dict[SiteKey, list[Observation]] = {}
+        for batch in batches:
+            for obs in batch:
+                by_site.setdefault((obs.tenant, obs.site), []).append(obs)
+        held = [site for site in sorted(by_site) if not await self._evaluate_site(site, by_site[site])]
+        for site in held:
+            await self._evaluate_site(site, by_site[site], wait=True)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         return ()
+
+    async def _evaluate_site(
+        self, site: SiteKey, observations: list[Observation], *, wait: bool = False
+    ) -> bool:
+        """Evaluate one site's observations in a unit of work; False when the site is held by
+        another and `wait` is not set (nothing done)."""
+        engine = self._rules.engine()
+        work = Workset()
+        async with self.outbox.unit_of_work() as uow:
+            if wait:
+                await repository.lock_sites(uow.connection, (site,), work)
+            elif not await repository.try_lock_site(uow.connection, site, work):
+                return False
+            _, points = engine.keys_for(observations)
+            await repository.lock_points(uow.connection, points, work)
+            engine.observe(work, observations)
+            await self.commit(uow, engine, work)
+        metrics.EVALUATED.inc(work.evaluated)
+        metrics.UNWATCHED.inc(work.unwatched)
+        return True
 
     async def commit(self, uow: UnitOfWork, engine: Engine, work: Workset) -> list[Emitted]:
         """Write what `work` changed and emit its new transitions and flood edges."""

@@ -191,6 +191,13 @@ def apply(rule: Rule, state: ConditionState, sample: Sample) -> tuple[ConditionS
     return state, own
 
 
+def only_progress(before: ConditionState, after: ConditionState) -> bool:
+    """Whether `after` differs from `before` only in the record of what was applied (`last_at`,
+    `last_ids`, `ignored`): the condition, its pending change and its timer are as they were."""
+    # Slices of the tuple compare in C: (active, raw, due, pending_ids) and (changed_at, history, hits).
+    return before[:4] == after[:4] and before[6:9] == after[6:9]
+
+
 def _ignore(state: ConditionState) -> ConditionState:
     return ConditionState(
         state.active, state.raw, state.due, state.pending_ids, state.last_at, state.last_ids,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import msgspec
 
@@ -37,6 +37,14 @@ from services.alarms.domain.state import PointState
 VOTE_RULE = "vote"
 # Marks a group's point in alarm_points.flags (never on a transition: the bus contract has no field).
 CONFIRMED = "confirmed"
+
+# A point whose readings change nothing but the record of what was applied to it (its last
+# observation's time and ids) has that progress written at most this often, in observation time:
+# most readings of a plant change nothing, and writing each back cost a row update per point per
+# batch. What is not written only widens, by at most this much, the window in which an observation
+# older than the last one applied is still applied in time order rather than ignored as late; its
+# condition, pending changes and timers are always written (see `only_progress`).
+PROGRESS_EVERY = timedelta(seconds=5)
 
 SiteKey = tuple[str, str]  # (tenant, site)
 # Where a device sits and the kinds it measures, from the site registry; None: not registered.
@@ -135,13 +143,48 @@ class FloodRow:
     activations: int
 
 
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A point as its unit of work read it: its record and the rule fields its row shows."""
+
+    record: PointRecord
+    condition: str
+    priority: str
+    alarm_class: str
+    latched: bool
+
+    def shows_as(self, record: PointRecord, handling: Handling) -> bool:
+        """Whether `record` under `handling` shows what the row already does (only the engine's
+        working state and the due time differ)."""
+        loaded = self.record
+        return (
+            record.state == loaded.state
+            and record.flags == loaded.flags
+            and handling.condition.value == self.condition
+            and handling.priority.value == self.priority
+            and handling.alarm_class.value == self.alarm_class
+            and is_latched(record.state, handling) == self.latched
+        )
+
+
+def progress_due(loaded: PointRecord, record: PointRecord) -> bool:
+    """Whether the progress of `record` over the `loaded` one is to be written now."""
+    before, after = loaded.condition, record.condition
+    if before is None or after is None or before.last_at is None or after.last_at is None:
+        return True
+    return after.last_at - before.last_at >= PROGRESS_EVERY
+
+
 @dataclass(slots=True)
 class Workset:
     """The points and site flood detectors loaded for one unit of work, and what changed."""
 
     points: dict[PointId, PointRecord] = field(default_factory=dict)
+    loaded: dict[PointId, Loaded] = field(default_factory=dict)  # as read, to write back the least
     floods: dict[SiteKey, FloodState] = field(default_factory=dict)
     changed: set[PointId] = field(default_factory=set)
+    # Points whose observations changed only the record of what was applied (evaluate.only_progress).
+    progressed: set[PointId] = field(default_factory=set)
     floods_changed: set[SiteKey] = field(default_factory=set)
     flood_rows: dict[tuple[str, str, datetime], FloodRow] = field(default_factory=dict)
     emitted: list[Emitted] = field(default_factory=list)
@@ -149,6 +192,15 @@ class Workset:
     evaluated: int = 0  # observations applied to at least one rule
     unwatched: int = 0  # observations of an unregistered device or a kind no rule watches
     timers_fired: int = 0
+
+    def to_write(self) -> set[PointId]:
+        """The points to write back: every one changed, and those whose progress is due."""
+        due = {
+            point
+            for point in self.progressed - self.changed
+            if (loaded := self.loaded.get(point)) is None or progress_due(loaded.record, self.points[point])
+        }
+        return self.changed | due if due else self.changed
 
     def put(self, point: PointId, record: PointRecord) -> None:
         if self.points.get(point) is not record:
