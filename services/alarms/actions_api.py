@@ -35,8 +35,9 @@ from services.alarms.domain.actions import (
     Unshelve,
     Unsuppress,
 )
-from services.alarms.domain.engine import VOTE_RULE, Engine, Handling, PointRecord, Workset, is_latched
+from services.alarms.domain.engine import Engine
 from services.alarms.domain.model import PointId
+from services.alarms.domain.workset import VOTE_RULE, Handling, PointRecord, Workset, is_latched
 from services.alarms.permissions import ACT_ON_ALARMS
 from services.alarms.repository import lock_points, lock_sites
 from services.alarms.service import AlarmsService

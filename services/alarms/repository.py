@@ -23,11 +23,13 @@ from datetime import datetime
 import asyncpg
 
 from services.alarms.adapters.messages import transition_id
-from services.alarms.domain.engine import (
+from services.alarms.domain.engine import Engine
+from services.alarms.domain.model import PointId
+from services.alarms.domain.quality import next_flood_due
+from services.alarms.domain.workset import (
     CONFIRMED,
     VOTE_RULE,
     Emitted,
-    Engine,
     Loaded,
     SiteKey,
     Workset,
@@ -37,8 +39,6 @@ from services.alarms.domain.engine import (
     encode_record,
     is_latched,
 )
-from services.alarms.domain.model import PointId
-from services.alarms.domain.quality import next_flood_due
 
 # Lists of ids and flags travel joined by this (one text per row: unnest flattens nested arrays).
 _SEP = "\x1f"

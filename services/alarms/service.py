@@ -31,7 +31,8 @@ from services.alarms import metrics, repository
 from services.alarms.adapters.messages import flood_message, transition_message
 from services.alarms.adapters.observations import observations_of
 from services.alarms.config import AlarmsConfig
-from services.alarms.domain.engine import Emitted, Engine, Observation, SiteKey, Workset
+from services.alarms.domain.engine import Engine
+from services.alarms.domain.workset import Emitted, Observation, SiteKey, Workset
 from services.alarms.rules_reload import Rules
 from services.common.bus.consumer import ConsumerSpec, DurableConsumer, Rejection
 from services.common.bus.publisher import JetStreamPublisher

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from services.alarms.domain.engine import Observation
+from services.alarms.domain.workset import Observation
 from services.alarms.service import AlarmsService
 from tests.conftest import RunningHub, eventually
 from tests.integration.test_alarms_service import BASE, SITE, TENANT

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from services.alarms.domain.engine import Engine, Observation, Workset
+from services.alarms.domain.engine import Engine
 from services.alarms.domain.evaluate import Quality
 from services.alarms.domain.model import (
     AlarmClass,
@@ -18,6 +18,7 @@ from services.alarms.domain.model import (
     Text,
 )
 from services.alarms.domain.rules import DeviceRef, FaultPolicy, RuleIndex, RuleSet, VotingGroup, VotingMember
+from services.alarms.domain.workset import Observation, Workset
 
 TENANT, SITE = "acme", "ulsan"
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)

@@ -7,7 +7,10 @@ from datetime import timedelta
 import pytest
 
 from services.alarms.domain.actions import Ack, IllegalAction, InvalidAction, Shelve
-from services.alarms.domain.engine import (
+from services.alarms.domain.evaluate import Quality
+from services.alarms.domain.model import AlarmState
+from services.alarms.domain.rules import FaultPolicy
+from services.alarms.domain.workset import (
     VOTE_RULE,
     Workset,
     decode_flood,
@@ -15,9 +18,6 @@ from services.alarms.domain.engine import (
     encode_flood,
     encode_record,
 )
-from services.alarms.domain.evaluate import Quality
-from services.alarms.domain.model import AlarmState
-from services.alarms.domain.rules import FaultPolicy
 from tests.unit.alarm_engine_builders import (
     DETECTORS,
     PUMP,

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from services.alarms.adapters.messages import transition_id
 from services.alarms.domain.actions import Ack, IllegalAction, Shelve
-from services.alarms.domain.engine import Observation, Workset
 from services.alarms.domain.evaluate import Quality
 from services.alarms.domain.model import AlarmState
+from services.alarms.domain.workset import Observation, Workset
 from tests.unit.alarm_engine_builders import DETECTORS, PUMP, at, engine, obs, point
 
 DEVICES = (*DETECTORS, PUMP)

@@ -4,10 +4,16 @@
 from __future__ import annotations
 
 from services.alarms.domain import evaluate
-from services.alarms.domain.engine import Loaded, PointRecord, Workset
 from services.alarms.domain.evaluate import ConditionState, Sample
 from services.alarms.domain.state import PointState
-from services.alarms.domain.workset import PROGRESS_EVERY, Handling, progress_due
+from services.alarms.domain.workset import (
+    PROGRESS_EVERY,
+    Handling,
+    Loaded,
+    PointRecord,
+    Workset,
+    progress_due,
+)
 from tests.unit.alarm_engine_builders import RULES, T0, at, engine, obs, point
 
 HIGH = RULES[0]  # lel-high: set-point 20, no delays

@@ -8,7 +8,7 @@ from functools import lru_cache
 
 from nats.aio.msg import Msg
 
-from services.alarms.domain.engine import Observation
+from services.alarms.domain.workset import Observation
 from services.common.bus.channel import ChannelSubscriber
 from services.common.bus.consumer import Poison
 from services.ingest.channel import OBSERVATION_CHANNEL

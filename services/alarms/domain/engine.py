@@ -23,9 +23,9 @@ from datetime import datetime
 
 import msgspec
 
-from services.alarms.adapters.messages import AlarmView, FloodEdge
+from services.alarms.adapters.messages import AlarmView
 from services.alarms.adapters.wire import CHATTERING, FLEETING
-from services.alarms.domain import evaluate
+from services.alarms.domain import evaluate, site_floods
 from services.alarms.domain import state as machine
 from services.alarms.domain.actions import Activate, Clear, Event, Request, ShelveKind, TimerDue
 from services.alarms.domain.evaluate import Change, ConditionState, Sample
@@ -37,55 +37,24 @@ from services.alarms.domain.model import (
     Rule,
 )
 from services.alarms.domain.quality import (
-    FloodEvent,
-    FloodState,
-    flood_timer,
     is_fleeting,
     next_flood_due,
-    record_activation,
     record_transition,
 )
 from services.alarms.domain.rules import RuleSet, VotingGroup, VotingMember
 from services.alarms.domain.state import PointState
 from services.alarms.domain.voting import Member, vote
 from services.alarms.domain.workset import (
-    CONFIRMED,
     VOTE_RULE,
     DeviceLookup,
     Emitted,
-    FloodRow,
     Handling,
-    Loaded,
     Observation,
     PointRecord,
     SiteKey,
     Workset,
-    decode_flood,
-    decode_record,
-    encode_flood,
-    encode_record,
     is_latched,
 )
-
-__all__ = [
-    "CONFIRMED",
-    "VOTE_RULE",
-    "DeviceLookup",
-    "Emitted",
-    "Engine",
-    "FloodRow",
-    "Handling",
-    "Loaded",
-    "Observation",
-    "PointRecord",
-    "SiteKey",
-    "Workset",
-    "decode_flood",
-    "decode_record",
-    "encode_flood",
-    "encode_record",
-    "is_latched",
-]
 
 
 class Engine:
@@ -298,7 +267,7 @@ class Engine:
                     heapq.heappush(heap, (after, counter, key))
                     counter += 1
             else:
-                self._flood_timer(work, key, now)
+                site_floods.fire_timer(work, key, now)
 
     def _catch_up(self, work: Workset, point: PointId, upto: datetime) -> None:
         """Fire the point's timers due by `upto`, before what happens at `upto` is applied."""
@@ -327,14 +296,6 @@ class Engine:
                 self._condition(work, point, rule, change)
         elif shelve_due is not None:
             self._state_event(work, point, TimerDue(shelve_due))
-
-    def _flood_timer(self, work: Workset, site: SiteKey, now: datetime) -> None:
-        flood = work.floods[site]
-        new, event = flood_timer(flood, now)
-        if event is None:
-            return
-        work.timers_fired += 1
-        self._flood_events(work, site, new, (event,))
 
     # ------------------------------------------------------------------ people
 
@@ -395,7 +356,7 @@ class Engine:
                 )
                 work.emitted.append(Emitted(flagged, fact, view))
             if fact.activation:
-                self._activation(work, (point.tenant, point.site), flagged.at)
+                site_floods.note_activation(work, (point.tenant, point.site), flagged.at)
         work.put(point, record)
 
     def _vote(self, work: Workset, tenant: str, group: VotingGroup, change: Change) -> None:
@@ -437,30 +398,6 @@ class Engine:
             elif rule_id is None or rule.id == rule_id:
                 active = True
         return Member.of(active=active, faulty=faulty, stale=stale) if heard else None
-
-    def _activation(self, work: Workset, site: SiteKey, at: datetime) -> None:
-        flood = work.floods.get(site, FloodState())
-        new, events = record_activation(flood, at)
-        self._flood_events(work, site, new, events)
-
-    def _flood_events(
-        self, work: Workset, site: SiteKey, after: FloodState, events: Iterable[FloodEvent]
-    ) -> None:
-        tenant, site_id = site
-        work.floods[site] = after
-        work.floods_changed.add(site)
-        for event in events:
-            work.edges.append(
-                FloodEdge(tenant, site_id, event.began, event.at, event.count, event.since, event.activations)
-            )
-            ended = None if event.began else event.at
-            key = (tenant, site_id, event.since)
-            work.flood_rows[key] = FloodRow(tenant, site_id, event.since, ended, event.activations)
-        if after.since is not None:
-            key = (tenant, site_id, after.since)
-            row = work.flood_rows.get(key)
-            if row is None or row.ended_at is None:
-                work.flood_rows[key] = FloodRow(tenant, site_id, after.since, None, after.activations)
 
 
 def _order(obs: Observation) -> tuple[datetime, str]:
