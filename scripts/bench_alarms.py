@@ -29,7 +29,6 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +44,7 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from scripts.bench_hub import create_key, start_hub
 from services.common.contracts import AlarmTransition
 
 TENANT = "ulsan-refining"
@@ -94,52 +94,12 @@ def _site_file(path: Path, detectors: int, sites: int) -> None:
     path.write_text("version: 1\nsites:" + "".join(blocks) + "\n")
 
 
-def _spawn_hub(workdir: Path, workers: int) -> subprocess.Popen[bytes]:
-    data_dir = workdir / "data"
-    data_dir.mkdir(parents=True, exist_ok=True)
+def _config(workdir: Path) -> Path:
     config = workdir / "hub.yaml"
     sites = [str(ROOT / "sites" / "ulsan-demo.yaml"), str(workdir / "bench-site.yaml")]
     rules = [str(ROOT / "sites" / "alarms" / "ulsan-demo.yaml")]
     config.write_text(json.dumps({"sites": sites, "alarms": {"rules": rules}, "log_level": "warning"}))
-    command = [sys.executable, "-m", "services.hub.cli", "up", "--data-dir", str(data_dir)]
-    command += ["--http-port", "0", "--workers", str(workers), "--config", str(config)]
-    with (workdir / "hub.log").open("wb") as log:
-        return subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-
-
-async def _start_hub(workdir: Path, workers: int) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
-    proc = await asyncio.to_thread(_spawn_hub, workdir, workers)
-    runtime = workdir / "data" / "runtime.json"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"hub exited early; see {workdir / 'hub.log'}")
-        if runtime.exists():
-            info = json.loads(runtime.read_text())
-            if info.get("pid") == proc.pid:
-                return proc, info
-        await asyncio.sleep(0.1)
-    raise SystemExit("hub did not start within 90 s")
-
-
-def _create_key(workdir: Path) -> str:
-    command = [
-        sys.executable,
-        "-m",
-        "services.hub.cli",
-        "keys",
-        "create",
-        "--data-dir",
-        str(workdir / "data"),
-    ]
-    out = subprocess.run(
-        [*command, "--tenant", TENANT, "--role", "gateway"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip().splitlines()[-1]
+    return config
 
 
 async def _metric(session: aiohttp.ClientSession, url: str, name: str) -> float:
@@ -305,9 +265,9 @@ async def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="safetyhub-bench-alarms-"))
     os.chmod(workdir, 0o755)  # the embedded PostgreSQL runs unprivileged when we are root
     _site_file(workdir / "bench-site.yaml", args.detectors, args.sites)
-    proc, info = await _start_hub(workdir, args.workers)
+    proc, info = await start_hub(workdir, config=_config(workdir), workers=args.workers)
     try:
-        key = await asyncio.to_thread(_create_key, workdir)
+        key = await asyncio.to_thread(create_key, workdir, TENANT, "gateway")
         flat = await _flat_out(info, key, args)
         latency = await _latency(info, key, args)
     finally:

@@ -27,7 +27,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +45,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from scripts.bench_hub import start_hub
 from services.common.contracts.sparkplug import SparkplugPayload
 from services.common.sites.registry import SiteRegistry
 
@@ -87,31 +87,6 @@ def _config(workdir: Path, broker: str | None, points: list[Point]) -> Path:
     path = workdir / "hub.yaml"
     path.write_text(json.dumps(config))  # JSON is YAML
     return path
-
-
-def _spawn_hub(workdir: Path, config: Path) -> subprocess.Popen[bytes]:
-    data_dir = workdir / "data"
-    data_dir.mkdir()
-    command = [sys.executable, "-m", "services.hub.cli", "up", "--data-dir", str(data_dir)]
-    command += ["--http-port", "0", "--config", str(config)]
-    with (workdir / "hub.log").open("wb") as log:  # the child keeps its own descriptor
-        return subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-
-
-async def _start_hub(workdir: Path, config: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
-    proc = await asyncio.to_thread(_spawn_hub, workdir, config)
-    data_dir = workdir / "data"
-    runtime = data_dir / "runtime.json"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"hub exited early; see {workdir / 'hub.log'}")
-        if runtime.exists():
-            info = json.loads(runtime.read_text())
-            if info.get("pid") == proc.pid:
-                return proc, info
-        await asyncio.sleep(0.1)
-    raise SystemExit("hub did not start within 90 s")
 
 
 def _client(url: str, name: str, **options: object) -> aiomqtt.Client:
@@ -267,6 +242,7 @@ async def _paced(
     total = int(rate * args.seconds)
     tick = 0.01  # publish in 10 ms slices: rate / 100 messages each
     per_tick = max(1, int(rate * tick))
+
     async def unbounded() -> int:
         return 1 << 62  # paced: the rate bounds what is ahead
 
@@ -311,8 +287,11 @@ async def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="safetyhub-bench-"))
     os.chmod(workdir, 0o755)  # the embedded PostgreSQL runs unprivileged when we are root
     config = _config(workdir, args.broker, points)
-    url = args.broker or f"mqtt://127.0.0.1:{json.loads(config.read_text())['ingest']['mqtt']['broker']['port']}"
-    proc, info = await _start_hub(workdir, config)
+    url = (
+        args.broker
+        or f"mqtt://127.0.0.1:{json.loads(config.read_text())['ingest']['mqtt']['broker']['port']}"
+    )
+    proc, info = await start_hub(workdir, config=config)
     hub = psutil.Process(proc.pid)
     peak_rss = 0
     sampling = True

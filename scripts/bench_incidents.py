@@ -28,7 +28,6 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +42,7 @@ import nats
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from scripts.bench_hub import create_key, start_hub
 from services.common.contracts import IncidentChange
 
 TENANT = "ulsan-refining"
@@ -89,48 +89,12 @@ sites:
     )
 
 
-def _spawn_hub(workdir: Path, workers: int) -> subprocess.Popen[bytes]:
-    data_dir = workdir / "data"
-    data_dir.mkdir(parents=True, exist_ok=True)
+def _config(workdir: Path) -> Path:
     config = workdir / "hub.yaml"
     sites = [str(ROOT / "sites" / "ulsan-demo.yaml"), str(workdir / "bench-site.yaml")]
     rules = [str(ROOT / "sites" / "alarms" / "ulsan-demo.yaml")]
     config.write_text(json.dumps({"sites": sites, "alarms": {"rules": rules}, "log_level": "warning"}))
-    command = [sys.executable, "-m", "services.hub.cli", "up", "--data-dir", str(data_dir)]
-    command += ["--http-port", "0", "--workers", str(workers), "--config", str(config)]
-    with (workdir / "hub.log").open("wb") as log:
-        return subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-
-
-async def _start_hub(workdir: Path, workers: int) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
-    proc = await asyncio.to_thread(_spawn_hub, workdir, workers)
-    runtime = workdir / "data" / "runtime.json"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"hub exited early; see {workdir / 'hub.log'}")
-        if runtime.exists():
-            info = json.loads(runtime.read_text())
-            if info.get("pid") == proc.pid:
-                return proc, info
-        await asyncio.sleep(0.1)
-    raise SystemExit("hub did not start within 120 s")
-
-
-def _create_key(workdir: Path, role: str) -> str:
-    command = [
-        sys.executable,
-        "-m",
-        "services.hub.cli",
-        "keys",
-        "create",
-        "--data-dir",
-        str(workdir / "data"),
-    ]
-    out = subprocess.run(
-        [*command, "--tenant", TENANT, "--role", role], cwd=ROOT, check=True, capture_output=True, text=True
-    )
-    return out.stdout.strip().splitlines()[-1]
+    return config
 
 
 def _percentiles(values: list[float]) -> tuple[float, float]:
@@ -274,10 +238,10 @@ async def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="safetyhub-bench-incidents-"))
     os.chmod(workdir, 0o755)  # the embedded PostgreSQL runs unprivileged when we are root
     _site_file(workdir / "bench-site.yaml", args.detectors)
-    proc, info = await _start_hub(workdir, args.workers)
+    proc, info = await start_hub(workdir, config=_config(workdir), workers=args.workers, timeout_s=120)
     try:
-        gateway = await asyncio.to_thread(_create_key, workdir, "gateway")
-        viewer = await asyncio.to_thread(_create_key, workdir, "viewer")
+        gateway = await asyncio.to_thread(create_key, workdir, TENANT, "gateway")
+        viewer = await asyncio.to_thread(create_key, workdir, TENANT, "viewer")
         latency = await _latency(info, gateway, args)
         listing = await _list(info, viewer, args)
     finally:

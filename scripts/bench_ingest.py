@@ -28,7 +28,6 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +44,7 @@ from nats.js.api import StorageType, StreamConfig
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from scripts.bench_hub import create_key, start_hub
 from services.common.sites.registry import SiteRegistry
 from services.ingest.domain.contract import ObservationIn
 from services.ingest.encode import to_message
@@ -85,52 +85,6 @@ def _batch(points: list[Point], run: str, start: int, size: int) -> bytes:
             }
         )
     return msgspec.json.encode(items)
-
-
-def _spawn_hub(data_dir: Path, workers: int) -> subprocess.Popen[bytes]:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "services.hub.cli", "up", "--data-dir", str(data_dir)]
-    command += ["--http-port", "0", "--workers", str(workers)]
-    with (data_dir.parent / "hub.log").open("wb") as log:  # the child keeps its own descriptor
-        return subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-
-
-async def _start_hub(data_dir: Path, workers: int) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
-    proc = await asyncio.to_thread(_spawn_hub, data_dir, workers)
-    runtime = data_dir / "runtime.json"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"hub exited early; see {data_dir.parent / 'hub.log'}")
-        if runtime.exists():
-            info = json.loads(runtime.read_text())
-            if info.get("pid") == proc.pid:
-                return proc, info
-        await asyncio.sleep(0.1)
-    raise SystemExit("hub did not start within 60 s")
-
-
-def _create_key(data_dir: Path) -> str:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.hub.cli",
-            "keys",
-            "create",
-            "--data-dir",
-            str(data_dir),
-            "--tenant",
-            TENANT,
-            "--role",
-            "gateway",
-        ],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip().splitlines()[-1]
 
 
 def _raw_messages(points: list[Point], count: int) -> list[tuple[str, bytes, dict[str, str]]]:
@@ -294,10 +248,9 @@ async def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="safetyhub-bench-"))
     os.chmod(workdir, 0o755)  # the embedded PostgreSQL runs unprivileged when we are root
-    data_dir = workdir / "data"
     registry = SiteRegistry.load([ROOT / "sites" / "ulsan-demo.yaml"])
     points = _points(registry)
-    proc, info = await _start_hub(data_dir, args.workers)
+    proc, info = await start_hub(workdir, workers=args.workers)
     hub = psutil.Process(proc.pid)
     peak_rss = 0
     sampling = True
@@ -315,7 +268,7 @@ async def main() -> None:
 
     sampler = asyncio.create_task(sample_rss())
     try:
-        key = await asyncio.to_thread(_create_key, data_dir)
+        key = await asyncio.to_thread(create_key, workdir, TENANT, "gateway")
         baseline = await _baseline(info["nats_url"], points, args.baseline_count)
         run = f"bench{int(time.time())}"
         cpu_before = _tree_cpu(hub)

@@ -1,0 +1,72 @@
+"""What the benchmark scripts share: a `safetyhub up` of their own in a work dir, and its keys.
+
+The hub runs on embedded NATS and PostgreSQL in `<workdir>/data`, logs to `<workdir>/hub.log`, and
+is ready once it has written its `runtime.json` (its URLs) with its own pid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _spawn(workdir: Path, config: Path | None, workers: int | None) -> subprocess.Popen[bytes]:
+    data_dir = workdir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "services.hub.cli",
+        "up",
+        "--data-dir",
+        str(data_dir),
+        "--http-port",
+        "0",
+    ]
+    if workers is not None:
+        command += ["--workers", str(workers)]
+    if config is not None:
+        command += ["--config", str(config)]
+    with (workdir / "hub.log").open("wb") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
+async def start_hub(
+    workdir: Path, *, config: Path | None = None, workers: int | None = None, timeout_s: float = 90.0
+) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    """Start the hub; returns its process and its runtime info (nats_url, database_url, http_url)."""
+    proc = await asyncio.to_thread(_spawn, workdir, config, workers)
+    runtime = workdir / "data" / "runtime.json"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"hub exited early; see {workdir / 'hub.log'}")
+        if runtime.exists():
+            info: dict[str, str] = json.loads(runtime.read_text())
+            if info.get("pid") == proc.pid:
+                return proc, info
+        await asyncio.sleep(0.1)
+    raise SystemExit(f"hub did not start within {timeout_s:.0f} s")
+
+
+def create_key(workdir: Path, tenant: str, role: str) -> str:
+    """A new API key of the hub in `workdir` (blocking: run it in a thread)."""
+    command = [
+        sys.executable,
+        "-m",
+        "services.hub.cli",
+        "keys",
+        "create",
+        "--data-dir",
+        str(workdir / "data"),
+    ]
+    out = subprocess.run(
+        [*command, "--tenant", tenant, "--role", role], cwd=ROOT, check=True, capture_output=True, text=True
+    )
+    return out.stdout.strip().splitlines()[-1]
