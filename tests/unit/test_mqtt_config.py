@@ -29,6 +29,19 @@ ingest:
           metrics: {H2S: gas.h2s}
 """
 
+FRIGATE = """\
+ingest:
+  mqtt:
+    url: mqtt://127.0.0.1:1883
+    frigate:
+      cameras:
+        - name: tank_farm_sw
+          site: ulsan-refinery
+          device: cam-tf-501
+          detect: {width: 1280, height: 720}
+          zones: {bund_t501: tank-farm}
+"""
+
 
 def load(tmp_path: Path, text: str) -> object:
     path = tmp_path / "hub.yaml"
@@ -58,6 +71,14 @@ def test_a_sparkplug_section_alone_turns_the_bridge_on(tmp_path: Path) -> None:
     assert mqtt.sparkplug.groups[0].metrics == {"H2S": "gas.h2s"}
 
 
+def test_a_frigate_section_alone_turns_the_bridge_on_reading_frigate_events(tmp_path: Path) -> None:
+    mqtt = load(tmp_path, FRIGATE).ingest.mqtt  # type: ignore[attr-defined]
+
+    assert mqtt.enabled
+    assert mqtt.frigate.topic == "frigate/events"
+    assert mqtt.frigate.cameras[0].labels == {"person": "video.intrusion"}
+
+
 def test_the_bridge_is_off_by_default(tmp_path: Path) -> None:
     assert not load(tmp_path, "log_level: info\n").ingest.mqtt.enabled  # type: ignore[attr-defined]
 
@@ -84,6 +105,13 @@ def test_the_bridge_is_off_by_default(tmp_path: Path) -> None:
         (SPARKPLUG.replace("cdu", "cd/u"), 6, "ingest.mqtt.sparkplug.groups[0].group", "matching regex"),
         (SPARKPLUG.replace("          metrics: {H2S: gas.h2s}\n", ""), 6, "groups[0]", "maps no metric"),
         (SPARKPLUG + "        - {group: cdu, site: s, metrics: {a: b}}\n", 4, "sparkplug", "listed twice"),
+        (FRIGATE + "          zone: x\n", 11, "frigate.cameras[0]", "unknown field `zone`"),
+        (FRIGATE.replace("width: 1280", "width: 0"), 9, "frigate.cameras[0].detect.width", ">= 1"),
+        (FRIGATE.replace("frigate:\n", "frigate:\n      topic_prefix: a/b\n"), 5, "topic_prefix", "regex"),
+        (FRIGATE.replace("frigate:\n", "frigate:\n      url: ftp://x\n"), 4, "mqtt.frigate", "http(s)"),
+        (FRIGATE.replace("{bund_t501: tank-farm}", "{}"), 10, "cameras[0].zones", "length >= 1"),
+        (FRIGATE + "        - {name: tank_farm_sw, site: s, device: d, detect: {width: 1, height: 1},"
+         " zones: {a: b}}\n", 4, "ingest.mqtt.frigate", "listed twice"),
     ],
 )
 def test_a_bad_bridge_config_names_file_line_and_key(

@@ -120,3 +120,35 @@ def test_an_event_that_makes_no_valid_observation_is_refused() -> None:
     }
     with pytest.raises(FrigateEventError, match="no valid observation"):
         observations(decode(event("new", None, person(**_zones(long_zone)))), cameras)
+
+
+def test_a_new_event_counts_the_zones_entered_while_it_was_a_false_positive() -> None:
+    # Frigate sends `new` once an object stops being a false positive, with `before` its state as
+    # one (frigate/object_processing.py): what it entered meanwhile was never reported.
+    unreported = person(false_positive=True, **_zones("bund_t501"))
+    (obs,) = observations(decode(event("new", unreported, person(**_zones("bund_t501")))), CAMERAS)
+    assert obs.attributes["zone"] == "bund_t501"
+
+
+def test_zones_and_labels_map_to_the_sites_zones_and_kinds() -> None:
+    cameras = {
+        "tank_farm_sw": FrigateCamera(
+            "ulsan-refinery",
+            "cam-tf-501",
+            1280,
+            720,
+            frozenset({"bund_t501"}),
+            labels=frozenset({"person", "car"}),
+            site_zones={"bund_t501": "tank-farm"},
+            kinds={"car": "video.vehicle_intrusion"},
+        )
+    }
+    car_in = person(label="car", **_zones("bund_t501"))
+    (car,) = observations(decode(event("update", person(), car_in)), cameras)
+    assert (car.kind, car.attributes["zone"], car.attributes["frigate_zone"]) == (
+        "video.vehicle_intrusion",
+        "tank-farm",
+        "bund_t501",
+    )
+    (walker,) = observations(decode(event("update", person(), person(**_zones("bund_t501")))), cameras)
+    assert walker.kind == "video.intrusion"

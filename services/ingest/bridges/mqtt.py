@@ -40,10 +40,11 @@ from services.common.logging import get_logger
 from services.common.sites.registry import SiteRegistry
 from services.ingest.bridges import metrics
 from services.ingest.bridges.deadletter import BridgeDeadLetters
+from services.ingest.bridges.frigate import FrigateReader
 from services.ingest.bridges.mqtt_config import MqttConfig
 from services.ingest.bridges.mqtt_mapping import TopicMap, Unmapped, resolve_tenant
 from services.ingest.bridges.sparkplug import Command, NodeId, SparkplugReader
-from services.ingest.intake import Limits, check_all, encode_checked
+from services.ingest.intake import Checked, Limits, check_all, encode_checked
 
 log = get_logger(__name__)
 
@@ -111,8 +112,13 @@ class MqttBridge:
         self._limits = limits
         self._map = TopicMap(config.topics)
         self._sparkplug = SparkplugReader(config.sparkplug) if config.sparkplug is not None else None
+        self._frigate = FrigateReader(config.frigate) if config.frigate is not None else None
         self._subscriptions = sorted(
-            {*self._map.subscriptions, *(self._sparkplug.subscriptions if self._sparkplug else [])}
+            {
+                *self._map.subscriptions,
+                *(self._sparkplug.subscriptions if self._sparkplug else []),
+                *(self._frigate.subscriptions if self._frigate else []),
+            }
         )
         self._session: aiomqtt.Client | None = None
         self._js = js
@@ -297,7 +303,8 @@ class MqttBridge:
         Everything up to the first await runs in the order the messages arrived (tasks start in
         order), so a Sparkplug node's births, data and deaths change its state in that order."""
         sparkplug = self._sparkplug is not None and self._sparkplug.accepts(topic)
-        bridge = "sparkplug" if sparkplug else BRIDGE
+        frigate = self._frigate is not None and self._frigate.accepts(topic)
+        bridge = "sparkplug" if sparkplug else "frigate" if frigate else BRIDGE
         metrics.RECEIVED.labels(bridge).inc()
         now = self._clock()
         problems: list[str] = []
@@ -319,8 +326,7 @@ class MqttBridge:
                 checked = check_all(enumerate(outcome.items), registry, now, self._limits)
                 count = len(outcome.items)
             else:
-                mapped = self._map.map(topic, payload, registry, now, self._limits)
-                tenant, checked, count = mapped.tenant, mapped.checked, mapped.count
+                tenant, checked, count = self._read(topic, payload, registry, now, frigate=frigate)
             encoded = encode_checked(
                 checked, tenant=tenant, source=SOURCE, received=now, max_payload=self._publisher.max_payload
             )
@@ -349,6 +355,17 @@ class MqttBridge:
         if problems:
             category = "invalid" if checked.errors else "unusable"
             await self._deadletter(topic, payload, reason="; ".join(problems), category=category)
+
+    def _read(
+        self, topic: str, payload: bytes, registry: SiteRegistry, now: datetime, *, frigate: bool
+    ) -> tuple[str, Checked, int]:
+        """A Frigate event's or a JSON topic's observations: the tenant, the checked items, and
+        how many the message carried. Raises Unmapped."""
+        if self._frigate is not None and frigate:
+            read = self._frigate.read(payload, registry, now, self._limits)
+            return read.tenant, read.checked, read.count
+        mapped = self._map.map(topic, payload, registry, now, self._limits)
+        return mapped.tenant, mapped.checked, mapped.count
 
     async def _command(self, command: Command) -> None:
         """Send a Sparkplug command (QoS 0, as the specification has it); lost with the session."""

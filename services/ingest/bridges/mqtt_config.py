@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from services.common.settings import Positive, PositiveFloat
+from services.ingest.bridges.frigate_config import FrigateConfig
 from services.ingest.bridges.sparkplug_config import SparkplugConfig
 
 # The parts of an observation a topic segment (or a fixed value) may name.
@@ -152,6 +153,8 @@ class MqttConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     topics: list[TopicTemplate] = msgspec.field(default_factory=list)
     # Sparkplug B edge nodes (spBv1.0/...), read beside the JSON topics.
     sparkplug: SparkplugConfig | None = None
+    # A Frigate NVR's events (<topic_prefix>/events), read beside the JSON topics.
+    frigate: FrigateConfig | None = None
 
     def __post_init__(self) -> None:
         if self.url is not None:
@@ -168,9 +171,10 @@ class MqttConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
             raise ValueError("give password or password_file, not both")
         if self.tls is not None and (self.tls.cert_file is None) != (self.tls.key_file is None):
             raise ValueError("tls: a client certificate needs both cert_file and key_file")
-        if self.enabled and not self.topics and self.sparkplug is None:
+        if self.enabled and not self.topics and self.sparkplug is None and self.frigate is None:
             raise ValueError(
-                "topics: the bridge is on but maps no topic; add a template or a sparkplug section"
+                "topics: the bridge is on but maps no topic; add a template, a sparkplug or a"
+                " frigate section"
             )
 
     @property

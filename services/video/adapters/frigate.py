@@ -18,7 +18,7 @@ the same observation, whatever characters Frigate's ids and zone names hold.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -27,6 +27,8 @@ import msgspec
 from services.common.contracts.ids import derived_id
 from services.common.errors import SafetyhubError
 from services.ingest.domain.contract import BoxIn, ObservationIn
+
+INTRUSION = "video.intrusion"
 
 
 class FrigateEventError(SafetyhubError):
@@ -67,6 +69,10 @@ class FrigateCamera:
     labels: frozenset[str] = frozenset({"person"})
     # Base URL of the Frigate API, for the snapshot reference; None: no reference.
     frigate_url: str | None = None
+    # Frigate zone -> the site's zone it lies in (attribute `zone`); unlisted: the Frigate name.
+    site_zones: Mapping[str, str] = field(default_factory=dict)
+    # Watched label -> the observation's kind; unlisted: `video.intrusion`.
+    kinds: Mapping[str, str] = field(default_factory=dict)
 
 
 _DECODE = msgspec.json.Decoder(FrigateEvent)
@@ -82,12 +88,17 @@ def decode(payload: bytes) -> FrigateEvent:
 
 
 def observations(event: FrigateEvent, cameras: Mapping[str, FrigateCamera]) -> list[ObservationIn]:
-    """The `video.intrusion` observations an event means (none for most updates)."""
+    """The `video.intrusion` observations (or the kind the camera names for the label) an
+    event means: none for most updates."""
     after = event.after
     camera = cameras.get(after.camera)
     if camera is None or after.false_positive or after.label not in camera.labels:
         return []
-    earlier = set(event.before.entered_zones) if event.before is not None else set()
+    # Frigate sends `new` when an object stops being a false positive, with `before` the state
+    # it had as one: the zones it entered meanwhile were never reported, so they count now.
+    before = event.before
+    reported = before is not None and event.type != "new" and not before.false_positive
+    earlier = set(before.entered_zones) if before is not None and reported else set()
     entered = [z for z in after.entered_zones if z not in earlier and z in camera.restricted_zones]
     if not entered:
         return []
@@ -104,14 +115,15 @@ def observations(event: FrigateEvent, cameras: Mapping[str, FrigateCamera]) -> l
             id=derived_id(start_ms, "frigate", camera.site, camera.device, after.id, zone),
             site=camera.site,
             device=camera.device,
-            kind="video.intrusion",
+            kind=camera.kinds.get(after.label, INTRUSION),
             time=when,
             confidence=max(0.0, min(1.0, after.top_score or after.score)),
             box=box,
             snapshot=snapshot,
             attributes={
                 "camera": camera.device,
-                "zone": zone,
+                "zone": camera.site_zones.get(zone, zone),
+                "frigate_zone": zone,
                 "track_id": after.id,
                 "label": after.label,
                 "source": "frigate",
