@@ -25,6 +25,8 @@ from services.alarms.domain.rules import DeviceRef, RuleIndex, RuleSet
 from services.alarms.rule_loader import load_rule_set
 from services.common.errors import ConfigError
 from services.common.logging import get_logger
+from services.common.sites.alert_devices import DEVICE_TYPE as ALERT_DEVICE_TYPE
+from services.common.sites.alert_devices import is_alert_device
 from services.common.sites.registry import SiteRegistry
 from services.common.sites.reload import fingerprint
 
@@ -62,8 +64,13 @@ def device_lookup(
         key = (tenant, site, device)
         if key not in memo:
             found = registry.device(site, device)
-            if found is None or registry.tenant_of(site) != tenant:
+            if registry.tenant_of(site) != tenant:
                 memo[key] = None
+            elif found is None:
+                # An alert is a device of its own, not in the site files: placed at its site with
+                # no zone, watched by the rules of its kind (alert_devices.py).
+                alert = is_alert_device(device)
+                memo[key] = (DeviceRef(site, "", ALERT_DEVICE_TYPE, device), ()) if alert else None
             else:
                 ref = DeviceRef(site, found.zone, found.type, found.id)
                 memo[key] = (ref, tuple(m.kind for m in found.measures))

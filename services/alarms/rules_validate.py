@@ -25,6 +25,8 @@ from services.alarms.rules_file import (
     to_selector,
 )
 from services.common.config.source import SourceFile
+from services.common.sites.alert_devices import DEVICE_TYPE as ALERT_DEVICE_TYPE
+from services.common.sites.alert_devices import is_alert_kind
 from services.common.sites.model import Device, Measure
 from services.common.sites.registry import SiteRegistry
 from services.common.validation import PathPart
@@ -175,6 +177,8 @@ def _check_selector(
     if selector.zone is not None and all(registry.zone(s.id, selector.zone) is None for s in sites):
         raise at.source.error((*at.path, "zone"), f"unknown zone `{selector.zone}`{in_site}")
     matched = [p for p in points if _selects(selector, p)]
+    if not matched and _watches_alerts(selector):
+        return []  # alerts are devices of their own, known once they fire (alert_devices.py)
     if not matched:
         if not any(p.measure.kind == selector.kind for p in points):
             message = f"no device measures `{selector.kind}`"
@@ -182,6 +186,16 @@ def _check_selector(
             message = f"no device matching this selector measures `{selector.kind}`"
         raise at.source.error((*at.path, "kind"), message)
     return matched
+
+
+def _watches_alerts(selector: SelectorSpec) -> bool:
+    """An infrastructure kind, narrowed to nothing an alert device does not have."""
+    return (
+        is_alert_kind(selector.kind)
+        and selector.device is None
+        and selector.zone is None
+        and selector.device_type in (None, ALERT_DEVICE_TYPE)
+    )
 
 
 def _selects(selector: SelectorSpec, point: _Point) -> bool:

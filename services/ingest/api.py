@@ -125,7 +125,8 @@ class IngestApi:
             raise
         return content_type, body
 
-    async def _publish(self, messages: list[OutgoingMessage], accepted: int) -> Published:
+    async def publish(self, messages: list[OutgoingMessage], accepted: int) -> Published:
+        """Publish `accepted` observations; 503 (problem+json) when JetStream does not take them."""
         try:
             return await self._publisher.publish(messages)
         except NothingSent as err:
@@ -203,7 +204,7 @@ class IngestApi:
                 rejected=len(errors),
             )
 
-        published = await self._publish(messages, len(accepted))
+        published = await self.publish(messages, len(accepted))
 
         metrics.count_accepted(len(accepted), messages, published, out_of_range=encoded.out_of_range)
         metrics.REQUEST_SECONDS.observe(time.perf_counter() - started)

@@ -12,6 +12,7 @@ from services.common.errors import ConfigError
 from services.common.http.ops import ReadinessCheck
 from services.common.kernel import PanelRow, Service, ServiceContext, ServiceInstance
 from services.ingest import metrics
+from services.ingest.alertmanager_api import AlertmanagerApi
 from services.ingest.api import IngestApi
 from services.ingest.bridges import metrics as bridge_metrics
 from services.ingest.bridges.mqtt import MqttBridge
@@ -28,6 +29,14 @@ class Ingest(ServiceInstance):
         observations = ChannelPublisher(OBSERVATION_CHANNEL, self._publisher)
         self._api = IngestApi(
             context.sites, observations, config, body_timeout_s=context.config.http.body_timeout_s
+        )
+        self._alertmanager = AlertmanagerApi(
+            context.sites,
+            self._api.publish,
+            config.alertmanager,
+            Limits.of(config),
+            max_payload=observations.max_payload,
+            body_timeout_s=context.config.http.body_timeout_s,
         )
         self._max_body = config.max_body_mb * 1024 * 1024
         self._broker: EmbeddedBroker | None = None
@@ -58,6 +67,7 @@ class Ingest(ServiceInstance):
 
     def add_routes(self, app: web.Application) -> None:
         self._api.add_routes(app)
+        self._alertmanager.add_routes(app)
 
     @property
     def max_body_bytes(self) -> int:
@@ -85,7 +95,7 @@ class Ingest(ServiceInstance):
 
 INGEST: Service[IngestConfig] = Service(
     name="ingest",
-    description="POST /v1/observations -> JetStream OBSERVATIONS",
+    description="POST /v1/observations, MQTT, Alertmanager -> JetStream OBSERVATIONS",
     config=IngestConfig,
     factory=Ingest,
     streams=(OBSERVATIONS,),

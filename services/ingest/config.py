@@ -7,6 +7,7 @@ from typing import Annotated
 import msgspec
 
 from services.common.settings import Positive, PositiveFloat
+from services.ingest.alertmanager_config import AlertmanagerConfig
 from services.ingest.bridges.mqtt_config import MqttConfig
 
 
@@ -23,3 +24,5 @@ class IngestConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     max_in_flight: Positive = 20_000
     # The MQTT bridge (off unless a broker `url` is given or `embedded` is true).
     mqtt: MqttConfig = MqttConfig()
+    # POST /v1/integrations/alertmanager: how an alert's labels name its site, zone and kind.
+    alertmanager: AlertmanagerConfig = AlertmanagerConfig()
