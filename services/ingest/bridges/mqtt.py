@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -35,7 +34,7 @@ from nats.js.kv import KeyValue
 from services.common.bus.channel import ChannelPublisher
 from services.common.bus.publisher import PublishRejected
 from services.common.contracts import ObservationBatch
-from services.common.errors import ConfigError, UnavailableError
+from services.common.errors import UnavailableError
 from services.common.logging import get_logger
 from services.common.sites.registry import SiteRegistry
 from services.ingest.bridges import metrics
@@ -43,6 +42,7 @@ from services.ingest.bridges.deadletter import BridgeDeadLetters
 from services.ingest.bridges.frigate import FrigateReader
 from services.ingest.bridges.mqtt_config import MqttConfig
 from services.ingest.bridges.mqtt_mapping import TopicMap, Unmapped, resolve_tenant
+from services.ingest.bridges.mqtt_tls import read_secret, tls_context
 from services.ingest.bridges.sparkplug import Command, NodeId, SparkplugReader
 from services.ingest.intake import Checked, Limits, check_all, encode_checked
 
@@ -61,34 +61,6 @@ EMBEDDED_USER = "safetyhub"
 def _births_key(node: NodeId) -> str:
     # Sparkplug ids may hold characters a key may not: the key is their base64url.
     return base64.urlsafe_b64encode(f"{node.group}/{node.edge}".encode()).decode().rstrip("=")
-
-
-def _read_secret(base: Path, name: str, key: str) -> str:
-    path = Path(name) if Path(name).is_absolute() else base / name
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except OSError as err:
-        raise ConfigError("config", None, key, f"cannot read {path}: {err.strerror}") from err
-
-
-def _tls_context(config: MqttConfig, base: Path) -> ssl.SSLContext | None:
-    if config.url is None or urlsplit(config.url).scheme != "mqtts":
-        return None
-    tls = config.tls
-
-    def path(name: str) -> str:
-        return str(Path(name) if Path(name).is_absolute() else base / name)
-
-    try:
-        context = ssl.create_default_context(cafile=path(tls.ca_file) if tls and tls.ca_file else None)
-    except OSError as err:
-        raise ConfigError("config", None, "ingest.mqtt.tls.ca_file", str(err)) from err
-    if tls is not None and tls.cert_file and tls.key_file:
-        try:
-            context.load_cert_chain(path(tls.cert_file), path(tls.key_file))
-        except (OSError, ssl.SSLError) as err:
-            raise ConfigError("config", None, "ingest.mqtt.tls.cert_file", str(err)) from err
-    return context
 
 
 class MqttBridge:
@@ -125,9 +97,9 @@ class MqttBridge:
         self._births: KeyValue | None = None
         self._clock = clock
         # Read at construction, so a missing file stops start-up rather than every reconnect.
-        self._tls = _tls_context(config, base)
+        self._tls = tls_context(config, base)
         self._password = (
-            _read_secret(base, config.password_file, "ingest.mqtt.password_file")
+            read_secret(base, config.password_file, "ingest.mqtt.password_file")
             if config.password_file
             else config.password
         )
