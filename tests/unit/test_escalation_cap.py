@@ -205,6 +205,19 @@ def test_the_same_change_renders_the_same_bytes_so_a_receiver_can_drop_a_copy(si
     assert a.identifier != render_cap(change, site, origin=ORIGIN, language="en").identifier
     assert a.identifier != render_cap(opened(), site, origin=ORIGIN, language="ko").identifier
     assert not re.search(r"[\s,<&]", a.identifier)
+    # Notified again (a retry after the caller kept its reference): still the same alert.
+    assert render_cap(change, site, origin=ORIGIN, language="ko", earlier=[a.reference]) == a
+
+
+def test_the_web_link_can_name_the_incident(schema: xmlschema.XMLSchema, site: Site) -> None:
+    change = opened()
+    origin = CapOrigin(sender=ORIGIN.sender, web="https://hub.example.org/incidents/{incident_id}")
+    alert = render_cap(change, site, origin=origin, language="en")
+    schema.validate(alert.xml)
+    assert one(parse(alert), "cap:info/cap:web") == (
+        f"https://hub.example.org/incidents/{change.incident.incident_id}"
+    )
+    assert one(parse(alert), "cap:info/cap:senderName") == site.name  # no name configured
 
 
 def test_times_are_in_the_sites_offset_without_fractions_or_z(

@@ -20,7 +20,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -65,7 +65,9 @@ class CapOrigin(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
     `sender` identifies the originator (CAP suggests an address or a URN, e.g.
     "safetyhub@safety.example.org"); `name` is its human name (<senderName>); `web` a page with
-    more information (<web>). `status` is "Actual" in operation, "Exercise" or "Test" in drills.
+    more information (<web>), where "{incident_id}" stands for the incident's id
+    ("https://hub.example.org/incidents/{incident_id}"). `status` is "Actual" in operation,
+    "Exercise" or "Test" in drills.
     """
 
     sender: str
@@ -77,10 +79,14 @@ class CapOrigin(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     def __post_init__(self) -> None:
         if not _CAP_TOKEN.fullmatch(self.sender):
             raise CapError("sender", "must be non-empty, without spaces, commas, '<' or '&'")
-        if self.web and not _absolute_url(self.web):
+        if self.web and not _absolute_url(self.web_of("01ARZ3NDEKTSV4RRFFQ69G5FAV")):
             raise CapError("web", "must be an absolute http or https URL")
         if not 0 < self.circle_radius_km <= 1000:
             raise CapError("circle_radius_km", "must be above 0 and at most 1000")
+
+    def web_of(self, incident_id: str) -> str:
+        """The <web> link of one incident ("" when none is configured)."""
+        return self.web.replace("{incident_id}", quote(incident_id, safe=""))
 
 
 class CapReference(msgspec.Struct, frozen=True, kw_only=True):
@@ -145,9 +151,10 @@ def render_cap(
         raise CapError("site", f"the incident is at {site_of_change!r}, not at {site.id!r}")
     zone = _zone(site)
     ended = incident.status in text.ENDED
-    msg_type: MsgType = "Cancel" if ended else ("Update" if earlier else "Alert")
-    sent = cap_time(_sent(change), zone)
     identifier = cap_identifier(change, language)
+    before = [ref for ref in earlier if (ref.sender, ref.identifier) != (origin.sender, identifier)]
+    msg_type: MsgType = "Cancel" if ended else ("Update" if before else "Alert")
+    sent = cap_time(_sent(change), zone)
 
     alert = ET.Element(_tag("alert"))
     _add(alert, "identifier", identifier)
@@ -158,8 +165,10 @@ def render_cap(
     _add(alert, "scope", "Public")
     if ended and (note := text.resolution(incident)):
         _add(alert, "note", note)
-    if earlier:
-        _add(alert, "references", " ".join(dict.fromkeys(str(ref) for ref in earlier)))
+    # Each earlier alert once, and never this one itself (a change notified again).
+    references = dict.fromkeys(str(ref) for ref in before)
+    if references:
+        _add(alert, "references", " ".join(references))
     if incident.incident_id:
         _add(alert, "incidents", _token(incident.incident_id))
     _info(alert, change, site, origin=origin, language=language, zone=zone, ended=ended)
@@ -233,7 +242,7 @@ def _info(
     if instruction:
         _add(info, "instruction", instruction)
     if origin.web:
-        _add(info, "web", origin.web)
+        _add(info, "web", origin.web_of(incident.incident_id))
     _value(info, "parameter", "safetyhub:status", text.STATUS_CODES.get(incident.status, "unspecified"))
     if change.entry.change:
         _value(info, "parameter", "safetyhub:change", change.entry.change)
