@@ -220,6 +220,16 @@ def test_the_web_link_can_name_the_incident(schema: xmlschema.XMLSchema, site: S
     assert one(parse(alert), "cap:info/cap:senderName") == site.name  # no name configured
 
 
+def test_a_restricted_origin_says_for_whom(schema: xmlschema.XMLSchema, site: Site) -> None:
+    origin = CapOrigin(sender=ORIGIN.sender, status="Exercise", restriction="울산 정유 종합상황실 & 소방")
+    alert = render_cap(opened(), site, origin=origin, language="ko")
+    schema.validate(alert.xml)
+    root = parse(alert)
+    assert one(root, "cap:status") == "Exercise"
+    assert one(root, "cap:scope") == "Restricted"
+    assert one(root, "cap:restriction") == "울산 정유 종합상황실 & 소방"
+
+
 def test_times_are_in_the_sites_offset_without_fractions_or_z(
     schema: xmlschema.XMLSchema, site: Site
 ) -> None:

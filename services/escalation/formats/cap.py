@@ -67,13 +67,15 @@ class CapOrigin(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     "safetyhub@safety.example.org"); `name` is its human name (<senderName>); `web` a page with
     more information (<web>), where "{incident_id}" stands for the incident's id
     ("https://hub.example.org/incidents/{incident_id}"). `status` is "Actual" in operation,
-    "Exercise" or "Test" in drills.
+    "Exercise" or "Test" in drills. `restriction`: who may see the alerts (a plant's own control
+    room, say); set, it makes the alerts' scope Restricted, else they are Public.
     """
 
     sender: str
     name: str = ""
     web: str = ""
     status: CapStatus = "Actual"
+    restriction: str = ""
     circle_radius_km: float = DEFAULT_RADIUS_KM
 
     def __post_init__(self) -> None:
@@ -162,7 +164,9 @@ def render_cap(
     _add(alert, "sent", sent)
     _add(alert, "status", origin.status)
     _add(alert, "msgType", msg_type)
-    _add(alert, "scope", "Public")
+    _add(alert, "scope", "Restricted" if origin.restriction else "Public")
+    if origin.restriction:
+        _add(alert, "restriction", origin.restriction)
     if ended and (note := text.resolution(incident)):
         _add(alert, "note", note)
     # Each earlier alert once, and never this one itself (a change notified again).
