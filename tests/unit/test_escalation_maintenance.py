@@ -155,6 +155,29 @@ def test_a_duration_is_elapsed_time_even_across_the_dst_change() -> None:
     assert end == utc(2026, 3, 29, 2, 0)
 
 
+def test_starts_in_the_spring_forward_gap_keep_the_windows_in_order() -> None:
+    # Every half hour for 10 minutes: 02:00 and 02:30 on 29 March do not exist in Berlin.
+    halves = RRule(
+        rrule="FREQ=HOURLY;BYMINUTE=0,30", dtstart=datetime(2026, 3, 29), duration=timedelta(minutes=10)
+    )
+    windows = [window(halves, tz="Europe/Berlin")]
+    at, seen = utc(2026, 3, 28, 23, 50), []
+    while at < utc(2026, 3, 29, 3, 0):
+        changed = next_change(windows, site=SITE, zone=None, safety_class=False, at=at)
+        assert changed is not None and changed > at
+        seen.append(changed)
+        at = changed
+    starts = [moment for moment in seen if muted(windows, moment, None)]
+    # 01:00 and 01:30 CET, then 02:00 and 02:30, which do not exist and read at winter offset
+    # fall on 03:00 and 03:30 CEST: every half hour in UTC, once each, never out of order.
+    assert starts[:6] == [
+        utc(2026, 3, 29, h, m) for h, m in ((0, 0), (0, 30), (1, 0), (1, 30), (2, 0), (2, 30))
+    ]
+    assert all(
+        end - start == timedelta(minutes=10) for start, end in zip(seen[::2], seen[1::2], strict=False)
+    )
+
+
 def test_a_cron_window_on_weeknights_in_berlin() -> None:
     weeknights = [window(Cron(cron="0 22 * * 1-5", duration=timedelta(hours=8)), tz="Europe/Berlin")]
     friday, monday = utc(2026, 3, 27, 21, 0), utc(2026, 3, 30, 20, 0)  # 22:00 CET, then 22:00 CEST

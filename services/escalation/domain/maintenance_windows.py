@@ -11,11 +11,13 @@ windows (is a notification muted, when does that change) are in `maintenance.py`
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
 from itertools import islice
+from threading import Lock
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -156,16 +158,8 @@ def compile_schedule(window: MaintenanceWindow) -> _Compiled:
 
         return _Compiled(end - start, once_latest, once_after)
     if isinstance(schedule, RRule):
-        rule = _rrule(schedule, zone)
-
-        def rule_latest(at: datetime) -> datetime | None:
-            found: datetime | None = rule.before(at, inc=True)
-            return None if found is None else _utc(found)
-
-        def rule_after(at: datetime) -> Iterator[datetime]:
-            return (_utc(start) for start in rule.xafter(at, inc=False))
-
-        return _Compiled(schedule.duration, rule_latest, rule_after)
+        starts = _Starts(_rrule(schedule, zone))
+        return _Compiled(schedule.duration, starts.latest, starts.after)
     expression = _cron(schedule.cron)
 
     def cron_latest(at: datetime) -> datetime | None:
@@ -178,6 +172,53 @@ def compile_schedule(window: MaintenanceWindow) -> _Compiled:
         return (_utc(start) for start in CronSim(expression, at.astimezone(zone)))
 
     return _Compiled(schedule.duration, cron_latest, cron_after)
+
+
+class _Starts:
+    """A rule's starts in UTC, each computed once, in order, and looked up by bisection.
+
+    dateutil answers "the latest start before t" by walking from DTSTART every time: years of
+    weekly windows would be walked at every notification. Here the walk is done once and kept
+    (as far as the latest moment asked about), behind a lock for callers on several threads.
+    """
+
+    def __init__(self, rule: rrule) -> None:
+        self._source: Iterator[datetime] = iter(rule)
+        self._known: list[datetime] = []
+        self._exhausted = False
+        self._lock = Lock()
+
+    def latest(self, at: datetime) -> datetime | None:
+        """The latest start at or before `at`."""
+        self._reach(at)
+        index = bisect_right(self._known, at)
+        return self._known[index - 1] if index else None
+
+    def after(self, at: datetime) -> Iterator[datetime]:
+        """The starts after `at`, in order, for as long as the caller asks."""
+        self._reach(at)
+        index = bisect_right(self._known, at)
+        while index < len(self._known) or self._grow():
+            yield self._known[index]
+            index += 1
+
+    def _reach(self, at: datetime) -> None:
+        while (not self._known or self._known[-1] <= at) and self._grow():
+            pass
+
+    def _grow(self) -> bool:
+        with self._lock:
+            if self._exhausted:
+                return False
+            for start in self._source:
+                moment = _utc(start)
+                # A wall time in a spring-forward gap can land on, or after, the next real one
+                # (02:30 read at winter offset): kept once and in order, so bisection holds.
+                if not self._known or moment > self._known[-1]:
+                    self._known.append(moment)
+                    return True
+            self._exhausted = True
+            return False
 
 
 def _utc(moment: datetime) -> datetime:
@@ -201,7 +242,7 @@ def _rrule(schedule: RRule, zone: tzinfo) -> rrule:
         # dateutil takes INTERVAL=0 and would never get past the first occurrence.
         raise InvalidWindow(field, "INTERVAL must be a positive whole number")
     try:
-        parsed = rrulestr(value, dtstart=aware(schedule.dtstart, zone), cache=True)
+        parsed = rrulestr(value, dtstart=aware(schedule.dtstart, zone))
     except (ValueError, TypeError, KeyError, IndexError) as err:
         raise InvalidWindow(field, f"not an RFC 5545 RRULE: {err or type(err).__name__}") from err
     if not isinstance(parsed, rrule):
