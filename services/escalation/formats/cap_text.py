@@ -174,8 +174,10 @@ def headline(incident: Incident, language: Language, *, ended: bool) -> str:
 
 
 def instruction(incident: Incident, language: Language) -> str:
-    """The operator actions, one per line; empty when the rules name none."""
-    return "\n".join(text for text in (localized(a, language) for a in incident.actions) if text)
+    """The operator actions, one per line, each once (alarms of one rule share theirs); empty
+    when the rules name none."""
+    lines = (localized(action, language) for action in incident.actions)
+    return "\n".join(dict.fromkeys(line for line in lines if line))
 
 
 def zone_names(incident: Incident, site: Site) -> list[str]:
