@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import xmlschema
 from hypothesis import HealthCheck, given, settings
@@ -371,6 +372,9 @@ def test_settings_and_references_that_cap_cannot_carry_are_refused(site: Site) -
     for sender in ("", "control room", "a,b", "a<b", "a&b"):
         with pytest.raises(CapError, match=r"^sender: "):
             CapOrigin(sender=sender)
+    # Read from a configuration file, the same refusal is a validation error naming the key.
+    with pytest.raises(msgspec.ValidationError, match=r"^sender: must be"):
+        msgspec.convert({"sender": "control room"}, CapOrigin)
     with pytest.raises(CapError, match=r"^web: "):
         CapOrigin(sender="hub", web="not a url")
     with pytest.raises(CapError, match=r"^circle_radius_km: "):
