@@ -136,14 +136,15 @@ def aware(moment: datetime, zone: tzinfo) -> datetime:
     return moment.replace(tzinfo=zone) if moment.tzinfo is None else moment.astimezone(zone)
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=512)
 def compile_schedule(window: MaintenanceWindow) -> _Compiled:
     """The window's schedule, parsed once (InvalidWindow if it cannot be).
 
     Starts are computed in the window's zone (wall time) but given, and asked about, in UTC:
     Python adds and compares two times of one zone by wall clock, which across a DST change
     would make "4 hours" last 3 or 5, and an hour of the autumn fold compare wrongly.
-    Cached per window (frozen, so hashable), which also keeps dateutil's computed occurrences.
+    Cached per window (frozen, so hashable; equal windows decoded twice share one entry), which
+    also keeps a rule's computed starts.
     """
     zone = time_zone(window.timezone)
     schedule = window.schedule
