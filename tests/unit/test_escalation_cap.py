@@ -411,7 +411,10 @@ INCIDENTS = st.fixed_dictionaries(
         "severity": st.integers(0, 7),
         "urgency": st.sampled_from(list(CapUrgency.values())),
         "certainty": st.sampled_from(list(CapCertainty.values())),
-        "at": st.datetimes(datetime(1900, 1, 2), datetime(9999, 12, 30), timezones=st.just(UTC)),
+        # Not the epoch itself: protobuf's "no time" (the alert's time then comes from the envelope).
+        "at": st.datetimes(datetime(1900, 1, 2), datetime(9999, 12, 30), timezones=st.just(UTC)).filter(
+            lambda at: at != datetime(1970, 1, 1, tzinfo=UTC)
+        ),
         "counts": st.dictionaries(TEXT, st.integers(0, 2**32 - 1), max_size=3),
         "language": st.sampled_from(["ko", "en"]),
         # Offsets of whole hours, of half and three quarters, with and without DST.
