@@ -8,6 +8,7 @@ import msgspec
 
 from services.common.settings import Positive, PositiveFloat
 from services.ingest.bridges.mqtt_config import MqttConfig
+from services.ingest.bridges.opcua_config import OpcuaConfig
 
 
 class IngestConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -23,3 +24,5 @@ class IngestConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     max_in_flight: Positive = 20_000
     # The MQTT bridge (off unless a broker `url` is given or `embedded` is true).
     mqtt: MqttConfig = MqttConfig()
+    # The OPC UA bridge (off unless `file` names its servers and nodes).
+    opcua: OpcuaConfig = OpcuaConfig()
