@@ -61,6 +61,16 @@ class Ingest(ServiceInstance):
 
         self._opcua: OpcuaBridge | None = None
         if config.opcua.file is not None:
+            if context.config.workers > 1:
+                # Every worker would hold its own sessions with each server and report each
+                # outage once per worker.
+                raise ConfigError(
+                    "config",
+                    None,
+                    "ingest.opcua",
+                    "the OPC UA bridge runs in one process: use workers: 1, or `safetyhub run ingest`"
+                    " in a process of its own",
+                )
             # Read and checked against the site registry now: a bad file stops start-up.
             path = Path(config.opcua.file)
             loaded = load_opcua_file(path if path.is_absolute() else context.base / path, context.sites())

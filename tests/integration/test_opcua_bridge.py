@@ -4,6 +4,7 @@ while the others are read, and a server restart is survived, its outage stored a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -193,3 +194,21 @@ async def test_a_server_restart_is_survived_and_its_outage_stored_as_comm_loss(
         ("gas.h2s", None, "ppm", "bad"),
         ("gas.h2s", 7.0, "ppm", "good"),
     ]
+
+
+async def test_a_server_down_at_start_up_is_reported_and_the_hub_serves(
+    nats_url: str, database_url: str, tmp_path: Path
+) -> None:
+    dead = PlantServer({}, at=at(0))  # never started: nothing listens on its port
+    file = opcua_file(tmp_path, dead.endpoint, NODES)
+    async with bridged_hub(nats_url, database_url, file) as hub:
+        body = await eventually(lambda: peer_is(hub, "not connected"), what="the server reported down")
+        h2s = await eventually(at_least(hub, "gd-cdu1-101", 1), what="comm loss stored")
+        await asyncio.sleep(1.5)  # reconnects meanwhile (0.2 s, 0.4 s, 0.8 s): the same outage
+        again = await stored(hub, "gd-cdu1-101")
+
+    assert body["http_status"] == 200
+    assert body["status"] == "ready"
+    assert body["peers"][PEER].startswith(f"not connected to {dead.endpoint}")
+    assert h2s == [("gas.h2s", None, "ppm", "bad")]
+    assert again == h2s  # one comm loss per outage, not one per attempt

@@ -167,7 +167,9 @@ class ServerLink:
 
     async def _client(self) -> Client:
         server = self.server
-        client = Client(server.endpoint, timeout=server.timeout_s)
+        # The client's watchdog reads the server's state every timeout_s / 2 and counts the
+        # connection lost when one read goes unanswered that long.
+        client = Client(server.endpoint, timeout=server.timeout_s, watchdog_intervall=server.timeout_s / 2)
         client.name = client.description = "safetyhub"
         client.application_uri = "urn:safetyhub:ingest"
         if server.username is not None:
@@ -305,18 +307,29 @@ class ServerLink:
             await asyncio.gather(lost, *readers, return_exceptions=True)
 
     async def _read(self, subscription: Subscription, handles: Mapping[int, NodeMap]) -> None:
+        """Data changes in the order they came, in batches of what has arrived meanwhile; returns
+        when the client closes the subscription (the connection is then gone)."""
+        # asyncua's iterator has no get-without-waiting: its queue is read directly for the rest
+        # of a batch (one JetStream round trip per batch, not per data change).
+        queue = subscription._event_queue
         while True:
-            first = await subscription.next_event()
+            try:
+                first = await subscription.next_event()
+            except StopAsyncIteration:
+                return
             if first is None:
                 continue
             events = [first]
-            queue = subscription._event_queue  # what has arrived meanwhile, as one batch
+            closed = False
             while queue is not None and len(events) < BATCH and not queue.empty():
                 event = queue.get_nowait()
                 if event is None:
+                    closed = True
                     break
                 events.append(event)
             await self._handle_events(events, handles)
+            if closed:
+                return
 
     async def _handle_events(self, events: Sequence[object], handles: Mapping[int, NodeMap]) -> None:
         now = self._clock()

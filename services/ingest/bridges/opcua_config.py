@@ -155,7 +155,8 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     # None: the owner of each node's site in the registry; given, another tenant's site is refused.
     tenant: Slug | None = None
     site: Slug | None = None
-    # A connection silent this long (no answer to the keep-alive read) counts as lost.
+    # A request's answer waits this long; the keep-alive read of the server's state, every
+    # timeout_s / 2, unanswered within timeout_s / 2 counts the connection as lost.
     timeout_s: Annotated[float, msgspec.Meta(ge=1, le=600)] = 10.0
     subscriptions: list[SubscriptionConfig]
 
