@@ -9,8 +9,13 @@ from pathlib import Path
 
 from asyncua import Server, ua
 from asyncua.common.node import Node
+from asyncua.crypto.cert_gen import setup_self_signed_certificate
+from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.user_managers import UserManager
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 NAMESPACE = "urn:safetyhub:test-plant"
+PLANT_URI = "urn:safetyhub:test-plant:server"
 
 
 def free_port() -> int:
@@ -20,22 +25,68 @@ def free_port() -> int:
         return port
 
 
+async def certificate(directory: Path, name: str, uri: str, *, server: bool) -> tuple[Path, Path]:
+    """A self-signed application certificate (DER) and its key (PEM), as OPC UA wants them."""
+    cert, key = directory / f"{name}-cert.der", directory / f"{name}-key.pem"
+    use = [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
+    await setup_self_signed_certificate(
+        key, cert, uri, "127.0.0.1", use, {"organizationName": "safetyhub tests"}
+    )
+    return cert, key
+
+
+class _Passwords(UserManager):
+    def __init__(self, users: dict[str, str]) -> None:
+        self._users = users
+
+    def get_user(
+        self,
+        iserver: object,
+        username: str | None = None,
+        password: str | None = None,
+        certificate: object = None,
+    ) -> User | None:
+        if username is not None and self._users.get(username) == password:
+            return User(role=UserRole.User)
+        return None
+
+
 class PlantServer:
     """Variables (`ns=2;s=...` -> first value); `stop` and `start` again on the same port."""
 
-    def __init__(self, initial: dict[str, float], *, at: datetime, port: int | None = None) -> None:
+    def __init__(
+        self,
+        initial: dict[str, float],
+        *,
+        at: datetime,
+        port: int | None = None,
+        secure: tuple[Path, Path] | None = None,
+        users: dict[str, str] | None = None,
+    ) -> None:
+        """`secure` (certificate, key): Basic256Sha256 with SignAndEncrypt only; `users`: user
+        names and passwords, the only way in (no anonymous sessions)."""
         self.port = port or free_port()
         self.endpoint = f"opc.tcp://127.0.0.1:{self.port}/plant/"
         self._initial = initial
         self._at = at
         self._server: Server | None = None
         self._variables: dict[str, Node] = {}
+        self._secure = secure
+        self._users = users
 
     async def start(self) -> None:
-        server = Server()
+        server = Server(user_manager=_Passwords(self._users) if self._users is not None else None)
         await server.init()
         server.set_endpoint(self.endpoint)
-        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        if self._secure is not None:
+            await server.set_application_uri(PLANT_URI)
+            await server.load_certificate(self._secure[0])
+            await server.load_private_key(self._secure[1])
+            server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+        else:
+            server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        if self._users is not None:
+            server.set_identity_tokens([ua.UserNameIdentityToken])
         index = await server.register_namespace(NAMESPACE)
         assert index == 2  # the node ids of the tests' config say ns=2
         folder = await server.nodes.objects.add_object(index, "Plant")

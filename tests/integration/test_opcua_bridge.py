@@ -24,7 +24,7 @@ from services.ingest.bridges.opcua_config import OpcuaConfig
 from services.ingest.config import IngestConfig
 from tests.builders import RECENT
 from tests.conftest import REPO, eventually, hub_config
-from tests.integration.opcua_plant import PlantServer, opcua_file
+from tests.integration.opcua_plant import PLANT_URI, PlantServer, certificate, opcua_file
 
 pytestmark = pytest.mark.integration
 
@@ -212,3 +212,54 @@ async def test_a_server_down_at_start_up_is_reported_and_the_hub_serves(
     assert body["peers"][PEER].startswith(f"not connected to {dead.endpoint}")
     assert h2s == [("gas.h2s", None, "ppm", "bad")]
     assert again == h2s  # one comm loss per outage, not one per attempt
+
+
+async def test_basic256sha256_with_a_password_connects_and_a_wrong_password_is_reported(
+    nats_url: str, database_url: str, tmp_path: Path
+) -> None:
+    server_cert = await certificate(tmp_path, "plant", PLANT_URI, server=True)
+    hub_cert, hub_key = await certificate(tmp_path, "hub", "urn:safetyhub:ingest", server=False)
+    (tmp_path / "password").write_text("s3cret\n", encoding="utf-8")
+    server = PlantServer({H2S: 1.0}, at=at(0), secure=server_cert, users={"hub": "s3cret"})
+    await server.start()
+    security = (
+        "    security: {policy: Basic256Sha256, mode: SignAndEncrypt,"
+        f" certificate: {hub_cert.name}, private_key: {hub_key.name}}}\n"
+    )
+    lines = [
+        "reconnect: {min_s: 0.2, max_s: 1.0}",
+        "servers:",
+        "  - name: dcs-cdu",
+        f"    endpoint: {server.endpoint}",
+        "    site: ulsan-refinery",
+        "    username: hub",
+        "    password_file: password",
+        security.rstrip("\n"),
+        "    subscriptions:",
+        "      - publishing_interval_ms: 50",
+        f'        nodes: [{{node: "{H2S}", device: gd-cdu1-101, kind: gas.h2s}}]',
+        "  - name: intruder",  # the same server, a wrong password: other devices, to tell apart
+        f"    endpoint: {server.endpoint}",
+        "    site: ulsan-refinery",
+        "    username: hub",
+        "    password: guess",
+        security.rstrip("\n"),
+        "    subscriptions:",
+        f'      - nodes: [{{node: "{H2S}", device: gd-cdu1-103, kind: gas.lel}}]',
+    ]
+    file = tmp_path / "opcua.yaml"
+    file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    try:
+        async with bridged_hub(nats_url, database_url, file) as hub:
+            await eventually(lambda: peer_is(hub, "ok"), what="the secure session opened", timeout=20)
+            await server.write(H2S, 4.0, at(1))
+            rows = await eventually(at_least(hub, "gd-cdu1-101", 2), what="values over the secure channel")
+            body = await peers(hub)
+    finally:
+        await server.stop()
+
+    assert [value for _, value, _, _ in rows] == [1.0, 4.0]
+    refused = body["peers"]["ingest.opcua.intruder"]
+    assert refused.startswith(f"not connected to {server.endpoint}")
+    assert "BadUserAccessDenied" in refused or "BadIdentityTokenRejected" in refused, refused
+    assert body["status"] == "ready"
