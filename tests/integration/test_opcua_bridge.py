@@ -16,14 +16,17 @@ import msgspec
 import nats
 import pytest
 from asyncua import ua
+from nats.js import JetStreamContext
 
 from services.common.bus.deadletter import CONSUMER_HEADER, REASON_HEADER, SUBJECT_HEADER
+from services.common.bus.streams import ensure_streams
+from services.common.contracts import ObservationBatch
 from services.common.contracts.quality import quality_name
 from services.hub.bootstrap import Endpoints, Hub
 from services.ingest.bridges.opcua_config import OpcuaConfig
 from services.ingest.config import IngestConfig
 from tests.builders import RECENT
-from tests.conftest import REPO, eventually, hub_config
+from tests.conftest import REPO, eventually, hub_config, hub_streams
 from tests.integration.opcua_plant import PLANT_URI, PlantServer, certificate, opcua_file
 
 pytestmark = pytest.mark.integration
@@ -263,3 +266,36 @@ async def test_basic256sha256_with_a_password_connects_and_a_wrong_password_is_r
     assert refused.startswith(f"not connected to {server.endpoint}")
     assert "BadUserAccessDenied" in refused or "BadIdentityTokenRejected" in refused, refused
     assert body["status"] == "ready"
+
+
+async def test_a_value_the_bus_does_not_take_is_held_and_published_when_it_can_be(
+    nats_url: str, database_url: str, tmp_path: Path
+) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    try:
+        async with plant({H2S: 1.0, LEL: 10.0}) as server:
+            file = opcua_file(tmp_path, server.endpoint, NODES)
+            async with bridged_hub(nats_url, database_url, file) as hub:
+                await eventually(at_least(hub, "gd-cdu1-102", 1), what="the first values stored")
+                await js.delete_stream("OBSERVATIONS")  # JetStream cannot store a reading now
+                await server.write(H2S, 6.0, at(1))
+                held = await eventually(lambda: peer_is(hub, "holding data changes"), what="the value held")
+
+                # The store's consumer went with the stream: the stream itself is checked.
+                await ensure_streams(js, hub_streams())
+                stored_in_stream = await eventually(lambda: _in_stream(js), what="the held value published")
+    finally:
+        await nc.close()
+
+    assert held["status"] == "ready"
+    assert [(m.device, m.kind, m.value) for m in stored_in_stream] == [("gd-cdu1-101", "gas.h2s", 6.0)]
+
+
+async def _in_stream(js: JetStreamContext) -> list[Any] | None:
+    info = await js.stream_info("OBSERVATIONS")
+    if not info.state.messages:
+        return None
+    sub = await js.pull_subscribe("obs.>", durable=None, stream="OBSERVATIONS")
+    batch = ObservationBatch.FromString((await sub.fetch(1, timeout=5))[0].data)
+    return list(batch.observations)
