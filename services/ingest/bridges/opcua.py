@@ -26,32 +26,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
-import msgspec
 from asyncua import ua
 from asyncua.client.client import Client
 from asyncua.client.ua_client import UaClientState
 from asyncua.common.subscription import DataChangeEvent, OverflowPolicy, Subscription
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from asyncua.ua.attribute_ids import AttributeIds
-from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
 from services.common.bus.channel import ChannelPublisher
-from services.common.bus.publisher import PublishRejected
 from services.common.contracts import ObservationBatch
-from services.common.errors import UnavailableError
 from services.common.http.ops import ReadinessCheck
 from services.common.logging import get_logger
 from services.common.sites.registry import SiteRegistry
 from services.ingest.bridges import metrics
 from services.ingest.bridges.deadletter import BridgeDeadLetters
-from services.ingest.bridges.mqtt_mapping import Unmapped, resolve_tenant
 from services.ingest.bridges.opcua_config import (
     Credentials,
     LoadedOpcua,
@@ -60,14 +52,12 @@ from services.ingest.bridges.opcua_config import (
     ServerConfig,
     SubscriptionConfig,
 )
+from services.ingest.bridges.opcua_outlet import BRIDGE, Item, Outlet
 from services.ingest.bridges.opcua_values import NotANumber, Sample, comm_loss, observation, status_name
-from services.ingest.domain.contract import ObservationIn
-from services.ingest.intake import Limits, check_all, encode_checked
+from services.ingest.intake import Limits
 
 log = get_logger(__name__)
 
-BRIDGE = "opcua"
-SOURCE = "/ingest/bridges/opcua"
 # Data changes taken from a subscription and published as one batch at most.
 BATCH = 500
 # Data changes the client holds per subscription before the link reconnects (and the server
@@ -77,12 +67,6 @@ _SECURITY_MODES = {
     "Sign": ua.MessageSecurityMode.Sign,
     "SignAndEncrypt": ua.MessageSecurityMode.SignAndEncrypt,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class _Watched:
-    node: NodeMap
-    subscription: SubscriptionConfig
 
 
 def _data_change_filter(subscription: SubscriptionConfig, node: NodeMap) -> ua.DataChangeFilter | None:
@@ -118,10 +102,9 @@ class ServerLink:
         self.server = server
         self._credentials = credentials
         self._reconnect = reconnect
-        self._registry = registry
-        self._publisher = publisher
-        self._dead = dead
-        self._limits = limits
+        self._outlet = Outlet(
+            server, registry=registry, publisher=publisher, dead=dead, limits=limits, retry=reconnect
+        )
         self._clock = clock
         self._nodes = [node for sub in server.subscriptions for node in sub.nodes]
         self._task: asyncio.Task[None] | None = None
@@ -130,7 +113,6 @@ class ServerLink:
         self._down_reported = False
         self._refused: dict[str, str] = {}  # node id -> status name, of the current connection
         self._last_error = "not connected yet"
-        self._holding = False
         self._handle = 0
 
     @property
@@ -145,8 +127,8 @@ class ServerLink:
         if self._refused:
             refused = ", ".join(f"{node} ({why})" for node, why in sorted(self._refused.items()))
             problems.append(f"{len(self._refused)} node(s) not subscribed: {refused}")
-        if self._holding:
-            problems.append(f"holding data changes: {self._last_error}")
+        if self._outlet.holding is not None:
+            problems.append(f"holding data changes: {self._outlet.holding}")
         return "; ".join(problems)[:300] if problems else None
 
     def start(self) -> None:
@@ -258,7 +240,7 @@ class ServerLink:
         metrics.UNSUBSCRIBED.labels(BRIDGE, self.server.name).set(len(refused))
         for node_id, why in sorted(refused.items()):
             log.error("opcua_node_refused", server=self.server.name, node=node_id, status=why)
-            await self._deadletter(
+            await self._outlet.deadletter(
                 node_id,
                 {"node": node_id},
                 reason=f"the server refused to monitor the node: {why}",
@@ -333,7 +315,7 @@ class ServerLink:
 
     async def _handle_events(self, events: Sequence[object], handles: Mapping[int, NodeMap]) -> None:
         now = self._clock()
-        items: list[ObservationIn] = []
+        items: list[Item] = []
         for event in events:
             if not isinstance(event, DataChangeEvent):
                 continue  # status changes: a lost subscription shows as a lost connection
@@ -346,84 +328,25 @@ class ServerLink:
             status = value.StatusCode.value if value.StatusCode is not None else 0
             sample = Sample(event.value, status, value.SourceTimestamp, value.ServerTimestamp)
             try:
-                items.append(observation(self.server, node, sample, now))
+                items.append((node.node, observation(self.server, node, sample, now)))
             except NotANumber as err:
-                await self._deadletter(
+                await self._outlet.deadletter(
                     node.node, _describe(sample), reason=f"cannot map: {err}", category="unusable"
                 )
         if items:
-            await self._publish(items, now)
-
-    async def _publish(self, items: Sequence[ObservationIn], now: datetime) -> None:
-        """Publish `items` (grouped by tenant); what the registry refuses is dead-lettered."""
-        registry = self._registry()
-        by_site: dict[str, list[ObservationIn]] = defaultdict(list)
-        for item in items:
-            by_site[item.site].append(item)
-        by_tenant: dict[str, list[ObservationIn]] = defaultdict(list)
-        for site, group in by_site.items():
-            try:
-                by_tenant[resolve_tenant(group, self.server.tenant, registry)].extend(group)
-            except Unmapped as err:  # the site left the registry since start-up
-                for item in group:
-                    await self._deadletter(
-                        _node_of(item), _item_json(item), reason=str(err), category=err.category
-                    )
-                log.warning("opcua_site_unmapped", server=self.server.name, site=site)
-        for tenant, group in by_tenant.items():
-            checked = check_all(enumerate(group), registry, now, self._limits)
-            encoded = encode_checked(
-                checked, tenant=tenant, source=SOURCE, received=now, max_payload=self._publisher.max_payload
-            )
-            if encoded.messages:
-                await self._until_taken(functools.partial(self._publisher.publish, encoded.messages))
-                metrics.PUBLISHED.labels(BRIDGE).inc(sum(1 for i in encoded.ids if i))
-            if checked.errors:
-                metrics.REJECTED_ITEMS.labels(BRIDGE).inc(len(checked.errors))
-            for error in checked.errors:
-                item = group[error.index]
-                await self._deadletter(
-                    _node_of(item),
-                    _item_json(item),
-                    reason=f"{error.field or 'item'}: {error.detail}",
-                    category="invalid",
-                )
+            await self._outlet.publish(items, now)
 
     async def _report_comm_loss(self, why: str) -> None:
         at = self._clock()
         items = comm_loss(self.server, self._nodes, at, f"OPC UA server '{self.server.name}': {why}")
         metrics.COMM_LOSSES.labels(BRIDGE).inc()
         try:
-            await self._publish(items, at)
+            pairs = [(node.node, item) for node, item in zip(self._nodes, items, strict=True)]
+            await self._outlet.publish(pairs, at)
         except asyncio.CancelledError:
             raise
         except Exception:  # never lets a reporting failure stop the link's reconnects
             log.exception("opcua_comm_loss_not_published", server=self.server.name)
-
-    async def _deadletter(self, node: str, content: object, *, reason: str, category: str) -> None:
-        topic = f"{self.server.name}/{node}"
-        payload = msgspec.json.encode(content)
-        await self._until_taken(lambda: self._dead.send(topic, payload, reason=reason, category=category))
-
-    async def _until_taken(self, send: Callable[[], Awaitable[object]]) -> None:
-        """`send` again, after a growing wait, until JetStream takes it; the subscription's data
-        changes wait in the client meanwhile."""
-        delay = self._reconnect.min_s
-        try:
-            while True:
-                try:
-                    await send()
-                    return
-                except (UnavailableError, PublishRejected, NatsError, TimeoutError) as err:
-                    self._holding = True
-                    self._last_error = f"the event bus did not take a message: {err}"
-                    log.warning(
-                        "opcua_publish_retry", server=self.server.name, error=str(err), retry_in_s=delay
-                    )
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, self._reconnect.max_s)
-        finally:
-            self._holding = False
 
 
 async def _lost(client: Client) -> None:
@@ -435,14 +358,6 @@ async def _lost(client: Client) -> None:
 async def _disconnect(client: Client) -> None:
     with contextlib.suppress(Exception):
         await asyncio.wait_for(client.disconnect(), timeout=2.0)
-
-
-def _node_of(item: ObservationIn) -> str:
-    return f"{item.site}/{item.device}/{item.kind}"
-
-
-def _item_json(item: ObservationIn) -> dict[str, object]:
-    return msgspec.to_builtins(item)  # type: ignore[no-any-return]
 
 
 def _describe(sample: Sample) -> dict[str, object]:
