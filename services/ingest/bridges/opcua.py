@@ -84,6 +84,27 @@ def _data_change_filter(subscription: SubscriptionConfig, node: NodeMap) -> ua.D
     return flt
 
 
+def _monitored_item(config: SubscriptionConfig, node: NodeMap, handle: int) -> ua.MonitoredItemCreateRequest:
+    """The node's Value attribute, sampled and filtered as configured, reported under `handle`."""
+    item = ua.ReadValueId()
+    item.NodeId = ua.NodeId.from_string(node.node)
+    item.AttributeId = AttributeIds.Value
+    params = ua.MonitoringParameters()
+    params.ClientHandle = handle
+    sampling = node.sampling_interval_ms
+    params.SamplingInterval = config.sampling_interval_ms if sampling is None else sampling
+    params.QueueSize = config.queue_size
+    params.DiscardOldest = True
+    flt = _data_change_filter(config, node)
+    if flt is not None:
+        params.Filter = flt
+    request = ua.MonitoredItemCreateRequest()
+    request.ItemToMonitor = item
+    request.MonitoringMode = ua.MonitoringMode.Reporting
+    request.RequestedParameters = params
+    return request
+
+
 class ServerLink:
     """One OPC UA server: connected, subscribed, read; reconnected after a loss."""
 
@@ -229,7 +250,7 @@ class ServerLink:
             for node in config.nodes:
                 self._handle += 1
                 handles[self._handle] = node
-                requests.append(self._request(client, config, node, self._handle))
+                requests.append(_monitored_item(config, node, self._handle))
             results = await subscription.create_monitored_items(requests)
             for (handle, node), result in zip(list(handles.items()), results, strict=True):
                 if isinstance(result, ua.StatusCode):
@@ -247,28 +268,6 @@ class ServerLink:
                 category="unknown_node",
             )
         return made
-
-    @staticmethod
-    def _request(
-        client: Client, config: SubscriptionConfig, node: NodeMap, handle: int
-    ) -> ua.MonitoredItemCreateRequest:
-        item = ua.ReadValueId()
-        item.NodeId = ua.NodeId.from_string(node.node)
-        item.AttributeId = AttributeIds.Value
-        params = ua.MonitoringParameters()
-        params.ClientHandle = handle
-        sampling = node.sampling_interval_ms
-        params.SamplingInterval = config.sampling_interval_ms if sampling is None else sampling
-        params.QueueSize = config.queue_size
-        params.DiscardOldest = True
-        flt = _data_change_filter(config, node)
-        if flt is not None:
-            params.Filter = flt
-        request = ua.MonitoredItemCreateRequest()
-        request.ItemToMonitor = item
-        request.MonitoringMode = ua.MonitoringMode.Reporting
-        request.RequestedParameters = params
-        return request
 
     async def _consume(
         self, client: Client, subscriptions: list[tuple[Subscription, dict[int, NodeMap]]]

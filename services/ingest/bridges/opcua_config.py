@@ -43,6 +43,8 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
+from asyncua import ua
+from asyncua.ua.uaerrors import UaStringParsingError
 
 from services.common.config.source import SourceFile
 from services.common.config.yaml_loader import load_yaml_file_with_lines
@@ -75,6 +77,10 @@ def check_node_id(text: str) -> None:
     identifier = text.split(";", 1)[-1] if match.group("ns") is not None else text
     if identifier.startswith("i=") and int(identifier[2:]) > _MAX_UINT32:
         raise ValueError(f"node: {text!r}: a numeric identifier is at most {_MAX_UINT32}")
+    try:  # what the client will send: refused now rather than at every connection
+        ua.NodeId.from_string(text)
+    except (ValueError, UaStringParsingError) as err:
+        raise ValueError(f"node: {text!r} is not a node id: {err}") from err
 
 
 class Deadband(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
