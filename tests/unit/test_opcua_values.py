@@ -1,14 +1,17 @@
 """OPC UA data changes as observations: status codes to quality, timestamps to time, ids that
-dedup a value sent again, and comm loss for every node of a server that went away."""
+dedup a value sent again, and comm loss for every node of a server that went away; and the
+monitored items asked of the server."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from asyncua import ua
 from asyncua.ua import StatusCodes
 
-from services.ingest.bridges.opcua_config import NodeMap, ServerConfig, SubscriptionConfig
+from services.ingest.bridges.opcua import monitored_item
+from services.ingest.bridges.opcua_config import Deadband, NodeMap, ServerConfig, SubscriptionConfig
 from services.ingest.bridges.opcua_values import (
     NotANumber,
     Sample,
@@ -124,3 +127,32 @@ def test_an_outage_is_comm_loss_for_every_node_of_the_server() -> None:
     assert all(isinstance(i, Checked) and i.quality_reason == "comm_loss: connection lost" for i in items)
     assert len({i.id for i in items}) == 2
     assert items[0].id != observation(SERVER, NODE, Sample(1.0, 0, NOW, None), NOW).id
+
+
+def test_a_monitored_item_asks_for_the_sampling_queue_and_deadband_configured() -> None:
+    subscription = SubscriptionConfig(
+        sampling_interval_ms=250, queue_size=7, deadband=Deadband(absolute=0.5), nodes=[NODE, OTHER]
+    )
+    own = NodeMap(
+        node="ns=2;i=7",
+        device="gd-cdu1-103",
+        kind="gas.lel",
+        sampling_interval_ms=0,
+        deadband=Deadband(percent=2),
+    )
+
+    first = monitored_item(subscription, NODE, 1)
+    second = monitored_item(subscription, own, 2)
+
+    assert first.ItemToMonitor.NodeId == ua.NodeId("CDU1.GD101.H2S", 2)
+    assert (first.RequestedParameters.ClientHandle, first.RequestedParameters.SamplingInterval) == (1, 250)
+    assert first.RequestedParameters.QueueSize == 7
+    assert first.RequestedParameters.Filter.DeadbandType == ua.DeadbandType.Absolute
+    assert first.RequestedParameters.Filter.DeadbandValue == 0.5
+    assert first.RequestedParameters.Filter.Trigger == ua.DataChangeTrigger.StatusValue
+    assert second.ItemToMonitor.NodeId == ua.NodeId(7, 2)
+    assert second.RequestedParameters.SamplingInterval == 0  # the node's own, over the subscription's
+    assert second.RequestedParameters.Filter.DeadbandType == ua.DeadbandType.Percent
+    assert second.RequestedParameters.Filter.DeadbandValue == 2
+    plain = monitored_item(SubscriptionConfig(nodes=[NODE]), NODE, 3).RequestedParameters.Filter
+    assert not isinstance(plain, ua.DataChangeFilter)  # no filter: every change is reported

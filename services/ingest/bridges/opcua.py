@@ -84,7 +84,7 @@ def _data_change_filter(subscription: SubscriptionConfig, node: NodeMap) -> ua.D
     return flt
 
 
-def _monitored_item(config: SubscriptionConfig, node: NodeMap, handle: int) -> ua.MonitoredItemCreateRequest:
+def monitored_item(config: SubscriptionConfig, node: NodeMap, handle: int) -> ua.MonitoredItemCreateRequest:
     """The node's Value attribute, sampled and filtered as configured, reported under `handle`."""
     item = ua.ReadValueId()
     item.NodeId = ua.NodeId.from_string(node.node)
@@ -250,7 +250,7 @@ class ServerLink:
             for node in config.nodes:
                 self._handle += 1
                 handles[self._handle] = node
-                requests.append(_monitored_item(config, node, self._handle))
+                requests.append(monitored_item(config, node, self._handle))
             results = await subscription.create_monitored_items(requests)
             for (handle, node), result in zip(list(handles.items()), results, strict=True):
                 if isinstance(result, ua.StatusCode):
