@@ -22,7 +22,7 @@ class IngestConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     max_age_days: Annotated[int, msgspec.Meta(ge=0)] = 30
     # Observations in flight to JetStream at once (per process), the back-pressure bound.
     max_in_flight: Positive = 20_000
-    # The MQTT bridge (off unless a broker `url` is given or `embedded` is true).
-    mqtt: MqttConfig = MqttConfig()
     # The OPC UA bridge (off unless `file` names its servers and nodes).
     opcua: OpcuaConfig = OpcuaConfig()
+    # The MQTT bridge (off unless a broker `url` is given or `embedded` is true).
+    mqtt: MqttConfig = MqttConfig()
