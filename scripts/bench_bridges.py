@@ -11,10 +11,14 @@ Starts `safetyhub up` (embedded NATS and PostgreSQL) with the MQTT bridge on the
    the publisher stays at most 500 messages ahead of what the subscriber (or the bridge) took,
    as a broker drops QoS 1 messages past a session's queue (Mosquitto: 1,000 by default);
 4. latency: JSON readings offered at --rate messages/s for --seconds, each stamped with its
-   publish time; p50 / p99 from publish to the row's commit.
+   publish time; p50 / p99 from publish to the row's commit;
+5. OPC UA (scripts/bench_opcua.py): --opcua-count value changes written to an asyncua server
+   with one node per (device, kind), received by a bare asyncua subscription (before the hub
+   starts), then stored through the hub's OPC UA bridge (0 skips it).
 
 Prints the figures, then one JSON line. Not a test: CI does not run it.
-Usage: scripts/bench_bridges.py [--count 20000] [--rate 5000] [--seconds 5] [--broker mqtt://127.0.0.1:1883]
+Usage: scripts/bench_bridges.py [--count 20000] [--rate 5000] [--seconds 5] [--opcua-count 20000]
+                               [--broker mqtt://127.0.0.1:1883]
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from scripts.bench_hub import start_hub
+from scripts.bench_opcua import OpcuaBench
 from services.common.contracts.sparkplug import SparkplugPayload
 from services.common.sites.registry import SiteRegistry
 
@@ -70,7 +75,7 @@ def _free_port() -> int:
         return port
 
 
-def _config(workdir: Path, broker: str | None, points: list[Point]) -> Path:
+def _config(workdir: Path, broker: str | None, points: list[Point], opcua: Path | None) -> Path:
     mqtt: dict[str, object] = {
         "client_id": f"safetyhub-bench-{uuid.uuid4().hex[:8]}",
         "max_in_flight": 5000,
@@ -83,7 +88,10 @@ def _config(workdir: Path, broker: str | None, points: list[Point]) -> Path:
         mqtt["url"] = broker
     else:
         mqtt.update(embedded=True, broker={"port": _free_port()})
-    config = {"sites": [str(ROOT / "sites" / "ulsan-demo.yaml")], "ingest": {"mqtt": mqtt}}
+    ingest: dict[str, object] = {"mqtt": mqtt}
+    if opcua is not None:
+        ingest["opcua"] = {"file": str(opcua)}
+    config = {"sites": [str(ROOT / "sites" / "ulsan-demo.yaml")], "ingest": ingest}
     path = workdir / "hub.yaml"
     path.write_text(json.dumps(config))  # JSON is YAML
     return path
@@ -273,6 +281,39 @@ async def _paced(
     return float(row["p50"]) * 1000, float(row["p99"]) * 1000, total, max(got, 0)
 
 
+def _report(figures: dict[str, object], args: argparse.Namespace) -> None:
+    print(f"bare aiomqtt subscriber: {figures['bare_subscriber_per_s']} messages/s")
+    print(
+        f"JSON, broker -> stored: {figures['json_stored_per_s']} messages/s"
+        f" ({figures['json_ratio_to_bare']} of bare)"
+    )
+    print(
+        f"Sparkplug B, broker -> stored: {figures['sparkplug_stored_per_s']} messages/s"
+        f" ({figures['sparkplug_ratio_to_bare']} of bare)"
+    )
+    print(
+        f"at {args.rate:g} messages/s: {figures['paced_stored']} of {figures['paced_messages']} stored;"
+        f" publish -> stored p50 {figures['paced_p50_ms']} ms, p99 {figures['paced_p99_ms']} ms"
+    )
+    if args.opcua_count > 0:
+        print(
+            f"OPC UA: a bare asyncua subscription receives {figures['opcua_bare_client_per_s']} values/s;"
+            f" server -> stored {figures['opcua_stored_per_s']} values/s"
+            f" ({figures['opcua_ratio_to_bare']} of bare),"
+            f" {figures['opcua_stored']} of {args.opcua_count} stored"
+        )
+    print(f"hub peak RSS {figures['peak_rss_mb']} MB")
+
+
+async def _opcua_server(points: list[Point], count: int) -> tuple[OpcuaBench | None, float]:
+    """The OPC UA server, started, and what a bare client receives from it (before the hub)."""
+    if count <= 0:
+        return None, 0.0
+    opcua = OpcuaBench(SITE, points)
+    await opcua.start()
+    return opcua, await opcua.bare(count)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -281,12 +322,14 @@ async def main() -> None:
     parser.add_argument("--rate", type=float, default=5_000.0)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--broker", default=os.environ.get("SAFETYHUB_MQTT_URL"))
+    parser.add_argument("--opcua-count", type=int, default=20_000)
     args = parser.parse_args()
 
     points = _points()
     workdir = Path(tempfile.mkdtemp(prefix="safetyhub-bench-"))
     os.chmod(workdir, 0o755)  # the embedded PostgreSQL runs unprivileged when we are root
-    config = _config(workdir, args.broker, points)
+    opcua, opcua_bare = await _opcua_server(points, args.opcua_count)
+    config = _config(workdir, args.broker, points, opcua.file(workdir) if opcua else None)
     url = (
         args.broker
         or f"mqtt://127.0.0.1:{json.loads(config.read_text())['ingest']['mqtt']['broker']['port']}"
@@ -315,6 +358,7 @@ async def main() -> None:
         await _phase(url, http_url, conn, births, len(points))
         sparkplug_rate = await _phase(url, http_url, conn, data, args.count)
         p50, p99, paced, paced_stored = await _paced(url, conn, points, args, f"{run}p")
+        opcua_rate, opcua_stored = await opcua.stored(conn, args.opcua_count) if opcua else (0.0, 0)
     finally:
         sampling = False
         await sampler
@@ -322,6 +366,8 @@ async def main() -> None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
         shutil.rmtree(workdir, ignore_errors=True)
+        if opcua is not None:
+            await opcua.stop()
 
     figures = {
         "broker": "external" if args.broker else "embedded",
@@ -337,22 +383,14 @@ async def main() -> None:
         "paced_missing": paced - paced_stored,
         "paced_p50_ms": round(p50, 1),
         "paced_p99_ms": round(p99, 1),
+        "opcua_values": args.opcua_count,
+        "opcua_bare_client_per_s": round(opcua_bare),
+        "opcua_stored_per_s": round(opcua_rate),
+        "opcua_stored": opcua_stored,
+        "opcua_ratio_to_bare": round(opcua_rate / opcua_bare, 2) if opcua_bare else 0.0,
         "peak_rss_mb": round(peak_rss / 1024 / 1024, 1),
     }
-    print(f"bare aiomqtt subscriber: {figures['bare_subscriber_per_s']} messages/s")
-    print(
-        f"JSON, broker -> stored: {figures['json_stored_per_s']} messages/s"
-        f" ({figures['json_ratio_to_bare']} of bare)"
-    )
-    print(
-        f"Sparkplug B, broker -> stored: {figures['sparkplug_stored_per_s']} messages/s"
-        f" ({figures['sparkplug_ratio_to_bare']} of bare)"
-    )
-    print(
-        f"at {args.rate:g} messages/s: {paced_stored} of {paced} stored;"
-        f" publish -> stored p50 {p50:.1f} ms, p99 {p99:.1f} ms"
-    )
-    print(f"hub peak RSS {figures['peak_rss_mb']} MB")
+    _report(figures, args)
     print(json.dumps(figures))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from aiohttp import web
 
@@ -17,6 +18,8 @@ from services.ingest.api import IngestApi
 from services.ingest.bridges import metrics as bridge_metrics
 from services.ingest.bridges.mqtt import MqttBridge
 from services.ingest.bridges.mqtt_broker import EmbeddedBroker
+from services.ingest.bridges.opcua import OpcuaBridge
+from services.ingest.bridges.opcua_config import load_opcua_file
 from services.ingest.channel import OBSERVATION_CHANNEL, OBSERVATIONS
 from services.ingest.config import IngestConfig
 from services.ingest.intake import Limits
@@ -65,6 +68,29 @@ class Ingest(ServiceInstance):
                 base=context.base,
             )
 
+        self._opcua: OpcuaBridge | None = None
+        if config.opcua.file is not None:
+            if context.config.workers > 1:
+                # Every worker would hold its own sessions with each server and report each
+                # outage once per worker.
+                raise ConfigError(
+                    "config",
+                    None,
+                    "ingest.opcua",
+                    "the OPC UA bridge runs in one process: use workers: 1, or `safetyhub run ingest`"
+                    " in a process of its own",
+                )
+            # Read and checked against the site registry now: a bad file stops start-up.
+            path = Path(config.opcua.file)
+            loaded = load_opcua_file(path if path.is_absolute() else context.base / path, context.sites())
+            self._opcua = OpcuaBridge(
+                loaded,
+                registry=context.sites,
+                publisher=observations,
+                js=context.js,
+                limits=Limits.of(config),
+            )
+
     def add_routes(self, app: web.Application) -> None:
         self._api.add_routes(app)
         self._alertmanager.add_routes(app)
@@ -74,7 +100,12 @@ class Ingest(ServiceInstance):
         return self._max_body
 
     def peer_checks(self) -> Mapping[str, ReadinessCheck]:
-        return {"mqtt": self._bridge.status} if self._bridge is not None else {}
+        checks: dict[str, ReadinessCheck] = {}
+        if self._bridge is not None:
+            checks["mqtt"] = self._bridge.status
+        if self._opcua is not None:
+            checks.update(self._opcua.peer_checks())
+        return checks
 
     async def start(self) -> None:
         await self._publisher.start()
@@ -82,12 +113,16 @@ class Ingest(ServiceInstance):
             self._bridge.use_embedded(await self._broker.start())
         if self._bridge is not None:
             self._bridge.start()
+        if self._opcua is not None:
+            self._opcua.start()
 
     async def stop(self) -> None:
         # HTTP intake stopped first, so no request is still waiting for an acknowledgement; the
         # bridge stops before the publisher, leaving what it has not acknowledged to the broker.
         if self._bridge is not None:
             await self._bridge.stop()
+        if self._opcua is not None:
+            await self._opcua.stop()
         if self._broker is not None:
             await self._broker.stop()
         await self._publisher.close()

@@ -9,6 +9,7 @@ import msgspec
 from services.common.settings import Positive, PositiveFloat
 from services.ingest.alertmanager_config import AlertmanagerConfig
 from services.ingest.bridges.mqtt_config import MqttConfig
+from services.ingest.bridges.opcua_config import OpcuaConfig
 
 
 class IngestConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -22,6 +23,8 @@ class IngestConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     max_age_days: Annotated[int, msgspec.Meta(ge=0)] = 30
     # Observations in flight to JetStream at once (per process), the back-pressure bound.
     max_in_flight: Positive = 20_000
+    # The OPC UA bridge (off unless `file` names its servers and nodes).
+    opcua: OpcuaConfig = OpcuaConfig()
     # The MQTT bridge (off unless a broker `url` is given or `embedded` is true).
     mqtt: MqttConfig = MqttConfig()
     # POST /v1/integrations/alertmanager: how an alert's labels name its site, zone and kind.

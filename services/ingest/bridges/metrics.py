@@ -35,3 +35,20 @@ CONNECTED = Gauge(
     ["bridge"],
     multiprocess_mode="livemax",
 )
+PEER_CONNECTED = Gauge(
+    "safetyhub_bridge_peer_connected",
+    "1 while a bridge is connected to this one of its peers (an OPC UA server)",
+    ["bridge", "peer"],
+    multiprocess_mode="livemax",
+)
+UNSUBSCRIBED = Gauge(
+    "safetyhub_bridge_unsubscribed_nodes",
+    "Configured nodes the peer refused to monitor on the current connection (BadNodeIdUnknown...)",
+    ["bridge", "peer"],
+    multiprocess_mode="livemax",
+)
+COMM_LOSSES = Counter(
+    "safetyhub_bridge_comm_losses",
+    "Outages of a peer reported as comm-loss observations of the devices behind it",
+    ["bridge"],
+)
