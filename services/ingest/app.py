@@ -130,7 +130,7 @@ class Ingest(ServiceInstance):
 
 INGEST: Service[IngestConfig] = Service(
     name="ingest",
-    description="POST /v1/observations, MQTT, Alertmanager -> JetStream OBSERVATIONS",
+    description="HTTP, MQTT, Sparkplug B, OPC UA, Frigate, Alertmanager -> JetStream OBSERVATIONS",
     config=IngestConfig,
     factory=Ingest,
     streams=(OBSERVATIONS,),
