@@ -1,4 +1,5 @@
-"""The `safetyhub` command: up, demo, run, migrate, keys (create, list, revoke), tokens (issue)."""
+"""The `safetyhub` command: up, demo, run, migrate, keys (create, list, revoke), tokens (issue),
+feed credentials (create, list, revoke)."""
 
 from __future__ import annotations
 
@@ -111,6 +112,7 @@ def _parser(registry: Registry = REGISTRY) -> argparse.ArgumentParser:
     )
 
     _tokens_parser(sub, common)
+    _feed_parser(sub, common)
     _models_parser(sub)
     return parser
 
@@ -125,6 +127,43 @@ def _models_parser(sub: Any) -> None:
     install.add_argument(
         "--data-dir", type=Path, help="data directory (default $SAFETYHUB_DATA_DIR or ./.safetyhub)"
     )
+
+
+def _feed_name(text: str) -> str:
+    from services.feed.credentials import FeedCredentialsError, check_name
+
+    try:
+        return check_name(text)
+    except FeedCredentialsError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--name: ")) from None
+
+
+def _feed_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    feed = sub.add_parser("feed", help="the city feed: NATS credentials of the city platform")
+    feed_sub = feed.add_subparsers(dest="feed_command", required=True, metavar="WHAT", help="credentials")
+    creds = feed_sub.add_parser("credentials", help="create, list and revoke the city's NATS users")
+    creds_sub = creds.add_subparsers(
+        dest="credentials_command", required=True, metavar="ACTION", help="create, list or revoke"
+    )
+    create = creds_sub.add_parser(
+        "create", help="a NATS user that may read the FEED stream only; its password is printed once"
+    )
+    common(create)
+    create.add_argument(
+        "--name", required=True, type=_feed_name, help="the user and durable consumer name, e.g. city-ulsan"
+    )
+    create.add_argument(
+        "--print-config",
+        action="store_true",
+        help="also print the user's block for an external nats-server's configuration"
+        " (always printed when bus.url / SAFETYHUB_NATS_URL names one)",
+    )
+    listing = creds_sub.add_parser("list", help="list the city's NATS users (never a secret)")
+    common(listing)
+    listing.add_argument("--all", action="store_true", help="revoked users too")
+    revoke = creds_sub.add_parser("revoke", help="revoke a user: a running embedded server drops it at once")
+    common(revoke)
+    revoke.add_argument("name", metavar="NAME", type=_feed_name, help="the user, as `list` shows it")
 
 
 def _tokens_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -244,6 +283,28 @@ async def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _feed(args: argparse.Namespace) -> int:
+    from services.hub import feed_commands
+
+    config, _ = _config(args)
+    data_dir = _data_dir(args)
+    if args.credentials_command == "list":
+        configure_logging("warning")
+        print(await asyncio.to_thread(feed_commands.show, data_dir, include_revoked=args.all))
+        return 0
+    configure_logging(config.log_level)  # the change is logged as an `audit` event on stderr
+    if args.credentials_command == "revoke":
+        reloaded = await feed_commands.revoke(config, data_dir, args.name)
+        print(f"revoked {args.name}" + (": the running NATS server dropped it" if reloaded else ""))
+        return 0
+    created = await feed_commands.create(config, data_dir, args.name)
+    print(feed_commands.describe(created))
+    if args.print_config or created.external:
+        print()
+        print(feed_commands.server_config(created))
+    return 0
+
+
 async def _models(args: argparse.Namespace) -> int:
     from services.video.models import MODELS, install
 
@@ -294,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "migrate": _migrate,
         "keys": _keys,
         "tokens": _tokens,
+        "feed": _feed,
         "models": _models,
     }
     try:

@@ -15,11 +15,12 @@ from services.common.db import migrations
 from services.common.db.pool import create_pool
 from services.common.errors import ConfigError
 from services.common.logging import get_logger
+from services.common.redact import redact
 from services.common.settings import HubConfig
 from services.common.sites.registry import SiteRegistry
 from services.hub.bootstrap import Endpoints, Hub, LoadedSites, load_sites
 from services.hub.registry import REGISTRY, Registry
-from services.hub.runtime import database_url, hub_endpoints, redact, write_runtime_file
+from services.hub.runtime import database_url, hub_endpoints, write_runtime_file
 from services.hub.supervisor import Supervisor, WorkerPlan, free_port
 
 log = get_logger(__name__)
@@ -80,7 +81,7 @@ def _announce(data_dir: Path, http_url: str, endpoints: Endpoints, *, workers: i
     log.info(
         "hub_ready",
         http=http_url,
-        nats=endpoints.nats_url,
+        nats=redact(endpoints.nats_url),
         postgres=redact(endpoints.database_url),
         data_dir=str(data_dir),
         workers=workers,

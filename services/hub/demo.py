@@ -19,10 +19,11 @@ from pathlib import Path
 from services.common.auth.keys import create_key
 from services.common.auth.verifier import KeyVerifier
 from services.common.logging import configure_logging, get_logger
+from services.common.redact import redact
 from services.common.settings import HubConfig
 from services.common.sites.registry import SiteRegistry
 from services.hub.bootstrap import Endpoints, Hub, load_sites
-from services.hub.runtime import hub_endpoints, redact, write_runtime_file
+from services.hub.runtime import hub_endpoints, write_runtime_file
 from services.simulator.plant import PlantSimulator
 from services.simulator.poster import PosterStats, run_simulator
 
@@ -102,7 +103,7 @@ def _info(
     return {
         "HTTP API": hub.http_url,
         "API docs": f"{hub.http_url}/docs",
-        "NATS": endpoints.nats_url,
+        "NATS": redact(endpoints.nats_url),
         "PostgreSQL": redact(endpoints.database_url),
         "Data dir": str(data_dir),
         f"Viewer key ({viewer_tenant})": viewer,

@@ -21,6 +21,7 @@ from services.common.embedded.nats_server import EmbeddedNats
 from services.common.embedded.postgres_server import EmbeddedPostgres
 from services.common.embedded.supervisor import Supervised
 from services.common.logging import get_logger
+from services.common.redact import redact
 from services.common.settings import HubConfig
 from services.hub.bootstrap import Endpoints
 
@@ -39,7 +40,7 @@ async def hub_endpoints(data_dir: Path, config: HubConfig) -> AsyncIterator[Endp
                 nats = Supervised(EmbeddedNats(data_dir, port=config.bus.embedded_port), "nats")
                 nats_url = await nats.start()
                 stack.push_async_callback(nats.stop)
-                log.info("embedded_nats_started", url=nats_url)
+                log.info("embedded_nats_started", url=redact(nats_url))
             database_url = config.database.url
             if database_url is None:
                 postgres = Supervised(
@@ -83,12 +84,3 @@ def write_runtime_file(data_dir: Path, *, http_url: str, endpoints: Endpoints) -
     with os.fdopen(fd, "w") as out:
         json.dump(content, out, indent=2)
     return path
-
-
-def redact(url: str) -> str:
-    """postgresql://user:secret@host/db -> postgresql://user:***@host/db"""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not at or ":" not in creds:
-        return url
-    return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"

