@@ -286,7 +286,15 @@ class IncidentAttachmentsApi:
                         raise _too_large()
                 fields["file"] = (bytes(data), part.filename or "", part.headers.get("Content-Type", ""))
             elif name == "note":
-                note = await part.text()
+                raw = bytearray()
+                while chunk := await part.read_chunk(4096):
+                    raw += chunk
+                    if len(raw) > 4 * _MAX_NOTE:  # UTF-8 takes at most 4 bytes a character
+                        raise _field("note", f"at most {_MAX_NOTE} characters")
+                try:
+                    note = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise _field("note", "not UTF-8 text") from None
                 if len(note) > _MAX_NOTE or "\x00" in note:
                     raise _field("note", f"at most {_MAX_NOTE} characters, no U+0000")
                 fields["note"] = note
