@@ -112,6 +112,13 @@ def chord_of(radius_m: float) -> float:
     return 2 * math.sin(min(radius_m / EARTH_RADIUS_M, math.pi) / 2)
 
 
+# PostgreSQL cannot estimate how many positions a cube holds (a fixed guess of a few rows), so with
+# a radius its first plans read every incident in the cube through a bitmap and sort them all:
+# 50-150 ms with 100,000 in it, against 2 ms for walking the index nearest first. Within this
+# query's transaction, the planner is left only the walk.
+NEAR_PLAN = "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off"
+
+
 def build_list_sql(query: IncidentQuery, after: Cursor | None) -> tuple[str, list[Any]]:
     params: list[Any] = [query.tenant, list(query.sites)]
 
@@ -163,7 +170,11 @@ async def list_incidents(
 
     async def run() -> list[asyncpg.Record]:
         async with pool.acquire() as conn:
-            return list(await conn.fetch(sql, *params))
+            if query.near is None:
+                return list(await conn.fetch(sql, *params))
+            async with conn.transaction():
+                await conn.execute(NEAR_PLAN)
+                return list(await conn.fetch(sql, *params))
 
     rows = await bounded(timeout_s, run())
     cursor = None

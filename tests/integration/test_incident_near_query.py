@@ -7,12 +7,19 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
 from services.incidents.domain.fusion import distance_m
-from services.incidents.read_query import IncidentQuery, build_list_sql, decode_cursor, list_incidents
+from services.incidents.read_query import (
+    NEAR_PLAN,
+    IncidentQuery,
+    build_list_sql,
+    decode_cursor,
+    list_incidents,
+)
 
 TENANT = "ulsan-refining"
 CENTRE = (35.4778, 129.3554)
@@ -100,8 +107,17 @@ async def test_the_radius_keeps_exactly_those_within_it(migrated_pool: asyncpg.P
 async def test_near_walks_the_index_instead_of_sorting_every_incident(migrated_pool: asyncpg.Pool) -> None:
     await fill(migrated_pool, scattered(5_000, seed=3))
     await migrated_pool.execute("ANALYZE incidents")
-    for radius in (None, 5_000.0):
+    for radius in (None, 5_000.0, 300.0):
         query = IncidentQuery(tenant=TENANT, sites=["ulsan-refinery"], near=CENTRE, radius_m=radius, limit=50)
         sql, params = build_list_sql(query, None)
-        plan = "\n".join(r[0] for r in await migrated_pool.fetch("EXPLAIN " + sql, *params))
-        assert "incidents_near" in plan, plan
+        async with migrated_pool.acquire() as conn, conn.transaction():
+            await conn.execute(NEAR_PLAN)
+            plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN ANALYZE " + sql, *params))
+        # The index walked in distance order (its `Order By`), stopping after the page: no
+        # bitmap of every incident in the cube, no sort of them all.
+        assert "Index Scan using incidents_near" in plan and "Order By" in plan, plan
+        assert "Bitmap" not in plan, plan
+        scan = re.search(r"Index Scan using incidents_near .*actual time=\S+ rows=(\d+)", plan)
+        assert scan is not None, plan
+        walked = int(scan[1])
+        assert walked < 200, plan
