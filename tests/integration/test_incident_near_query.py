@@ -121,3 +121,20 @@ async def test_near_walks_the_index_instead_of_sorting_every_incident(migrated_p
         assert scan is not None, plan
         walked = int(scan[1])
         assert walked < 200, plan
+
+
+async def test_an_incident_without_a_position_is_listed_but_never_near(migrated_pool: asyncpg.Pool) -> None:
+    await fill(migrated_pool, [(TENANT, "", CENTRE[0], CENTRE[1])])
+    await migrated_pool.execute(
+        "INSERT INTO incidents (tenant, id, site, type, status, severity, severity_rank, opened_at,"
+        " updated_at, version, body) VALUES ($1, 'FLOOD', 'ulsan-refinery', 'alarm_flood', 'open',"
+        " 'Moderate', 2, $2, $2, 1, '{\"id\": \"FLOOD\"}')",
+        TENANT,
+        T0,
+    )
+
+    plain = await pages(migrated_pool, IncidentQuery(tenant=TENANT, sites=["ulsan-refinery"]))
+    near = await pages(migrated_pool, IncidentQuery(tenant=TENANT, sites=["ulsan-refinery"], near=CENTRE))
+
+    assert {incident for incident, _ in plain} == {"FLOOD", f"{0:026d}"}
+    assert [incident for incident, _ in near] == [f"{0:026d}"]

@@ -8,9 +8,12 @@
 CREATE EXTENSION IF NOT EXISTS cube;
 CREATE EXTENSION IF NOT EXISTS btree_gist;
 
+-- NULL where the position is unknown (a flood, a site-wide fault): cube() refuses NULLs.
 ALTER TABLE incidents ADD COLUMN earth cube GENERATED ALWAYS AS (
-    cube(ARRAY[cos(radians(lat)) * cos(radians(lon)),
-               cos(radians(lat)) * sin(radians(lon)),
-               sin(radians(lat))])
+    CASE WHEN lat IS NOT NULL AND lon IS NOT NULL THEN
+        cube(ARRAY[cos(radians(lat)) * cos(radians(lon)),
+                   cos(radians(lat)) * sin(radians(lon)),
+                   sin(radians(lat))])
+    END
 ) STORED;
 CREATE INDEX incidents_near ON incidents USING gist (tenant, earth) WHERE earth IS NOT NULL;
