@@ -12,7 +12,8 @@ next (so each one's alarm is an incident of its own), then:
 2. list: --incidents incidents are written to the incidents table (a plausible mix of types,
    statuses and severities over the site's area), then --requests sequential requests each of
    `GET /v1/incidents?limit=50` (plain), with status, severity and type filters (filtered), and
-   `near=` with a 5 km radius (near), each timed at the client.
+   `near=` with a 5 km radius (near), each timed at the client, once the hub's consumers have
+   caught up with the first part's load (so the list, not that backlog, is timed).
 
 The issue's target measures to the SSE live stream, which is not built yet: here the end point is
 the INCIDENTS message the stream will relay. Prints the figures, then one JSON line. Not a test.
@@ -38,6 +39,7 @@ import aiohttp
 import asyncpg
 import msgspec
 import nats
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -192,7 +194,29 @@ FROM (
 """
 
 
+async def _caught_up(info: dict[str, str], timeout_s: float = 120.0) -> float:
+    """Waits until the hub's consumers have nothing left to deliver (the first part's backlog), so
+    the list is timed on its own; returns the seconds waited."""
+    started = time.perf_counter()
+    quiet = 0
+    async with aiohttp.ClientSession() as session:
+        while time.perf_counter() - started < timeout_s and quiet < 3:
+            async with session.get(info["http_url"] + "/metrics") as resp:
+                text = await resp.text()
+            lag = sum(
+                sample.value
+                for family in text_string_to_metric_families(text)
+                if family.name == "safetyhub_consumer_lag"
+                for sample in family.samples
+            )
+            quiet = quiet + 1 if lag == 0 else 0
+            await asyncio.sleep(0.5)
+    return time.perf_counter() - started
+
+
 async def _list(info: dict[str, str], key: str, args: argparse.Namespace) -> dict[str, float]:
+    waited = await _caught_up(info)
+    print(f"list: the hub caught up with the first part's load after {waited:.1f} s")
     conn = await asyncpg.connect(info["database_url"])
     try:
         await conn.execute(_FILL, TENANT, SITE, LAT0, LON0, args.incidents)

@@ -20,6 +20,7 @@ import asyncpg
 from aiohttp import web
 from nats.aio.client import Client as NATS
 
+from services.common.audit.api import AuditApi
 from services.common.auth.hub_key import hub_key
 from services.common.auth.tokens import TokenVerifier
 from services.common.auth.verifier import KeyVerifier
@@ -238,6 +239,7 @@ class Hub:
         add_ops_routes(app, checks, peers=peers)
         add_api_docs(app)
         SitesApi(lambda: self.registry).add_routes(app)  # the registry object is swapped on reload
+        AuditApi(pool).add_routes(app)  # every part writes the trail; any process serves it
         for instance in instances:
             instance.add_routes(app)
         return app

@@ -5,7 +5,8 @@ would, and they add up: every accepted observation is stored, a duplicate (dropp
 or by the store) or in flight. The pure parts (`snapshot`, `rates`, `render`) are separate from
 the refresh loop so they can be tested without a terminal. Below the flow, the alarm summary per
 site (alarm_view.py: active alarms by priority, the flood state and the alarm load against its
-ISA-18.2 targets), then each running service shows the rows its declaration lists
+ISA-18.2 targets), the open incidents with severity, age and owner (incident_view.py, read from
+the API), then each running service shows the rows its declaration lists
 (`Service.panel`): a new service appears without an edit here.
 """
 
@@ -15,8 +16,9 @@ import asyncio
 import contextlib
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -32,6 +34,7 @@ from services.common.bus.consumer import CONSUMER_LAG
 from services.common.bus.deadletter import DEADLETTERED
 from services.common.kernel import Service
 from services.hub.alarm_view import SiteAlarms, alarm_table, site_alarms
+from services.hub.incident_view import OpenIncident, incident_table
 from services.hub.registry import REGISTRY as SERVICES
 from services.ingest import metrics as ingest
 from services.store import metrics as store
@@ -63,6 +66,10 @@ _SUFFIX = {"counter": "_total", "histogram": "_count", "summary": "_count"}
 def _sample_name(metric: MetricWrapperBase) -> str:
     (family,) = metric.describe()
     return f"{family.name}{_SUFFIX.get(family.type, '')}"
+
+
+# The open incidents as read, and when (their ages are counted to then).
+Listed = tuple[Sequence[OpenIncident], datetime]
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,9 +219,11 @@ def render(
     flow: FlowRates,
     panels: Sequence[PanelLine] = (),
     alarms: Sequence[SiteAlarms] = (),
+    *,
+    incidents: Listed | None = None,
 ) -> RenderableType:
-    """The whole view: where things are, the flow table, the alarms per site, the services'
-    panels, and how to stop."""
+    """The whole view: where things are, the flow table, the alarms per site, the open incidents
+    (as read at the moment given), the services' panels, and how to stop."""
     header = Table.grid(padding=(0, 2))
     header.add_column(style="bold cyan", no_wrap=True)
     header.add_column(overflow="fold")
@@ -246,6 +255,8 @@ def render(
     ]
     if alarms:  # above the services' panels: what an operator looks at first
         parts.append(alarm_table(alarms))
+    if incidents is not None:
+        parts.append(incident_table(*incidents))
     if panels:
         services = Table(title="Services", title_justify="left", expand=False)
         for column in ("service", "", "total", "detail"):
@@ -272,24 +283,27 @@ async def run_dashboard(
     refresh_s: float = 1.0,
     registry: CollectorRegistry = REGISTRY,
     services: Sequence[Service[Any]] | None = None,
+    incidents: Callable[[], Awaitable[Sequence[OpenIncident]]] | None = None,
 ) -> None:
     """Shows the live view on `console` (the terminal by default) until `stop` is set; the
-    panels of `services` (every registered service by default) below the flow."""
+    panels of `services` (every registered service by default) below the flow, and the open
+    incidents `incidents` reads (none without it)."""
     shown = SERVICES.services if services is None else services
 
-    def below() -> tuple[list[PanelLine], list[SiteAlarms]]:
+    async def view(cur: FlowSnapshot, flow: FlowRates) -> RenderableType:
         families = list(registry.collect())
-        return panel_lines(families, shown), site_alarms(families)
+        listed = (await incidents(), datetime.now(UTC)) if incidents is not None else None
+        return render(info, cur, flow, panel_lines(families, shown), site_alarms(families), incidents=listed)
 
     loop = asyncio.get_running_loop()
     prev, prev_at = snapshot(registry), loop.time()
-    first = render(info, prev, rates(prev, prev, 0.0), *below())
+    first = await view(prev, rates(prev, prev, 0.0))
     with Live(first, console=console or Console(), auto_refresh=False) as live:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=refresh_s)
             cur, at = snapshot(registry), loop.time()
-            live.update(render(info, cur, rates(prev, cur, at - prev_at), *below()), refresh=True)
+            live.update(await view(cur, rates(prev, cur, at - prev_at)), refresh=True)
             prev, prev_at = cur, at
 
 

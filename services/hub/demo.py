@@ -2,20 +2,25 @@
 
 A newcomer sees data flow at once: the simulator posts every device's readings each second through
 the real ingest API (with one gateway key per tenant), and every few minutes a gas release, a pump
-vibration or a detector fault. Keys are made on first run and kept in the data dir, so a second
-demo on the same data dir reuses them. Logs go to `<data dir>/logs/hub.log` while the live view
-owns the terminal.
+vibration or a detector fault. A simulated responder (services/simulator/responder.py) works the
+first tenant's incidents through the incident API with a person's token signed by the hub's own
+key: it acknowledges, goes on scene and resolves once the alarms have returned. Keys are made on
+first run and kept in the data dir, so a second demo on the same data dir reuses them. Logs go to
+`<data dir>/logs/hub.log` while the live view owns the terminal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import shlex
 from pathlib import Path
 
+from services.common.audit import Actor, record, transaction
+from services.common.auth.hub_key import hub_key, issue_token
 from services.common.auth.keys import create_key
 from services.common.auth.verifier import KeyVerifier
 from services.common.logging import configure_logging, get_logger
@@ -23,12 +28,36 @@ from services.common.redact import redact
 from services.common.settings import HubConfig
 from services.common.sites.registry import SiteRegistry
 from services.hub.bootstrap import Endpoints, Hub, load_sites
+from services.hub.incident_view import IncidentFeed
 from services.hub.runtime import hub_endpoints, write_runtime_file
 from services.simulator.plant import PlantSimulator
 from services.simulator.poster import PosterStats, run_simulator
+from services.simulator.responder import run_responder
 
 log = get_logger(__name__)
 KEYS_FILE = "demo-keys.json"
+# The simulated field responder: a person's token subject, as the incidents' owner shows it.
+RESPONDER = "demo-responder"
+RESPONDER_TTL_S = 8 * 3600.0
+
+
+async def _responder_token(hub: Hub, tenant: str) -> str:
+    """A person's token for the simulated responder, signed with the hub's own key (as `safetyhub
+    tokens issue` signs one), its issue in the audit trail."""
+    async with transaction(hub.pool) as tx:
+        key = await hub_key(tx)
+        token = issue_token(
+            key,
+            subject=RESPONDER,
+            tenant=tenant,
+            roles=["responder"],
+            name="Simulated responder",
+            ttl_s=RESPONDER_TTL_S,
+        )
+        detail = {"roles": ["responder"], "sites": None, "ttl_s": RESPONDER_TTL_S, "kid": key.kid}
+        entry = Actor.command().entry("token.issued", tenant=tenant, target=RESPONDER, detail=detail)
+        await record(tx, entry)
+    return token
 
 
 async def _demo_keys(hub: Hub, registry: SiteRegistry, data_dir: Path) -> dict[str, str]:
@@ -156,6 +185,7 @@ async def _run(
     live: bool,
 ) -> None:
     gateway_keys = {name.split(":", 1)[1]: key for name, key in keys.items() if name.startswith("gateway:")}
+    viewer_tenant, viewer = next((k.split(":", 1)[1], v) for k, v in keys.items() if k.startswith("viewer:"))
     stats = PosterStats()
     tasks = [
         asyncio.create_task(
@@ -163,10 +193,18 @@ async def _run(
             name="simulator",
         )
     ]
+    if hub.config.auth.jwt.hub_tokens:
+        token = functools.partial(_responder_token, hub, viewer_tenant)
+        tasks.append(
+            asyncio.create_task(run_responder(hub.http_url, token, RESPONDER, stop), name="responder")
+        )
+    else:
+        log.info("demo_responder_off", reason="auth.jwt.hub_tokens is off: no token to sign in with")
     if live:
         from services.hub.dashboard import run_dashboard
 
-        tasks.append(asyncio.create_task(run_dashboard(info, stop), name="dashboard"))
+        feed = IncidentFeed(hub.http_url, viewer)
+        tasks.append(asyncio.create_task(run_dashboard(info, stop, incidents=feed.fetch), name="dashboard"))
     else:
         log.info("demo_ready", **{k.lower().replace(" ", "_"): v for k, v in info.items()})
     await stop.wait()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from services.alarms.app import ALARMS
+from services.common.audit.api import READ_AUDIT
 from services.common.auth.principal import Permission
 from services.common.bus.streams import DEADLETTER_STREAM, StreamSpec, stream_specs
 from services.common.db import migrations
@@ -28,7 +29,7 @@ from services.video.app import VIDEO
 KERNEL: tuple[KernelComponent, ...] = (
     KernelComponent(name="auth", migrations="services.common.auth"),
     KernelComponent(name="outbox", migrations="services.common.outbox"),
-    KernelComponent(name="audit", migrations="services.common.audit"),
+    KernelComponent(name="audit", migrations="services.common.audit", permissions=(READ_AUDIT,)),
 )
 
 # In start order; stopped in reverse.
@@ -94,7 +95,8 @@ class Registry:
         return HUB_PUBLIC_PATHS.union(*(s.public_paths for s in chosen))
 
     def permissions(self) -> tuple[Permission, ...]:
-        return tuple(p for s in self.services for p in s.permissions)
+        kernel = tuple(p for k in self.kernel for p in k.permissions)
+        return kernel + tuple(p for s in self.services for p in s.permissions)
 
 
 @functools.cache

@@ -1,9 +1,9 @@
 """POST /v1/incidents/{id}/{action}: a person's change of an incident (the write side of the API).
 
-Actions: ack, assign, dispatch, resolve, close, reopen, comments. Optimistic concurrency: every
-answer about an incident carries its `ETag` (its version); a change must send it back in
-`If-Match`. A stale one is 412, so two responders never both take an incident unknowingly; a
-missing one is 428. An action the status refuses is 409 naming the status.
+Actions: ack, assign, dispatch, resolve, close, reopen, comments (photos: attachments_api.py).
+Optimistic concurrency: every answer about an incident carries its `ETag` (its version); a
+change must send it back in `If-Match`. A stale one is 412, so two responders never both take
+an incident unknowingly; a missing one is 428. An action the status refuses is 409 naming the status.
 
 Each action is one unit of work: the site's row and the incident's locked (repository.py), the
 version checked, the change decided (domain/lifecycle.py), the incident and its timeline entry
@@ -214,6 +214,7 @@ class IncidentActionsApi:
                 ),
             )
             timeline = await timeline_of(conn, principal.tenant, incident.id)
+            photos = await repository.attachments_of(conn, principal.tenant, incident.id)
         log.info(
             "incident_action",
             site=site,
@@ -224,7 +225,7 @@ class IncidentActionsApi:
         )
         registered = self._reads.site_timezone(site)
         lang = language(request.headers.get("Accept-Language"), registered)
-        payload = detail_json(incident, lang, timeline)
+        payload = detail_json(incident, lang, timeline, photos)
         return web.Response(
             body=msgspec.json.encode(payload),
             content_type="application/json",

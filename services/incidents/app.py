@@ -15,6 +15,7 @@ from services.common.kernel import PanelRow, Service, ServiceContext, ServiceIns
 from services.incidents import metrics
 from services.incidents.actions_api import MAX_BODY_BYTES, IncidentActionsApi
 from services.incidents.adapters.signals import SignalReader
+from services.incidents.attachments_api import MAX_ATTACHMENT_BODY, IncidentAttachmentsApi
 from services.incidents.channel import INCIDENTS as INCIDENTS_STREAM
 from services.incidents.config import IncidentsConfig
 from services.incidents.domain.fusion import Fusion
@@ -37,14 +38,17 @@ class Incidents(ServiceInstance):
         self.service = IncidentsService(context.pool, (context.nc, context.js), config, fusion, reader)
         self._reads = IncidentReadApi(context.pool, context.sites)
         self._actions = IncidentActionsApi(self.service, self._reads)
+        self._attachments = IncidentAttachmentsApi(context.pool, self.service, self._reads)
 
     def add_routes(self, app: web.Application) -> None:
         self._reads.add_routes(app)
         self._actions.add_routes(app)
+        self._attachments.add_routes(app)
 
     @property
     def max_body_bytes(self) -> int:
-        return MAX_BODY_BYTES
+        # A photo is the largest body; every route bounds its own body below this.
+        return max(MAX_BODY_BYTES, MAX_ATTACHMENT_BODY)
 
     def readiness_checks(self) -> Mapping[str, ReadinessCheck]:
         async def rules_loaded() -> str | None:

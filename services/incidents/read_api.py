@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 import asyncpg
 import msgspec
@@ -25,6 +25,7 @@ from services.common.db.pool import TRANSIENT_DB_ERRORS
 from services.common.errors import UnavailableError
 from services.common.http.middleware import principal_of
 from services.common.http.problem import Problem, invalid_query
+from services.common.http.query import parse_time
 from services.common.sites.registry import SiteRegistry
 from services.common.types import SLUG_PATTERN
 from services.incidents import repository
@@ -50,11 +51,6 @@ INCIDENT_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}\Z")
 _LIMIT = re.compile(r"^[0-9]{1,7}\Z", re.ASCII)
 _NUMBER = re.compile(r"^-?[0-9]{1,3}(\.[0-9]{1,12})?\Z", re.ASCII)
 _RADIUS = re.compile(r"^[0-9]{1,8}(\.[0-9]{1,6})?\Z", re.ASCII)
-_SPACED_OFFSET = re.compile(r"^(?P<moment>.+\d) (?P<offset>\d{2}:\d{2})\Z")
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})\Z", re.ASCII
-)
-_TIME_HINT = "expected an RFC 3339 time with an offset, such as 2026-11-22T09:00:00+09:00"
 _INCIDENT = msgspec.json.Decoder(Incident)
 
 
@@ -73,16 +69,7 @@ def _enum(request: web.Request, name: str, known: Sequence[str]) -> list[str] | 
 
 
 def parse_since(raw: str) -> datetime:
-    raw = _SPACED_OFFSET.sub(r"\g<moment>+\g<offset>", raw)
-    if not _RFC3339.match(raw):
-        raise invalid_query("since", _TIME_HINT)
-    raw = re.sub(r"(\.\d{6})\d+", r"\1", raw)
-    try:
-        moment = datetime.fromisoformat(raw.replace("z", "Z"))
-        moment.astimezone(UTC)
-    except (ValueError, OverflowError) as err:
-        raise invalid_query("since", f"not a time that exists; {_TIME_HINT}") from err
-    return moment
+    return parse_time("since", raw)
 
 
 def parse_near(raw: str) -> tuple[float, float]:
@@ -199,6 +186,7 @@ class IncidentReadApi:
                 if incident is None or incident.site not in readable:
                     raise not_found(incident_id)
                 timeline = await timeline_of(conn, principal.tenant, incident_id)
+                photos = await repository.attachments_of(conn, principal.tenant, incident_id)
                 await record(
                     conn,
                     AuditEntry.by(
@@ -211,7 +199,7 @@ class IncidentReadApi:
                 )
         except TRANSIENT_DB_ERRORS as err:
             raise UnavailableError("PostgreSQL is unreachable") from err
-        body = detail_json(incident, self._language(request, incident.site), timeline)
+        body = detail_json(incident, self._language(request, incident.site), timeline, photos)
         return _json(body, headers={"ETag": etag(incident.version)})
 
 

@@ -11,6 +11,7 @@ import asyncpg
 from services.incidents.domain.incident import Incident, Member
 from services.incidents.domain.model import Text
 from services.incidents.domain.timeline import title
+from services.incidents.repository import AttachmentRow
 
 KO, EN = "ko", "en"
 # Sites in these zones speak Korean first; any other site, English.
@@ -114,11 +115,33 @@ def entry_json(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-def detail_json(incident: Incident, lang: str, timeline: list[asyncpg.Record]) -> dict[str, Any]:
-    """The incident with its members in first-out order, what to do, and its timeline."""
+def attachment_json(row: AttachmentRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "incidentId": row.incident_id,
+        "contentType": row.content_type,
+        "size": row.size,
+        "width": row.width,
+        "height": row.height,
+        "sha256": row.sha256,
+        "filename": row.filename or None,
+        "addedBy": row.added_by,
+        "addedAt": rfc3339(row.added_at),
+        "href": f"/v1/incidents/{row.incident_id}/attachments/{row.id}",
+    }
+
+
+def detail_json(
+    incident: Incident,
+    lang: str,
+    timeline: list[asyncpg.Record],
+    attachments: list[AttachmentRow],
+) -> dict[str, Any]:
+    """The incident with its members in first-out order, what to do, its timeline and photos."""
     return {
         "incident": incident_json(incident, lang),
         "members": [member_json(m, rank) for rank, m in enumerate(incident.first_out(), start=1)],
         "actions": [_text(a, lang) for a in incident.actions],
         "timeline": [entry_json(row) for row in timeline],
+        "attachments": [attachment_json(row) for row in attachments],
     }

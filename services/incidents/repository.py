@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import asyncpg
 import msgspec
@@ -172,3 +173,85 @@ async def load_incident(conn: asyncpg.Connection, tenant: str, incident_id: str)
 
 async def open_by_severity(conn: asyncpg.Connection) -> dict[str, int]:
     return {row["severity"]: row["n"] for row in await conn.fetch(_OPEN_BY_SEVERITY)}
+
+
+# ---------------------------------------------------------------- attachments
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentRow:
+    """One stored photo's facts (not its bytes)."""
+
+    id: str
+    incident_id: str
+    content_type: str
+    size: int
+    width: int
+    height: int
+    sha256: str
+    filename: str
+    added_by: str
+    added_at: datetime
+
+
+_ATTACHMENT_COLUMNS = (
+    "id, incident_id, content_type, size, width, height, sha256, filename, added_by, added_at"
+)
+_ADD_ATTACHMENT = """
+INSERT INTO incident_attachments (tenant, id, incident_id, content_type, size, width, height, sha256,
+                                  filename, added_by, added_at, data)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+"""
+_ATTACHMENT_BY_DIGEST = f"""
+SELECT {_ATTACHMENT_COLUMNS} FROM incident_attachments
+WHERE tenant = $1 AND incident_id = $2 AND sha256 = $3
+"""
+_ATTACHMENTS_OF = f"""
+SELECT {_ATTACHMENT_COLUMNS} FROM incident_attachments
+WHERE tenant = $1 AND incident_id = $2 ORDER BY id
+"""
+_ATTACHMENT_DATA = """
+SELECT content_type, sha256, data FROM incident_attachments
+WHERE tenant = $1 AND incident_id = $2 AND id = $3
+"""
+
+
+def _attachment(row: asyncpg.Record) -> AttachmentRow:
+    return AttachmentRow(**{name: row[name] for name in AttachmentRow.__slots__})
+
+
+async def add_attachment(conn: asyncpg.Connection, tenant: str, row: AttachmentRow, data: bytes) -> None:
+    await conn.execute(
+        _ADD_ATTACHMENT,
+        tenant,
+        row.id,
+        row.incident_id,
+        row.content_type,
+        row.size,
+        row.width,
+        row.height,
+        row.sha256,
+        row.filename,
+        row.added_by,
+        row.added_at,
+        data,
+    )
+
+
+async def attachment_by_digest(
+    conn: asyncpg.Connection, tenant: str, incident_id: str, sha256: str
+) -> AttachmentRow | None:
+    row = await conn.fetchrow(_ATTACHMENT_BY_DIGEST, tenant, incident_id, sha256)
+    return None if row is None else _attachment(row)
+
+
+async def attachments_of(conn: asyncpg.Connection, tenant: str, incident_id: str) -> list[AttachmentRow]:
+    return [_attachment(row) for row in await conn.fetch(_ATTACHMENTS_OF, tenant, incident_id)]
+
+
+async def attachment_data(
+    conn: asyncpg.Connection, tenant: str, incident_id: str, attachment_id: str
+) -> tuple[str, str, bytes] | None:
+    """Content type, SHA-256 and bytes of one of the incident's attachments."""
+    row = await conn.fetchrow(_ATTACHMENT_DATA, tenant, incident_id, attachment_id)
+    return None if row is None else (row["content_type"], row["sha256"], bytes(row["data"]))

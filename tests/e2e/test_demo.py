@@ -1,5 +1,7 @@
-"""`safetyhub demo` as a newcomer runs it: the commands it prints work when pasted, and the
-scripted gas release raises its alarms, and only those, in the first minute."""
+"""`safetyhub demo` as a newcomer runs it: the commands it prints work when pasted, the
+scripted gas release raises its alarms, and only those, in the first minute, and opens an
+incident that the camera's confirmation raises and the simulated responder acknowledges, takes
+on scene and resolves once the release is over."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from services.alarms.adapters.decode import read_transition
 from services.alarms.channel import ALARM_CHANNEL
 from services.common.bus.connection import connect_bus
 from services.common.redact import redact
+from services.hub.demo import RESPONDER
 from services.simulator import alarm_scenarios
 from tests.conftest import DEMO_SITES, REPO, eventually
 
@@ -61,6 +64,9 @@ def start_demo(workdir: Path, log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
 
 
+# The release lasts 150 s from 20 s after start; its alarms return over the following minute and
+# the responder waits 10 s more before resolving.
+@pytest.mark.timeout(600)
 async def test_the_printed_commands_work_and_the_gas_release_raises_its_alarms(workdir: Path) -> None:
     log = workdir / "demo.log"
     proc = start_demo(workdir, log)
@@ -89,6 +95,7 @@ async def test_the_printed_commands_work_and_the_gas_release_raises_its_alarms(w
         assert status == 200 and "/openapi.json" in body
 
         await the_gas_release_raises_its_alarms(info)
+        await the_responder_resolves_its_incident(info)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -125,3 +132,37 @@ async def the_gas_release_raises_its_alarms(info: dict[str, Any]) -> None:
     finally:
         await nc.close()
     assert transition.new.value == "UNACK"
+
+
+async def the_responder_resolves_its_incident(info: dict[str, Any]) -> None:
+    """The release's incident: opened by fusion, raised when the camera confirmed it, then
+    acknowledged, dispatched and resolved by the simulated responder through the API."""
+    viewer = info["viewer_key_(ulsan-refining)"]
+    listing = f"{info['http_api']}/v1/incidents?type=gas_release&site={SITE}"
+
+    async def incident() -> dict[str, Any] | None:
+        status, body = await run_pasted(f"curl -sS -H 'Authorization: Bearer {viewer}' '{listing}'")
+        assert status == 200, body
+        items = json.loads(body)["items"]
+        return items[0] if items else None
+
+    opened = await eventually(incident, timeout=60, what="the gas release's incident")
+    detail_url = f"{info['http_api']}/v1/incidents/{opened['id']}"
+
+    async def resolved() -> dict[str, Any] | None:
+        status, body = await run_pasted(
+            f"curl -sS -H 'Authorization: Bearer {viewer}' -H 'Accept-Language: en' '{detail_url}'"
+        )
+        assert status == 200, body
+        detail: dict[str, Any] = json.loads(body)
+        return detail if detail["incident"]["status"] == "resolved" else None
+
+    detail = await eventually(resolved, timeout=360, what="the responder resolving the incident")
+    assert detail["incident"]["confirmed"] and detail["incident"]["severity"] == "Extreme"
+    assert detail["incident"]["resolution"]["code"] == "leak_isolated"
+    assert detail["incident"]["assignee"] == RESPONDER
+    changes = [(entry["actor"], entry["change"]) for entry in detail["timeline"]]
+    assert changes[0] == ("system", "opened")
+    assert ("system", "raised") in changes  # the camera's smoke confirmed the gas
+    by_responder = [change for actor, change in changes if actor == RESPONDER]
+    assert by_responder == ["acknowledged", "dispatched", "resolved"]

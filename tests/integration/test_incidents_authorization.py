@@ -8,11 +8,15 @@ without changing the incident. No answer to the other tenant says anything of th
 
 from __future__ import annotations
 
+import io
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from PIL import Image
+
 from services.common.auth.keys import create_key
 from services.common.auth.principal import ROLES
+from services.common.contracts.ids import new_id
 from tests.conftest import RunningHub, eventually
 
 OWNER, OTHER = "ulsan-refining", "mipo-petrochem"
@@ -26,6 +30,9 @@ ACTIONS = {
     "reopen": {"note": "the gas came back"},
     "comments": {"note": "wind from the east"},
 }
+PHOTO_BUFFER = io.BytesIO()
+Image.new("RGB", (8, 8), (200, 0, 0)).save(PHOTO_BUFFER, format="JPEG")
+PHOTO = PHOTO_BUFFER.getvalue()
 READERS = {"viewer", "responder", "operator", "admin"}
 WORKERS = {"responder", "operator", "admin"}
 ASSIGNERS = {"operator", "admin"}
@@ -64,6 +71,16 @@ async def test_every_endpoint_for_every_role_of_both_tenants(running_hub: Runnin
         for role in ROLES
     }
 
+    photo_id = new_id()
+    await pool.execute(
+        "INSERT INTO incident_attachments (tenant, id, incident_id, content_type, size, width, height,"
+        " sha256, added_by, added_at, data) VALUES ($1, $2, $3, 'image/jpeg', $4, 8, 8, 'x', 'k', now(), $5)",
+        OWNER,
+        photo_id,
+        incident,
+        len(PHOTO),
+        PHOTO,
+    )
     checked = 0
     for (tenant, role), key in keys.items():
         auth = {"Authorization": f"Bearer {key}"}
@@ -92,6 +109,23 @@ async def test_every_endpoint_for_every_role_of_both_tenants(running_hub: Runnin
                     assert response.headers.get("ETag") is None, "another tenant learns no version"
                     assert "gas_release" not in text and "cdu-1" not in text, (tenant, role, action)
             checked += 1
+        # A photo: a real JPEG, so only authorization, scoping and the version decide.
+        async with running_hub.session.post(
+            f"{running_hub.url}/v1/incidents/{incident}/attachments",
+            data=PHOTO,
+            headers={**auth, "If-Match": '"-1"', "Content-Type": "image/jpeg"},
+        ) as response:
+            text = await response.text()
+            expected = 403 if role not in WORKERS else 412 if own else 404
+            assert response.status == expected, (tenant, role, "attachments", text)
+            if not own:
+                assert response.headers.get("ETag") is None, "another tenant learns no version"
+        async with running_hub.session.get(
+            f"{running_hub.url}/v1/incidents/{incident}/attachments/{photo_id}", headers=auth
+        ) as response:
+            expected = 403 if role not in READERS else 200 if own else 404
+            assert response.status == expected, (tenant, role, "photo")
+            assert (await response.read() == PHOTO) == (expected == 200)
     assert checked == len(ROLES) * 2 * len(ACTIONS)
     # Nothing changed: every change was refused.
     assert (

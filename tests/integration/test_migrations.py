@@ -59,6 +59,7 @@ async def test_a_fresh_database_gets_every_table_and_each_version_recorded_once(
         "incidents",
         "incident_sites",
         "incident_timeline",
+        "incident_attachments",
         "video_snapshots",
     ):
         assert await pool.fetchval("SELECT to_regclass($1) IS NOT NULL", table), table

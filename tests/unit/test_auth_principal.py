@@ -64,6 +64,7 @@ MAY = {
         "incidents.work",
         "incidents.assign",
         "snapshots.read",
+        "audit.read",
     },
     "platform": set(),
 }

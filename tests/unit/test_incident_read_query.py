@@ -1,4 +1,4 @@
-"""Incident list queries: cursors bound to their query, and the box around a `near` circle."""
+"""Incident list queries: cursors bound to their query, and `near`'s distance through the sphere."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ from datetime import UTC, datetime
 import pytest
 
 from services.incidents.domain.fusion import distance_m
-from services.incidents.read_query import BadCursor, IncidentQuery, bounding_box, decode_cursor, encode_cursor
+from services.incidents.read_query import (
+    EARTH_RADIUS_M,
+    BadCursor,
+    IncidentQuery,
+    chord_of,
+    decode_cursor,
+    encode_cursor,
+    unit_vector,
+)
 
 QUERY = IncidentQuery(tenant="ulsan-refining", sites=["ulsan-refinery"], statuses=["open"])
 NEAR = IncidentQuery(
@@ -46,27 +54,26 @@ def test_a_near_cursor_holds_a_distance() -> None:
 
 
 @pytest.mark.parametrize(
-    ("center", "radius"),
+    ("a", "b"),
     [
-        ((35.4778, 129.3554), 500.0),
-        ((35.4778, 129.3554), 50_000.0),
-        ((0.0, 179.999), 5_000.0),
-        ((89.99, 0.0), 5_000.0),
+        ((35.4778, 129.3554), (35.4790, 129.3570)),  # across a unit
+        ((35.4778, 129.3554), (35.5400, 129.3200)),  # across the complex
+        ((0.0, 179.999), (0.0, -179.999)),  # across the antimeridian
+        ((89.99, 0.0), (89.99, 180.0)),  # over the pole
+        ((35.0, 129.0), (-35.0, -51.0)),  # the other side of the earth
     ],
 )
-def test_the_box_holds_the_whole_circle(center: tuple[float, float], radius: float) -> None:
-    south, north, west, east = bounding_box(center, radius)
-    for bearing in range(0, 360, 15):
-        # Points just inside the circle, all round: each must be in the box.
-        lat0, lon0 = map(math.radians, center)
-        d = radius * 0.999 / 6_371_008.8
-        b = math.radians(bearing)
-        lat = math.asin(math.sin(lat0) * math.cos(d) + math.cos(lat0) * math.sin(d) * math.cos(b))
-        lon = lon0 + math.atan2(
-            math.sin(b) * math.sin(d) * math.cos(lat0), math.cos(d) - math.sin(lat0) * math.sin(lat)
-        )
-        point = (math.degrees(lat), (math.degrees(lon) + 540) % 360 - 180)
-        assert distance_m(center, point) <= radius
-        assert south <= point[0] <= north
-        if west <= east:
-            assert west <= point[1] <= east
+def test_the_chord_through_the_sphere_gives_the_great_circle_distance(
+    a: tuple[float, float], b: tuple[float, float]
+) -> None:
+    chord = math.dist(unit_vector(a), unit_vector(b))
+    metres = 2 * EARTH_RADIUS_M * math.asin(min(1.0, chord / 2))
+
+    assert metres == pytest.approx(distance_m(a, b), rel=1e-6, abs=0.01)
+    # A radius's chord bounds exactly the points within it.
+    assert chord <= chord_of(metres * 1.000001)
+    assert chord > chord_of(metres * 0.999)
+
+
+def test_a_radius_past_half_the_earth_takes_every_point() -> None:
+    assert chord_of(30_000_000) == pytest.approx(2.0)

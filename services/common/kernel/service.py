@@ -89,6 +89,8 @@ class KernelComponent:
 
     name: str
     migrations: str  # the package holding `migrations/NNNN_name.sql`
+    # What its routes (served by the hub whatever services run) let a role do.
+    permissions: tuple[Permission, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)

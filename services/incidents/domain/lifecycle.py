@@ -20,6 +20,7 @@ class Action(enum.StrEnum):
     CLOSE = "close"
     REOPEN = "reopen"
     COMMENT = "comment"
+    ATTACH = "attach"  # a photo
 
 
 _LIVE = frozenset({Status.OPEN, Status.ACKNOWLEDGED, Status.DISPATCHED})
@@ -35,6 +36,8 @@ _TABLE: dict[Action, tuple[frozenset[Status], Status | None]] = {
     Action.REOPEN: (frozenset({Status.RESOLVED, Status.CLOSED}), Status.OPEN),
     Action.ASSIGN: (_LIVE, None),
     Action.COMMENT: (_ALL, None),
+    # A photo may come after the fact, as a comment may.
+    Action.ATTACH: (_ALL, None),
 }
 
 # Why an incident was resolved: what a review will count.

@@ -19,6 +19,7 @@ CHANGE_OF_ACTION = {
     "close": "closed",
     "reopen": "reopened",
     "comment": "commented",
+    "attach": "attached",
 }
 
 

@@ -3,7 +3,7 @@
 isort:skip_file
 Incidents: alarms fused into one happening each, with their lifecycle. On the bus, stream
 INCIDENTS: every change of an incident (opened, an alarm joined, raised, acknowledged,
-assigned, dispatched, resolved, closed, reopened, commented, merged) is one `IncidentChange`
+assigned, dispatched, resolved, closed, reopened, commented, attached, merged) is one `IncidentChange`
 on subject `incident.<tenant>.<site>.<incident id>`, CloudEvents type
 "org.safetyhub.incident.<change>.v1" (e.g. "org.safetyhub.incident.opened.v1").
 """
@@ -233,7 +233,7 @@ class TimelineEntry(_message.Message):
     """"system" for fusion; else the person (token subject) or API key id."""
     change: _builtins.str
     """opened, joined, raised, returned, acknowledged, assigned, dispatched, resolved, closed,
-    reopened, commented, merged.
+    reopened, commented, attached (a photo), merged.
     """
     what: _builtins.str
     """What happened, for people; and the person's note, comment or reason."""
