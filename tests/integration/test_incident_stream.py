@@ -21,6 +21,7 @@ import pytest
 from nats.js import JetStreamContext
 
 from services.common.auth.keys import create_key
+from services.common.auth.principal import ROLES
 from services.common.contracts import AlarmState, AlarmTransition, IncidentChange, incident_change_type
 from services.common.contracts.cloudevents import ce_headers
 from services.hub.bootstrap import Endpoints, Hub
@@ -37,6 +38,7 @@ ULSAN, MIPO = "ulsan-refining", "mipo-petrochem"
 REFINERY, EAST, AROMATICS = "ulsan-refinery", "ulsan-refinery-east", "mipo-aromatics"
 HEARTBEAT_S = 0.3
 QUEUE_MAX = 20
+READERS = {"viewer", "responder", "operator", "admin"}
 
 
 @dataclass
@@ -303,3 +305,34 @@ async def test_streams_end_when_the_hub_stops(nats_url: str, database_url: str) 
         await stopping
         # Well within the HTTP drain's bound: the streams did not hold the shutdown.
         assert loop.time() - started < 5
+
+
+async def test_every_role_of_both_tenants(shub: StreamHub) -> None:
+    # Readers of each tenant get a stream of their own tenant's changes only; others get 403.
+    keys = {
+        (tenant, role): await create_key(shub.hub.pool, tenant=tenant, role=role)
+        for tenant in (ULSAN, MIPO)
+        for role in ROLES
+    }
+    streams: dict[tuple[str, str], SseClient] = {}
+    for (tenant, role), key in keys.items():
+        shub.keys[f"{tenant}/{role}"] = key
+        if role in READERS:
+            streams[tenant, role] = await shub.open(f"{tenant}/{role}")
+            continue
+        async with shub.session.get(
+            f"{shub.url}/v1/stream", headers={"Authorization": f"Bearer {key}"}
+        ) as response:
+            assert response.status == 403, (tenant, role)
+            assert response.content_type == "application/problem+json"
+    assert len(streams) == 2 * len(READERS)
+    # Each tenant's last change comes after one of the other's: a leak would show before it.
+    _, mipo_first = await shub.change(MIPO, AROMATICS, IncidentType.FIRE)
+    _, ulsan = await shub.change(ULSAN, REFINERY, IncidentType.GAS_RELEASE)
+    _, mipo_last = await shub.change(MIPO, AROMATICS, IncidentType.FIRE)
+    expected = {ULSAN: [ulsan], MIPO: [mipo_first, mipo_last]}
+    for (tenant, role), client in streams.items():
+        last = expected[tenant][-1]
+        await client.wait_for(lambda c, last=last: last in entry_ids(c), what=f"{tenant} {role}'s changes")
+        assert entry_ids(client) == expected[tenant], (tenant, role)
+        await client.close()
