@@ -23,7 +23,7 @@ class SseEvent:
     retry: int | None = None
 
     def json(self) -> Any:
-        assert self.data is not None, f"{self} has no data"
+        assert self.data, f"{self} has no data"
         return json.loads(self.data)
 
 
