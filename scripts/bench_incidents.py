@@ -14,9 +14,13 @@ next (so each one's alarm is an incident of its own), then:
    `GET /v1/incidents?limit=50` (plain), with status, severity and type filters (filtered), and
    `near=` with a 5 km radius (near), each timed at the client.
 
-The issue's target measures to the SSE live stream, which is not built yet: here the end point is
-the INCIDENTS message the stream will relay. Prints the figures, then one JSON line. Not a test.
+The latency is timed twice: to the `opened` change on INCIDENTS (core NATS, as escalation would
+see it) and to the `incident.opened` event on the live stream (`GET /v1/stream`, what a phone
+sees), read by --sse-clients clients at once (each incident timed at each client; the stream
+maps the incident id back to the reading through the INCIDENTS change's correlation id).
+Prints the figures, then one JSON line. Not a test.
 Usage: scripts/bench_incidents.py [--seconds 20] [--rate 5000] [--detectors 100] [--incidents 100000]
+                                  [--sse-clients 20]
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ sys.path.insert(0, str(ROOT))
 
 from scripts.bench_hub import create_key, start_hub
 from services.common.contracts import IncidentChange
+
+SSE_PATH = "/v1/stream?type=gas_release"
 
 TENANT = "ulsan-refining"
 SITE = "bench-incidents"
@@ -107,16 +113,69 @@ def _percentiles(values: list[float]) -> tuple[float, float]:
 # ---------------------------------------------------------------- 1. reading -> incident
 
 
-async def _latency(info: dict[str, str], key: str, args: argparse.Namespace) -> dict[str, float]:
+class SseReaders:
+    """--sse-clients clients of the live stream; each notes when each `incident.opened` arrived."""
+
+    def __init__(self, url: str, key: str, clients: int) -> None:
+        self._url, self._key = url, key
+        self.seen: list[dict[str, float]] = [{} for _ in range(clients)]
+        self._ready = [asyncio.Event() for _ in range(clients)]
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        pairs = zip(self.seen, self._ready, strict=True)
+        self._tasks = [asyncio.create_task(self._read(seen, ready)) for seen, ready in pairs]
+        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in self._ready)), timeout=30)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._session.close()
+
+    async def _read(self, seen: dict[str, float], ready: asyncio.Event) -> None:
+        headers = {"Authorization": f"Bearer {self._key}"}
+        async with self._session.get(self._url + SSE_PATH, headers=headers) as resp:
+            if resp.status != 200:
+                raise SystemExit(f"GET {SSE_PATH}: {resp.status} {await resp.text()}")
+            event = ""
+            async for raw in resp.content:
+                line = raw.rstrip(b"\n")
+                if line.startswith(b"id:"):
+                    ready.set()  # the opening id: the client has joined the live feed
+                elif line.startswith(b"event: "):
+                    event = line[7:].decode()
+                elif line.startswith(b"data: ") and event == "incident.opened":
+                    now = time.time()
+                    seen.setdefault(msgspec.json.decode(line[6:])["incident"]["id"], now)
+
+    def timings(self, since: dict[str, float], incident_of: dict[str, str]) -> list[float]:
+        """Milliseconds from `since[reading]` to the reading's incident on each client's stream."""
+        return [
+            (seen[incident_of[i]] - t) * 1000
+            for seen in self.seen
+            for i, t in since.items()
+            if i in incident_of and incident_of[i] in seen
+        ]
+
+
+async def _latency(info: dict[str, str], keys: tuple[str, str], args: argparse.Namespace) -> dict[str, float]:
+    key, viewer = keys
     nc = await nats.connect(info["nats_url"])
     opened: dict[str, float] = {}
+    incident_of: dict[str, str] = {}  # correlation id (the reading's id) -> incident id
 
     async def on_change(msg: nats.aio.msg.Msg) -> None:
         if (msg.headers or {}).get("ce-type") == "org.safetyhub.incident.opened.v1":
+            now = time.time()
             change = IncidentChange.FromString(msg.data)
-            opened.setdefault(change.envelope.correlation_id, time.time())
+            opened.setdefault(change.envelope.correlation_id, now)
+            incident_of.setdefault(change.envelope.correlation_id, change.incident_id)
 
     await nc.subscribe("incident.>", cb=on_change)
+    readers = SseReaders(info["http_url"], viewer, args.sse_clients)
+    await readers.start()
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     batches = max(1, int(args.seconds * args.rate / args.batch))
     interval = args.batch / args.rate
@@ -156,14 +215,24 @@ async def _latency(info: dict[str, str], key: str, args: argparse.Namespace) -> 
         offered_s = time.monotonic() - started
     await asyncio.sleep(5)
     await nc.close()
+    await readers.stop()
     latencies = [(opened[i] - t) * 1000 for i, t in accepted_at.items() if i in opened]
     p50, p99 = _percentiles(latencies)
+    to_sse = readers.timings(accepted_at, incident_of)
+    sse_p50, sse_p99 = _percentiles(to_sse)
+    # Published on INCIDENTS to on the live stream: the stream's own share.
+    relay_p50, relay_p99 = _percentiles(readers.timings(opened, incident_of))
     return {
         "achieved_per_s": batches * args.batch / offered_s,
         "incidents_timed": len(latencies),
         "crossings": len(accepted_at),
         "p50_ms": p50,
         "p99_ms": p99,
+        "sse_timed": len(to_sse),
+        "sse_p50_ms": sse_p50,
+        "sse_p99_ms": sse_p99,
+        "relay_p50_ms": relay_p50,
+        "relay_p99_ms": relay_p99,
     }
 
 
@@ -233,6 +302,7 @@ async def main() -> None:
     parser.add_argument("--incidents", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--sse-clients", type=int, default=20, help="live-stream clients reading at once")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="safetyhub-bench-incidents-"))
@@ -242,7 +312,7 @@ async def main() -> None:
     try:
         gateway = await asyncio.to_thread(create_key, workdir, TENANT, "gateway")
         viewer = await asyncio.to_thread(create_key, workdir, TENANT, "viewer")
-        latency = await _latency(info, gateway, args)
+        latency = await _latency(info, (gateway, viewer), args)
         listing = await _list(info, viewer, args)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -257,6 +327,12 @@ async def main() -> None:
         "crossings_posted": int(latency["crossings"]),
         "reading_to_incident_p50_ms": round(latency["p50_ms"], 1),
         "reading_to_incident_p99_ms": round(latency["p99_ms"], 1),
+        "sse_clients": args.sse_clients,
+        "sse_events_timed": int(latency["sse_timed"]),
+        "reading_to_sse_p50_ms": round(latency["sse_p50_ms"], 1),
+        "reading_to_sse_p99_ms": round(latency["sse_p99_ms"], 1),
+        "published_to_sse_p50_ms": round(latency["relay_p50_ms"], 1),
+        "published_to_sse_p99_ms": round(latency["relay_p99_ms"], 1),
         "incidents_stored": int(listing["stored"]),
         "list_plain_p50_ms": round(listing["plain_p50_ms"], 1),
         "list_plain_p99_ms": round(listing["plain_p99_ms"], 1),
@@ -270,6 +346,12 @@ async def main() -> None:
         f"incident opened on INCIDENTS p50 {figures['reading_to_incident_p50_ms']} ms, "
         f"p99 {figures['reading_to_incident_p99_ms']} ms "
         f"({figures['incidents_timed']} of {figures['crossings_posted']} incidents timed)"
+    )
+    print(
+        f"reading accepted -> incident.opened on GET /v1/stream at {args.sse_clients} clients: "
+        f"p50 {figures['reading_to_sse_p50_ms']} ms, p99 {figures['reading_to_sse_p99_ms']} ms "
+        f"({figures['sse_events_timed']} events timed); published on INCIDENTS -> on the stream "
+        f"p50 {figures['published_to_sse_p50_ms']} ms, p99 {figures['published_to_sse_p99_ms']} ms"
     )
     for name in ("plain", "filtered", "near"):
         print(
