@@ -42,12 +42,14 @@ import aiohttp
 import asyncpg
 import msgspec
 import nats
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from scripts.bench_hub import create_key, start_hub
-from services.common.contracts import IncidentChange
+from services.common.contracts import AlarmTransition, IncidentChange
 
 SSE_PATH = "/v1/stream?type=gas_release"
 
@@ -160,20 +162,42 @@ class SseReaders:
         ]
 
 
-async def _latency(info: dict[str, str], keys: tuple[str, str], args: argparse.Namespace) -> dict[str, float]:
-    key, viewer = keys
-    nc = await nats.connect(info["nats_url"])
-    opened: dict[str, float] = {}
-    incident_of: dict[str, str] = {}  # correlation id (the reading's id) -> incident id
+class BusClock:
+    """When each reading's first alarm transition and its incident's `opened` were on the bus
+    (core NATS subscriptions: what a consumer of ALARMS or INCIDENTS would see)."""
 
-    async def on_change(msg: nats.aio.msg.Msg) -> None:
+    def __init__(self) -> None:
+        self.raised: dict[str, float] = {}  # the reading's id -> its first alarm transition
+        self.opened: dict[str, float] = {}  # the reading's id -> its incident opened
+        self.incident_of: dict[str, str] = {}  # the reading's id -> its incident's id
+        self._nc: NatsClient | None = None
+
+    async def start(self, nats_url: str) -> None:
+        self._nc = await nats.connect(nats_url)
+        await self._nc.subscribe("incident.>", cb=self._on_change)
+        await self._nc.subscribe("alarm.>", cb=self._on_alarm)
+
+    async def close(self) -> None:
+        if self._nc is not None:
+            await self._nc.close()
+
+    async def _on_change(self, msg: Msg) -> None:
         if (msg.headers or {}).get("ce-type") == "org.safetyhub.incident.opened.v1":
             now = time.time()
             change = IncidentChange.FromString(msg.data)
-            opened.setdefault(change.envelope.correlation_id, now)
-            incident_of.setdefault(change.envelope.correlation_id, change.incident_id)
+            self.opened.setdefault(change.envelope.correlation_id, now)
+            self.incident_of.setdefault(change.envelope.correlation_id, change.incident_id)
 
-    await nc.subscribe("incident.>", cb=on_change)
+    async def _on_alarm(self, msg: Msg) -> None:
+        now = time.time()
+        self.raised.setdefault(AlarmTransition.FromString(msg.data).envelope.correlation_id, now)
+
+
+async def _latency(info: dict[str, str], keys: tuple[str, str], args: argparse.Namespace) -> dict[str, float]:
+    key, viewer = keys
+    clock = BusClock()
+    await clock.start(info["nats_url"])
+    opened, raised, incident_of = clock.opened, clock.raised, clock.incident_of
     readers = SseReaders(info["http_url"], viewer, args.sse_clients)
     await readers.start()
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
@@ -214,12 +238,17 @@ async def _latency(info: dict[str, str], keys: tuple[str, str], args: argparse.N
         await asyncio.gather(*tasks)
         offered_s = time.monotonic() - started
     await asyncio.sleep(5)
-    await nc.close()
+    await clock.close()
     await readers.stop()
     latencies = [(opened[i] - t) * 1000 for i, t in accepted_at.items() if i in opened]
     p50, p99 = _percentiles(latencies)
     to_sse = readers.timings(accepted_at, incident_of)
     sse_p50, sse_p99 = _percentiles(to_sse)
+    # Where the time goes: reading -> alarm on ALARMS -> incident on INCIDENTS -> on the stream.
+    to_alarm = [(raised[i] - t) * 1000 for i, t in accepted_at.items() if i in raised]
+    alarm_p50, alarm_p99 = _percentiles(to_alarm)
+    fused = [(opened[i] - raised[i]) * 1000 for i in accepted_at if i in raised and i in opened]
+    fused_p50, fused_p99 = _percentiles(fused)
     # Published on INCIDENTS to on the live stream: the stream's own share.
     relay_p50, relay_p99 = _percentiles(readers.timings(opened, incident_of))
     return {
@@ -231,6 +260,10 @@ async def _latency(info: dict[str, str], keys: tuple[str, str], args: argparse.N
         "sse_timed": len(to_sse),
         "sse_p50_ms": sse_p50,
         "sse_p99_ms": sse_p99,
+        "alarm_p50_ms": alarm_p50,
+        "alarm_p99_ms": alarm_p99,
+        "fused_p50_ms": fused_p50,
+        "fused_p99_ms": fused_p99,
         "relay_p50_ms": relay_p50,
         "relay_p99_ms": relay_p99,
     }
@@ -331,6 +364,10 @@ async def main() -> None:
         "sse_events_timed": int(latency["sse_timed"]),
         "reading_to_sse_p50_ms": round(latency["sse_p50_ms"], 1),
         "reading_to_sse_p99_ms": round(latency["sse_p99_ms"], 1),
+        "reading_to_alarm_p50_ms": round(latency["alarm_p50_ms"], 1),
+        "reading_to_alarm_p99_ms": round(latency["alarm_p99_ms"], 1),
+        "alarm_to_incident_p50_ms": round(latency["fused_p50_ms"], 1),
+        "alarm_to_incident_p99_ms": round(latency["fused_p99_ms"], 1),
         "published_to_sse_p50_ms": round(latency["relay_p50_ms"], 1),
         "published_to_sse_p99_ms": round(latency["relay_p99_ms"], 1),
         "incidents_stored": int(listing["stored"]),
@@ -352,6 +389,12 @@ async def main() -> None:
         f"p50 {figures['reading_to_sse_p50_ms']} ms, p99 {figures['reading_to_sse_p99_ms']} ms "
         f"({figures['sse_events_timed']} events timed); published on INCIDENTS -> on the stream "
         f"p50 {figures['published_to_sse_p50_ms']} ms, p99 {figures['published_to_sse_p99_ms']} ms"
+    )
+    print(
+        f"where the time goes (p50 / p99 ms): reading -> alarm on ALARMS "
+        f"{figures['reading_to_alarm_p50_ms']} / {figures['reading_to_alarm_p99_ms']}; alarm -> incident "
+        f"on INCIDENTS {figures['alarm_to_incident_p50_ms']} / {figures['alarm_to_incident_p99_ms']}; "
+        f"INCIDENTS -> stream {figures['published_to_sse_p50_ms']} / {figures['published_to_sse_p99_ms']}"
     )
     for name in ("plain", "filtered", "near"):
         print(
