@@ -44,6 +44,7 @@ import msgspec
 import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -122,7 +123,9 @@ class SseReaders:
         self._url, self._key = url, key
         self.seen: list[dict[str, float]] = [{} for _ in range(clients)]
         self._ready = [asyncio.Event() for _ in range(clients)]
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None), connector=aiohttp.TCPConnector(limit=0)
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -269,6 +272,34 @@ async def _latency(info: dict[str, str], keys: tuple[str, str], args: argparse.N
     }
 
 
+async def _hub_figures(url: str) -> dict[str, float]:
+    """Means from the hub's own histograms, over the run: a unit of work of the alarm engine and
+    of fusion, and an outbox message's commit to JetStream's acknowledgement, per service."""
+    async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as resp:
+        text = await resp.text()
+    sums: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.endswith(("_sum", "_count")):
+                service = sample.labels.get("service", "")
+                sums[f"{sample.name}{'/' + service if service else ''}"] = sample.value
+    figures = {}
+    for name, key in (
+        ("safetyhub_alarms_batch_seconds", "alarm_batch"),
+        ("safetyhub_incidents_batch_seconds", "incident_batch"),
+        ("safetyhub_outbox_publish_seconds/alarms", "alarm_outbox"),
+        ("safetyhub_outbox_publish_seconds/incidents", "incident_outbox"),
+    ):
+        metric, _, service = name.partition("/")
+        suffix = f"/{service}" if service else ""
+        count = sums.get(f"{metric}_count{suffix}", 0.0)
+        figures[f"{key}_mean_ms"] = (
+            1000 * sums.get(f"{metric}_sum{suffix}", 0.0) / count if count else float("nan")
+        )
+        figures[f"{key}_count"] = count
+    return figures
+
+
 # ---------------------------------------------------------------- 2. the list
 
 
@@ -346,6 +377,7 @@ async def main() -> None:
         gateway = await asyncio.to_thread(create_key, workdir, TENANT, "gateway")
         viewer = await asyncio.to_thread(create_key, workdir, TENANT, "viewer")
         latency = await _latency(info, (gateway, viewer), args)
+        inside = await _hub_figures(info["http_url"])
         listing = await _list(info, viewer, args)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -368,6 +400,9 @@ async def main() -> None:
         "reading_to_alarm_p99_ms": round(latency["alarm_p99_ms"], 1),
         "alarm_to_incident_p50_ms": round(latency["fused_p50_ms"], 1),
         "alarm_to_incident_p99_ms": round(latency["fused_p99_ms"], 1),
+        "alarm_batch_mean_ms": round(inside["alarm_batch_mean_ms"], 1),
+        "fusion_batch_mean_ms": round(inside["incident_batch_mean_ms"], 1),
+        "incident_outbox_mean_ms": round(inside["incident_outbox_mean_ms"], 1),
         "published_to_sse_p50_ms": round(latency["relay_p50_ms"], 1),
         "published_to_sse_p99_ms": round(latency["relay_p99_ms"], 1),
         "incidents_stored": int(listing["stored"]),
@@ -395,6 +430,13 @@ async def main() -> None:
         f"{figures['reading_to_alarm_p50_ms']} / {figures['reading_to_alarm_p99_ms']}; alarm -> incident "
         f"on INCIDENTS {figures['alarm_to_incident_p50_ms']} / {figures['alarm_to_incident_p99_ms']}; "
         f"INCIDENTS -> stream {figures['published_to_sse_p50_ms']} / {figures['published_to_sse_p99_ms']}"
+    )
+    print(
+        "inside the hub, mean over the run: alarm engine unit of work "
+        f"{inside['alarm_batch_mean_ms']:.1f} ms ({inside['alarm_batch_count']:.0f}), fusion unit of work "
+        f"{inside['incident_batch_mean_ms']:.1f} ms ({inside['incident_batch_count']:.0f}), outbox commit "
+        f"-> JetStream ack: alarms {inside['alarm_outbox_mean_ms']:.1f} ms, incidents "
+        f"{inside['incident_outbox_mean_ms']:.1f} ms"
     )
     for name in ("plain", "filtered", "near"):
         print(

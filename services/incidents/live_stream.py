@@ -152,6 +152,9 @@ class LiveFeed:
             seq = msg.metadata.sequence.stream
             if seq <= self._seen[stream]:
                 return  # an ordered consumer restarted after a gap replays from its last
+            if not self._clients:
+                self._seen[stream] = seq  # nobody to render it for
+                return
             try:
                 event = decode(stream, msg)
             except Poison as err:
