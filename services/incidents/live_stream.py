@@ -23,6 +23,7 @@ from nats.aio.subscription import Subscription
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from prometheus_client import Counter, Gauge
 
 from services.alarms.channel import ALARM_CHANNEL
 from services.common.bus.consumer import Poison
@@ -47,6 +48,12 @@ REPLAY_PAGE = 256
 REPLAY_INACTIVE_S = 30.0
 
 _PREFIX = {INCIDENTS: INCIDENT_CHANNEL.prefix, ALARMS: ALARM_CHANNEL.prefix}
+
+# Summed over workers: each process counts its own clients.
+CLIENTS = Gauge(
+    "safetyhub_incidents_stream_clients", "Live-stream clients connected", multiprocess_mode="livesum"
+)
+BEHIND = Counter("safetyhub_incidents_stream_behind", "Live-stream clients let go for falling too far behind")
 
 
 def decode(stream: str, msg: Msg) -> LiveEvent:
@@ -101,6 +108,7 @@ class Client:
         except asyncio.QueueFull:
             self.behind = True
             self.dropped += 1
+            BEHIND.inc()
 
 
 class LiveFeed:
@@ -173,10 +181,12 @@ class LiveFeed:
         """Register a client; returns it and how far the feed had got (it gets what follows)."""
         client = Client(scope, asyncio.Queue(self._queue_max))
         self._clients.add(client)
+        CLIENTS.set(len(self._clients))
         return client, self.position()
 
     def leave(self, client: Client) -> None:
         self._clients.discard(client)
+        CLIENTS.set(len(self._clients))
 
     async def replay(self, scope: Scope, stream: str, after: int, upto: int) -> AsyncIterator[LiveEvent]:
         """The changes of `stream` in `scope` with a sequence in (after, upto], in order."""

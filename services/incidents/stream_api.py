@@ -69,11 +69,11 @@ class StreamApi:
         sites: Callable[[], SiteRegistry],
         config: IncidentsConfig,
     ) -> None:
-        self._feed = feed
+        self.feed = feed
         self._pool = pool
         self._sites = sites
-        self._heartbeat_s = config.stream_heartbeat_s
-        self._write_timeout_s = config.stream_write_timeout_s
+        self.heartbeat_s = config.stream_heartbeat_s
+        self.write_timeout_s = config.stream_write_timeout_s
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/stream", self.stream)
@@ -131,7 +131,7 @@ class StreamApi:
                     slug="invalid-header",
                     errors=[{"field": "Last-Event-ID", "detail": str(err)}],
                 ) from err
-        if not self._feed.running:
+        if not self.feed.running:
             raise UnavailableError("the live stream is not running yet")
         await self._audit(request, principal, scope, resume)
 
@@ -189,7 +189,7 @@ class _Session:
         self, api: StreamApi, response: web.StreamResponse, scope: Scope, accept: str | None
     ) -> None:
         self._api = api
-        self._feed = api._feed
+        self._feed = api.feed
         self._response = response
         self._scope = scope
         self._accept = accept
@@ -198,7 +198,7 @@ class _Session:
         self.position = Position(0, 0)
 
     async def write(self, data: bytes) -> None:
-        async with asyncio.timeout(self._api._write_timeout_s):
+        async with asyncio.timeout(self._api.write_timeout_s):
             await self._response.write(data)
 
     def leave(self) -> None:
@@ -250,7 +250,7 @@ class _Session:
             if client.behind:
                 raise Behind
             try:
-                async with asyncio.timeout(self._api._heartbeat_s):
+                async with asyncio.timeout(self._api.heartbeat_s):
                     event = await client.queue.get()
             except TimeoutError:
                 await self.write(heartbeat())
