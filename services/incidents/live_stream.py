@@ -177,6 +177,22 @@ class LiveFeed:
 
         return receive
 
+    async def within_streams(self, resume: Position) -> Position:
+        """`resume` with any part past its stream's last sequence reset to 0. Such an id was sent
+        before the stream was created anew (its sequences started again): all it holds now is
+        new to the client, and skipping "already sent" sequences would hide it."""
+        parts = []
+        for stream in (INCIDENTS, ALARMS):
+            last = (await self._js.stream_info(stream)).state.last_seq
+            part = resume.of(stream)
+            if part > last:
+                log.warning(
+                    "live_stream_id_ahead", stream=stream, last_event_id=resume.event_id(), last_seq=last
+                )
+                part = 0
+            parts.append(part)
+        return Position(*parts)
+
     def join(self, scope: Scope) -> tuple[Client, Position]:
         """Register a client; returns it and how far the feed had got (it gets what follows)."""
         client = Client(scope, asyncio.Queue(self._queue_max))

@@ -245,6 +245,8 @@ class _Session:
         raise Behind
 
     async def run(self, resume: Position | None) -> None:
+        if resume is not None:
+            resume = await self._feed.within_streams(resume)
         client = await self._join(resume)
         while True:
             if client.behind:

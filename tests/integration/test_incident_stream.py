@@ -230,6 +230,18 @@ async def test_a_client_that_reconnects_with_its_last_id_misses_nothing(shub: St
     await from_start.close()
 
 
+async def test_an_id_from_before_the_streams_were_created_anew_gets_all_they_hold(shub: StreamHub) -> None:
+    # After a disaster recovery the streams start their sequences again: an id a phone kept
+    # from before is past them, and must not make it skip what they hold now as "sent".
+    held = [(await shub.change(ULSAN, REFINERY, IncidentType.FIRE))[1] for _ in range(2)]
+    client = await shub.open("responder", **{"Last-Event-ID": "999999-999999"})
+    await client.wait_for(lambda c: len(entry_ids(c)) == 2, what="what the streams hold")
+    later = (await shub.change(ULSAN, REFINERY, IncidentType.FIRE))[1]
+    await client.wait_for(lambda c: later in entry_ids(c), what="the next live change")
+    assert entry_ids(client) == [*held, later]
+    await client.close()
+
+
 async def test_a_client_too_slow_to_keep_up_is_told_and_resumes_without_a_gap(shub: StreamHub) -> None:
     response = await shub.session.get(
         f"{shub.url}/v1/stream?site={REFINERY}", headers={"Authorization": f"Bearer {shub.keys['responder']}"}
