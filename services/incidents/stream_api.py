@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import asyncpg
 from aiohttp import web
+from nats.errors import Error as NatsError
 
 from services.alarms.permissions import READ_ALARMS
 from services.common.audit import AuditEntry, record
@@ -145,17 +146,23 @@ class StreamApi:
         await response.prepare(request)
         accept = request.headers.get("Accept-Language")
         session = _Session(self, response, scope, accept)
+        behind = False
         try:
             async with long_lived(request):
                 await session.run(resume)
         except Behind:
-            await session.write(notice("stream.behind", session.behind_body(), session.position))
+            behind = True
             log.info("live_stream_behind", tenant=scope.tenant, last_event_id=session.position.event_id())
         except (ConnectionResetError, TimeoutError):
             return response  # the client went away, or stopped reading
+        except NatsError as err:
+            # The bus failed under a replay: end the stream; the client resumes with its last id.
+            log.warning("live_stream_bus_failed", tenant=scope.tenant, error=repr(err))
         finally:
             session.leave()
-        with contextlib.suppress(ConnectionResetError):
+        with contextlib.suppress(ConnectionResetError, TimeoutError):
+            if behind:
+                await session.write(notice("stream.behind", session.behind_body(), session.position))
             await response.write_eof()
         return response
 
