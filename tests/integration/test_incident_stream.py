@@ -138,20 +138,18 @@ async def test_each_caller_sees_its_tenant_its_sites_and_the_types_it_asked_for(
     _, east_gas = await shub.change(ULSAN, EAST, IncidentType.GAS_RELEASE)
     _, mipo_fire = await shub.change(MIPO, AROMATICS, IncidentType.FIRE, "acknowledged")
 
-    await everything.wait_for(lambda c: len(entry_ids(c)) >= 3, what="three ulsan changes")
-    await east_fires.wait_for(entry_ids, what="the east fire")
-    await east_key.wait_for(lambda c: len(entry_ids(c)) >= 2, what="both east changes")
-    await mipo.wait_for(entry_ids, what="the mipo change")
-    # Each stream is in publish order, so anything wrongly let through would have come before
-    # the last expected change: one more change to the other tenant settles it.
-    _, last = await shub.change(ULSAN, REFINERY, IncidentType.FIRE)
-    await everything.wait_for(lambda c: last in entry_ids(c), what="the last change")
-    await asyncio.sleep(0.2)
+    # Markers last: each stream is in publish order, so a change wrongly let through to a client
+    # would reach it before its marker, and the lists below are exact once the markers are in.
+    _, marker = await shub.change(ULSAN, EAST, IncidentType.FIRE)
+    _, mipo_marker = await shub.change(MIPO, AROMATICS, IncidentType.FIRE)
+    for client in (everything, east_fires, east_key):
+        await client.wait_for(lambda c: marker in entry_ids(c), what="the marker")
+    await mipo.wait_for(lambda c: mipo_marker in entry_ids(c), what="the other tenant's marker")
 
-    assert entry_ids(everything) == [refinery_gas, east_fire, east_gas, last]
-    assert entry_ids(east_fires) == [east_fire]
-    assert entry_ids(east_key) == [east_fire, east_gas]
-    assert entry_ids(mipo) == [mipo_fire]  # another tenant's changes never appear
+    assert entry_ids(everything) == [refinery_gas, east_fire, east_gas, marker]
+    assert entry_ids(east_fires) == [east_fire, marker]
+    assert entry_ids(east_key) == [east_fire, east_gas, marker]
+    assert entry_ids(mipo) == [mipo_fire, mipo_marker]  # another tenant's changes never appear
 
     opened = everything.events[0]
     assert opened.event == "incident.opened"
@@ -219,7 +217,6 @@ async def test_a_client_that_reconnects_with_its_last_id_misses_nothing(shub: St
     await again.wait_for(lambda c: len(entry_ids(c)) == len(missed), what="what it missed")
     later = (await shub.change(ULSAN, REFINERY, IncidentType.GAS_RELEASE))[1]
     await again.wait_for(lambda c: later in entry_ids(c), what="the next live change")
-    await asyncio.sleep(0.2)
     assert entry_ids(again) == [*missed, later]  # in order, none twice, none of another tenant's
 
     # From the opening id (before any change), everything since.
