@@ -143,11 +143,11 @@ class StreamApi:
                 "X-Accel-Buffering": "no",  # a proxy in front must not hold events back
             }
         )
-        await response.prepare(request)
         accept = request.headers.get("Accept-Language")
         session = _Session(self, response, scope, accept)
         behind = False
         try:
+            await response.prepare(request)
             async with long_lived(request):
                 await session.run(resume)
         except Behind:

@@ -152,11 +152,12 @@ def test_every_operation_answers_soundly(case: schemathesis.Case, fuzzed_hub: Fu
 
 
 @SCHEMA.include(path=STREAM).parametrize()
-@settings(FUZZ, max_examples=30)
+@settings(FUZZ, max_examples=20)
 def test_the_live_stream_answers_soundly(case: schemathesis.Case, fuzzed_hub: FuzzedHub) -> None:
     if case.headers is None or "Authorization" not in case.headers:
         case.headers = {**(case.headers or {}), "Authorization": f"Bearer {fuzzed_hub.keys['admin']}"}
-    response = case.call(base_url=fuzzed_hub.url, session=fuzzed_hub.session, timeout=1.0)
+    # A short read: the stream is cut after it (the answer and its first lines are what is checked).
+    response = case.call(base_url=fuzzed_hub.url, session=fuzzed_hub.session, timeout=3.0)
     what = f"GET {case.formatted_path}"
     assert_answer_is_sound(response.status_code, response.headers, response.content, what)
     if response.status_code == 200:
