@@ -15,9 +15,13 @@ next (so each one's alarm is an incident of its own), then:
    `near=` with a 5 km radius (near), each timed at the client, once the hub's consumers have
    caught up with the first part's load (so the list, not that backlog, is timed).
 
-The issue's target measures to the SSE live stream, which is not built yet: here the end point is
-the INCIDENTS message the stream will relay. Prints the figures, then one JSON line. Not a test.
+The latency is timed twice: to the `opened` change on INCIDENTS (core NATS, as escalation would
+see it) and to the `incident.opened` event on the live stream (`GET /v1/stream`, what a phone
+sees), read by --sse-clients clients at once (each incident timed at each client; the stream
+maps the incident id back to the reading through the INCIDENTS change's correlation id).
+Prints the figures, then one JSON line. Not a test.
 Usage: scripts/bench_incidents.py [--seconds 20] [--rate 5000] [--detectors 100] [--incidents 100000]
+                                  [--sse-clients 20]
 """
 
 from __future__ import annotations
@@ -39,13 +43,17 @@ import aiohttp
 import asyncpg
 import msgspec
 import nats
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from scripts.bench_hub import create_key, start_hub
-from services.common.contracts import IncidentChange
+from services.common.contracts import AlarmTransition, IncidentChange
+
+SSE_PATH = "/v1/stream?type=gas_release"
 
 TENANT = "ulsan-refining"
 SITE = "bench-incidents"
@@ -109,16 +117,93 @@ def _percentiles(values: list[float]) -> tuple[float, float]:
 # ---------------------------------------------------------------- 1. reading -> incident
 
 
-async def _latency(info: dict[str, str], key: str, args: argparse.Namespace) -> dict[str, float]:
-    nc = await nats.connect(info["nats_url"])
-    opened: dict[str, float] = {}
+class SseReaders:
+    """--sse-clients clients of the live stream; each notes when each `incident.opened` arrived."""
 
-    async def on_change(msg: nats.aio.msg.Msg) -> None:
+    def __init__(self, url: str, key: str, clients: int) -> None:
+        self._url, self._key = url, key
+        self.seen: list[dict[str, float]] = [{} for _ in range(clients)]
+        self._ready = [asyncio.Event() for _ in range(clients)]
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None), connector=aiohttp.TCPConnector(limit=0)
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        pairs = zip(self.seen, self._ready, strict=True)
+        self._tasks = [asyncio.create_task(self._read(seen, ready)) for seen, ready in pairs]
+        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in self._ready)), timeout=30)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._session.close()
+
+    async def _read(self, seen: dict[str, float], ready: asyncio.Event) -> None:
+        headers = {"Authorization": f"Bearer {self._key}"}
+        async with self._session.get(self._url + SSE_PATH, headers=headers) as resp:
+            if resp.status != 200:
+                raise SystemExit(f"GET {SSE_PATH}: {resp.status} {await resp.text()}")
+            event = ""
+            async for raw in resp.content:
+                line = raw.rstrip(b"\n")
+                if line.startswith(b"id:"):
+                    ready.set()  # the opening id: the client has joined the live feed
+                elif line.startswith(b"event: "):
+                    event = line[7:].decode()
+                elif line.startswith(b"data: ") and event == "incident.opened":
+                    now = time.time()
+                    seen.setdefault(msgspec.json.decode(line[6:])["incident"]["id"], now)
+
+    def timings(self, since: dict[str, float], incident_of: dict[str, str]) -> list[float]:
+        """Milliseconds from `since[reading]` to the reading's incident on each client's stream."""
+        return [
+            (seen[incident_of[i]] - t) * 1000
+            for seen in self.seen
+            for i, t in since.items()
+            if i in incident_of and incident_of[i] in seen
+        ]
+
+
+class BusClock:
+    """When each reading's first alarm transition and its incident's `opened` were on the bus
+    (core NATS subscriptions: what a consumer of ALARMS or INCIDENTS would see)."""
+
+    def __init__(self) -> None:
+        self.raised: dict[str, float] = {}  # the reading's id -> its first alarm transition
+        self.opened: dict[str, float] = {}  # the reading's id -> its incident opened
+        self.incident_of: dict[str, str] = {}  # the reading's id -> its incident's id
+        self._nc: NatsClient | None = None
+
+    async def start(self, nats_url: str) -> None:
+        self._nc = await nats.connect(nats_url)
+        await self._nc.subscribe("incident.>", cb=self._on_change)
+        await self._nc.subscribe("alarm.>", cb=self._on_alarm)
+
+    async def close(self) -> None:
+        if self._nc is not None:
+            await self._nc.close()
+
+    async def _on_change(self, msg: Msg) -> None:
         if (msg.headers or {}).get("ce-type") == "org.safetyhub.incident.opened.v1":
+            now = time.time()
             change = IncidentChange.FromString(msg.data)
-            opened.setdefault(change.envelope.correlation_id, time.time())
+            self.opened.setdefault(change.envelope.correlation_id, now)
+            self.incident_of.setdefault(change.envelope.correlation_id, change.incident_id)
 
-    await nc.subscribe("incident.>", cb=on_change)
+    async def _on_alarm(self, msg: Msg) -> None:
+        now = time.time()
+        self.raised.setdefault(AlarmTransition.FromString(msg.data).envelope.correlation_id, now)
+
+
+async def _latency(info: dict[str, str], keys: tuple[str, str], args: argparse.Namespace) -> dict[str, float]:
+    key, viewer = keys
+    clock = BusClock()
+    await clock.start(info["nats_url"])
+    opened, raised, incident_of = clock.opened, clock.raised, clock.incident_of
+    readers = SseReaders(info["http_url"], viewer, args.sse_clients)
+    await readers.start()
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     batches = max(1, int(args.seconds * args.rate / args.batch))
     interval = args.batch / args.rate
@@ -157,16 +242,63 @@ async def _latency(info: dict[str, str], key: str, args: argparse.Namespace) -> 
         await asyncio.gather(*tasks)
         offered_s = time.monotonic() - started
     await asyncio.sleep(5)
-    await nc.close()
+    await clock.close()
+    await readers.stop()
     latencies = [(opened[i] - t) * 1000 for i, t in accepted_at.items() if i in opened]
     p50, p99 = _percentiles(latencies)
+    to_sse = readers.timings(accepted_at, incident_of)
+    sse_p50, sse_p99 = _percentiles(to_sse)
+    # Where the time goes: reading -> alarm on ALARMS -> incident on INCIDENTS -> on the stream.
+    to_alarm = [(raised[i] - t) * 1000 for i, t in accepted_at.items() if i in raised]
+    alarm_p50, alarm_p99 = _percentiles(to_alarm)
+    fused = [(opened[i] - raised[i]) * 1000 for i in accepted_at if i in raised and i in opened]
+    fused_p50, fused_p99 = _percentiles(fused)
+    # Published on INCIDENTS to on the live stream: the stream's own share.
+    relay_p50, relay_p99 = _percentiles(readers.timings(opened, incident_of))
     return {
         "achieved_per_s": batches * args.batch / offered_s,
         "incidents_timed": len(latencies),
         "crossings": len(accepted_at),
         "p50_ms": p50,
         "p99_ms": p99,
+        "sse_timed": len(to_sse),
+        "sse_p50_ms": sse_p50,
+        "sse_p99_ms": sse_p99,
+        "alarm_p50_ms": alarm_p50,
+        "alarm_p99_ms": alarm_p99,
+        "fused_p50_ms": fused_p50,
+        "fused_p99_ms": fused_p99,
+        "relay_p50_ms": relay_p50,
+        "relay_p99_ms": relay_p99,
     }
+
+
+async def _hub_figures(url: str) -> dict[str, float]:
+    """Means from the hub's own histograms, over the run: a unit of work of the alarm engine and
+    of fusion, and an outbox message's commit to JetStream's acknowledgement, per service."""
+    async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as resp:
+        text = await resp.text()
+    sums: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.endswith(("_sum", "_count")):
+                service = sample.labels.get("service", "")
+                sums[f"{sample.name}{'/' + service if service else ''}"] = sample.value
+    figures = {}
+    for name, key in (
+        ("safetyhub_alarms_batch_seconds", "alarm_batch"),
+        ("safetyhub_incidents_batch_seconds", "incident_batch"),
+        ("safetyhub_outbox_publish_seconds/alarms", "alarm_outbox"),
+        ("safetyhub_outbox_publish_seconds/incidents", "incident_outbox"),
+    ):
+        metric, _, service = name.partition("/")
+        suffix = f"/{service}" if service else ""
+        count = sums.get(f"{metric}_count{suffix}", 0.0)
+        figures[f"{key}_mean_ms"] = (
+            1000 * sums.get(f"{metric}_sum{suffix}", 0.0) / count if count else float("nan")
+        )
+        figures[f"{key}_count"] = count
+    return figures
 
 
 # ---------------------------------------------------------------- 2. the list
@@ -257,6 +389,7 @@ async def main() -> None:
     parser.add_argument("--incidents", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--sse-clients", type=int, default=20, help="live-stream clients reading at once")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="safetyhub-bench-incidents-"))
@@ -266,7 +399,8 @@ async def main() -> None:
     try:
         gateway = await asyncio.to_thread(create_key, workdir, TENANT, "gateway")
         viewer = await asyncio.to_thread(create_key, workdir, TENANT, "viewer")
-        latency = await _latency(info, gateway, args)
+        latency = await _latency(info, (gateway, viewer), args)
+        inside = await _hub_figures(info["http_url"])
         listing = await _list(info, viewer, args)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -281,6 +415,19 @@ async def main() -> None:
         "crossings_posted": int(latency["crossings"]),
         "reading_to_incident_p50_ms": round(latency["p50_ms"], 1),
         "reading_to_incident_p99_ms": round(latency["p99_ms"], 1),
+        "sse_clients": args.sse_clients,
+        "sse_events_timed": int(latency["sse_timed"]),
+        "reading_to_sse_p50_ms": round(latency["sse_p50_ms"], 1),
+        "reading_to_sse_p99_ms": round(latency["sse_p99_ms"], 1),
+        "reading_to_alarm_p50_ms": round(latency["alarm_p50_ms"], 1),
+        "reading_to_alarm_p99_ms": round(latency["alarm_p99_ms"], 1),
+        "alarm_to_incident_p50_ms": round(latency["fused_p50_ms"], 1),
+        "alarm_to_incident_p99_ms": round(latency["fused_p99_ms"], 1),
+        "alarm_batch_mean_ms": round(inside["alarm_batch_mean_ms"], 1),
+        "fusion_batch_mean_ms": round(inside["incident_batch_mean_ms"], 1),
+        "incident_outbox_mean_ms": round(inside["incident_outbox_mean_ms"], 1),
+        "published_to_sse_p50_ms": round(latency["relay_p50_ms"], 1),
+        "published_to_sse_p99_ms": round(latency["relay_p99_ms"], 1),
         "incidents_stored": int(listing["stored"]),
         "list_plain_p50_ms": round(listing["plain_p50_ms"], 1),
         "list_plain_p99_ms": round(listing["plain_p99_ms"], 1),
@@ -294,6 +441,25 @@ async def main() -> None:
         f"incident opened on INCIDENTS p50 {figures['reading_to_incident_p50_ms']} ms, "
         f"p99 {figures['reading_to_incident_p99_ms']} ms "
         f"({figures['incidents_timed']} of {figures['crossings_posted']} incidents timed)"
+    )
+    print(
+        f"reading accepted -> incident.opened on GET /v1/stream at {args.sse_clients} clients: "
+        f"p50 {figures['reading_to_sse_p50_ms']} ms, p99 {figures['reading_to_sse_p99_ms']} ms "
+        f"({figures['sse_events_timed']} events timed); published on INCIDENTS -> on the stream "
+        f"p50 {figures['published_to_sse_p50_ms']} ms, p99 {figures['published_to_sse_p99_ms']} ms"
+    )
+    print(
+        f"where the time goes (p50 / p99 ms): reading -> alarm on ALARMS "
+        f"{figures['reading_to_alarm_p50_ms']} / {figures['reading_to_alarm_p99_ms']}; alarm -> incident "
+        f"on INCIDENTS {figures['alarm_to_incident_p50_ms']} / {figures['alarm_to_incident_p99_ms']}; "
+        f"INCIDENTS -> stream {figures['published_to_sse_p50_ms']} / {figures['published_to_sse_p99_ms']}"
+    )
+    print(
+        "inside the hub, mean over the run: alarm engine unit of work "
+        f"{inside['alarm_batch_mean_ms']:.1f} ms ({inside['alarm_batch_count']:.0f}), fusion unit of work "
+        f"{inside['incident_batch_mean_ms']:.1f} ms ({inside['incident_batch_count']:.0f}), outbox commit "
+        f"-> JetStream ack: alarms {inside['alarm_outbox_mean_ms']:.1f} ms, incidents "
+        f"{inside['incident_outbox_mean_ms']:.1f} ms"
     )
     for name in ("plain", "filtered", "near"):
         print(

@@ -20,9 +20,11 @@ from services.incidents.channel import INCIDENTS as INCIDENTS_STREAM
 from services.incidents.config import IncidentsConfig
 from services.incidents.domain.fusion import Fusion
 from services.incidents.domain.rules import DEFAULT_RULES
+from services.incidents.live_stream import LiveFeed
 from services.incidents.permissions import ASSIGN_INCIDENTS, READ_INCIDENTS, WORK_INCIDENTS
 from services.incidents.read_api import IncidentReadApi
 from services.incidents.service import IncidentsService
+from services.incidents.stream_api import StreamApi
 
 
 class Incidents(ServiceInstance):
@@ -39,11 +41,15 @@ class Incidents(ServiceInstance):
         self._reads = IncidentReadApi(context.pool, context.sites)
         self._actions = IncidentActionsApi(self.service, self._reads)
         self._attachments = IncidentAttachmentsApi(context.pool, self.service, self._reads)
+        # One subscription per stream for every live client of this process.
+        self._feed = LiveFeed(context.js, queue_max=config.stream_queue_max)
+        self._stream = StreamApi(self._feed, context.pool, context.sites, config)
 
     def add_routes(self, app: web.Application) -> None:
         self._reads.add_routes(app)
         self._actions.add_routes(app)
         self._attachments.add_routes(app)
+        self._stream.add_routes(app)
 
     @property
     def max_body_bytes(self) -> int:
@@ -57,16 +63,25 @@ class Incidents(ServiceInstance):
         async def consumer_running() -> str | None:
             return None if self.service.consuming else "incident consumers not running"
 
-        return {"incident_rules": rules_loaded, "incident_consumer": consumer_running}
+        async def live_stream_running() -> str | None:
+            return None if self._feed.running else "live stream subscription not running"
+
+        return {
+            "incident_rules": rules_loaded,
+            "incident_consumer": consumer_running,
+            "incident_live_stream": live_stream_running,
+        }
 
     async def start(self) -> None:
         # Read before the consumers start: an alarm fused before its rule is known has no kind.
         await asyncio.to_thread(self._rules.load)
         await self.service.start()
+        await self._feed.start()
         self._rules.start(self._reload_s)
 
     async def stop(self) -> None:
         await self._rules.stop()
+        await self._feed.stop()
         await self.service.stop()
 
 

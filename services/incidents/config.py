@@ -18,3 +18,10 @@ class IncidentsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, k
     batch_wait_ms: Positive = 20
     max_ack_pending: Positive = 10_000
     ack_wait_s: PositiveFloat = 30.0
+    # The live stream (GET /v1/stream): a comment line this often keeps idle connections open
+    # through proxies; a client this many changes behind is told so and disconnected (it resumes
+    # with Last-Event-ID from the stream, not from this process's memory); a client that takes
+    # no bytes for this long is let go.
+    stream_heartbeat_s: PositiveFloat = 15.0
+    stream_queue_max: Positive = 1_000
+    stream_write_timeout_s: PositiveFloat = 30.0

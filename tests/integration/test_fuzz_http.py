@@ -133,7 +133,12 @@ def assert_answer_is_sound(status: int, headers: Any, body: bytes, what: str) ->
         assert content_type.startswith("application/problem+json"), f"{what} -> {status} as {content_type}"
 
 
-@SCHEMA.parametrize()
+# The live stream never ends by itself: schemathesis reads an event stream until its timeout,
+# so it has a test of its own with a short one.
+STREAM = "/v1/stream"
+
+
+@SCHEMA.exclude(path=STREAM).parametrize()
 @FUZZ
 def test_every_operation_answers_soundly(case: schemathesis.Case, fuzzed_hub: FuzzedHub) -> None:
     # Half the examples with a valid admin key (which may post and read), so generation reaches
@@ -144,6 +149,20 @@ def test_every_operation_answers_soundly(case: schemathesis.Case, fuzzed_hub: Fu
     assert_answer_is_sound(
         response.status_code, response.headers, response.content, f"{case.method} {case.formatted_path}"
     )
+
+
+@SCHEMA.include(path=STREAM).parametrize()
+@settings(FUZZ, max_examples=20)
+def test_the_live_stream_answers_soundly(case: schemathesis.Case, fuzzed_hub: FuzzedHub) -> None:
+    if case.headers is None or "Authorization" not in case.headers:
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {fuzzed_hub.keys['admin']}"}
+    # A short read: the stream is cut after it (the answer and its first lines are what is checked).
+    response = case.call(base_url=fuzzed_hub.url, session=fuzzed_hub.session, timeout=3.0)
+    what = f"GET {case.formatted_path}"
+    assert_answer_is_sound(response.status_code, response.headers, response.content, what)
+    if response.status_code == 200:
+        assert _content_type(response.headers) == "text/event-stream"
+        assert response.content.startswith(b"retry: 2000\n")
 
 
 _TYPES = st.sampled_from(

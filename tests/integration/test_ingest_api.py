@@ -372,6 +372,7 @@ async def test_health_readiness_and_metrics(running_hub: RunningHub) -> None:
             "alarms.alarm_consumer": "ok",
             "incidents.incident_rules": "ok",
             "incidents.incident_consumer": "ok",
+            "incidents.incident_live_stream": "ok",
         }
         assert (await resp.json())["checks"] == checks
     await post(running_hub, [reading(0, id="m-1")])

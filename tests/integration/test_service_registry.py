@@ -91,6 +91,7 @@ async def test_up_runs_the_toy_with_its_config_stream_table_routes_permission_an
                 "alarms.alarm_consumer": "ok",
                 "incidents.incident_rules": "ok",
                 "incidents.incident_consumer": "ok",
+                "incidents.incident_live_stream": "ok",
                 "toy.started": "ok",
             }
 
