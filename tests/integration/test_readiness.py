@@ -32,6 +32,7 @@ READY = {
     "alarms.alarm_consumer": "ok",
     "incidents.incident_rules": "ok",
     "incidents.incident_consumer": "ok",
+    "feed.feed_consumer": "ok",
 }
 
 

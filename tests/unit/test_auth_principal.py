@@ -64,6 +64,8 @@ MAY = {
         "incidents.work",
         "incidents.assign",
         "snapshots.read",
+        "feed.policy",
+        "feed.exports",
     },
     "platform": set(),
 }
