@@ -19,6 +19,7 @@ from services.feed.api import MAX_BODY_BYTES, FeedApi
 from services.feed.channel import FEED as FEED_STREAM
 from services.feed.config import FeedConfig, SitePolicy
 from services.feed.domain.policy import SharingPolicy, tightens
+from services.feed.ngsi_export import NgsiExporter
 from services.feed.permissions import READ_EXPORTS, SET_SHARING
 from services.feed.service import FeedService
 from services.incidents.channel import INCIDENTS as INCIDENTS_STREAM
@@ -33,6 +34,7 @@ class Feed(ServiceInstance):
         self._sites = context.sites
         self.service = FeedService(context.pool, (context.nc, context.js), config, context.sites)
         self._api = FeedApi(context.pool, self.service.outbox, context.sites)
+        self._ngsi = NgsiExporter(context.pool, config.ngsi) if config.ngsi is not None else None
 
     def add_routes(self, app: web.Application) -> None:
         self._api.add_routes(app)
@@ -51,8 +53,12 @@ class Feed(ServiceInstance):
         # The config's policies first: the consumers must not share under a policy it replaced.
         await apply_config_policies(self._pool, self._config.policies, self._sites)
         await self.service.start()
+        if self._ngsi is not None:
+            await self._ngsi.start()
 
     async def stop(self) -> None:
+        if self._ngsi is not None:
+            await self._ngsi.stop()
         await self.service.stop()
 
 

@@ -21,6 +21,21 @@ class SitePolicy(SharingPolicy, forbid_unknown_fields=True, frozen=True, kw_only
     site: Slug
 
 
+class NgsiConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """The NGSI-LD context broker shared incidents are upserted to as `Alert` entities."""
+
+    # The broker's base URL; entities go to <url>/ngsi-ld/v1/entityOperations/upsert.
+    url: Annotated[str, msgspec.Meta(pattern="^https?://")]
+    # Sent as `NGSILD-Tenant` when set (a multi-tenant broker such as the City Data Hub's).
+    tenant: str | None = None
+    # Entities per upsert request (the changes of one incident in a batch are one entity).
+    batch_max: Annotated[int, msgspec.Meta(gt=0, le=1000)] = 100
+    timeout_s: PositiveFloat = 10.0
+    # A broker that is down or answers 5xx is retried after 1 s, doubling up to this.
+    retry_max_s: PositiveFloat = 300.0
+    poll_ms: Positive = 500
+
+
 class FeedConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     # Per tenant and site; a site without one shares nothing.
     policies: list[SitePolicy] = msgspec.field(default_factory=list)
@@ -35,3 +50,5 @@ class FeedConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     # An hour's counts leave this long after the hour ends, so alarms that arrive a little late
     # are still counted in it.
     counts_grace_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 60.0
+    # Unset: no NGSI-LD export (FEED only).
+    ngsi: NgsiConfig | None = None

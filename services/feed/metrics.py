@@ -16,3 +16,8 @@ BATCH_SECONDS = Histogram(
     "Time to project and commit one unit of work",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+NGSI = Counter(
+    "safetyhub_feed_ngsi_entities",
+    "Alert entities sent to the NGSI-LD context broker, by outcome (upserted, refused, retried)",
+    ["outcome"],
+)

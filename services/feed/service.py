@@ -11,6 +11,8 @@ Two consumers share one outbox ("feed") and its relay:
   policy then in force still lets every field of them leave) and publishes the counts of the
   site-hours that closed, in units of work, so a timer pending at a crash fires after the
   restart, once.
+With a context broker configured, each shared incident's NGSI-LD `Alert` is queued in the same
+unit of work as its export (ngsi_export.py sends it).
 """
 
 from __future__ import annotations
@@ -38,11 +40,13 @@ from services.common.logging import get_logger
 from services.common.outbox import Outbox, OutboxRelay
 from services.common.outbox.unit_of_work import UnitOfWork
 from services.common.sites.registry import SiteRegistry
-from services.feed import metrics, repository
+from services.feed import metrics, ngsi_export, repository
 from services.feed.adapters.events import Outgoing, feed_event
 from services.feed.adapters.read import AlarmRead, AlarmReader, places_of, read_incident_message
+from services.feed.channel import FeedEvent
 from services.feed.config import FeedConfig
 from services.feed.domain.facts import AlarmFacts, IncidentFacts
+from services.feed.domain.ngsi import alert_entity
 from services.feed.domain.policy import Kind, PolicyInForce
 from services.feed.domain.projection import (
     counted,
@@ -232,9 +236,16 @@ class FeedService:
         fresh = [(message, export) for message, export in sent if export.event_id in written]
         if not fresh:
             return
+        alerts = []
         for message, export in fresh:
             uow.emit(message)
             metrics.EXPORTS.labels(export.kind, export.level).inc()
+            if self._config.ngsi is not None and export.kind == Kind.INCIDENT:
+                event = FeedEvent.FromString(message.payload)
+                entity = alert_entity(event.data, tenant=export.tenant, site=export.site, issued=event.time)
+                if entity is not None:
+                    alerts.append((export.tenant, export.site, entity))
+        await ngsi_export.enqueue(uow.connection, alerts)
         kinds = Tally(export.kind for _, export in fresh)
         versions = sorted({export.policy_version for _, export in fresh})
         await record(

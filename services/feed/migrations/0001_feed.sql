@@ -69,3 +69,29 @@ CREATE TABLE feed_count_hours (
     PRIMARY KEY (tenant, site, hour)
 );
 CREATE INDEX feed_count_hours_due ON feed_count_hours (due);
+
+-- Shared incidents waiting to be upserted to the NGSI-LD context broker, written with their
+-- export: a broker that is down delays them (due moves on), never loses them.
+CREATE TABLE feed_ngsi_pending (
+    seq         bigserial   PRIMARY KEY,
+    entity_id   text        NOT NULL,   -- urn:ngsi-ld:Alert:<incident id>
+    tenant      text        NOT NULL,
+    site        text        NOT NULL,
+    entity      jsonb       NOT NULL,
+    due         timestamptz NOT NULL DEFAULT clock_timestamp(),
+    attempts    integer     NOT NULL DEFAULT 0,
+    last_error  text        NOT NULL DEFAULT ''
+);
+CREATE INDEX feed_ngsi_pending_due ON feed_ngsi_pending (due, seq);
+
+-- What the broker refused (4xx): kept with its answer for a person to look at.
+CREATE TABLE feed_ngsi_dead (
+    seq         bigint      PRIMARY KEY,
+    entity_id   text        NOT NULL,
+    tenant      text        NOT NULL,
+    site        text        NOT NULL,
+    entity      jsonb       NOT NULL,
+    status      integer     NOT NULL,
+    answer      text        NOT NULL,
+    failed_at   timestamptz NOT NULL DEFAULT clock_timestamp()
+);
