@@ -260,16 +260,21 @@ class CountedHour:
     zones: dict[str, tuple[int, int]]  # zone -> (incidents, alarms)
 
 
-async def add_count(
+async def add_counts(
     conn: asyncpg.Connection,
-    key: tuple[str, str, datetime, str],
-    incidents: int,
-    alarms: int,
-    due: datetime,
+    counts: dict[tuple[str, str, datetime, str], tuple[int, int]],
+    due: dict[tuple[str, str, datetime], datetime],
 ) -> None:
-    tenant, site, hour, zone = key
-    await conn.execute(_ADD_COUNT, tenant, site, hour, zone, incidents, alarms)
-    await conn.execute(_ENSURE_HOUR, tenant, site, hour, due)
+    """Add (incidents, alarms) to each (tenant, site, hour, zone) and make each site-hour due.
+
+    Locks in one order everywhere (the site-hours' rows, then the counts', each sorted), so the
+    incident and alarm consumers counting the same hour never deadlock."""
+    for tenant, site, hour in sorted(due):
+        await conn.execute(_ENSURE_HOUR, tenant, site, hour, due[(tenant, site, hour)])
+    for key in sorted(counts):
+        tenant, site, hour, zone = key
+        incidents, alarms = counts[key]
+        await conn.execute(_ADD_COUNT, tenant, site, hour, zone, incidents, alarms)
 
 
 async def take_due_hours(conn: asyncpg.Connection, now: datetime, limit: int) -> list[CountedHour]:

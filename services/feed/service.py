@@ -213,11 +213,11 @@ class FeedService:
             else:
                 batches[(tenant, site)].exports.append((out, export))
         grace = timedelta(seconds=self._config.counts_grace_s)
-        for key in sorted(set(counts) | set(alarm_counts)):
-            # An hour counted while the consumers catch up (already ended) still waits the grace,
-            # so the alarms and the incident of one happening land in it together.
-            due = max(hour_closes(key[2], grace), now + grace)
-            await repository.add_count(uow.connection, key, counts[key], alarm_counts[key], due)
+        keys = set(counts) | set(alarm_counts)
+        # An hour counted while the consumers catch up (already ended) still waits the grace, so
+        # the alarms and the incident of one happening land in it together.
+        closes = {(t, s, h): max(hour_closes(h, grace), now + grace) for t, s, h, _ in keys}
+        await repository.add_counts(uow.connection, {k: (counts[k], alarm_counts[k]) for k in keys}, closes)
         for (tenant, site), batch in sorted(batches.items()):
             for pending in batch.pending:
                 await repository.add_pending(uow.connection, pending)
