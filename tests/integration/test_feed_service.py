@@ -21,7 +21,8 @@ from services.alarms.channel import ALARM_CHANNEL
 from services.common.auth.keys import create_key
 from services.common.bus.connection import connect_bus
 from services.feed.channel import FEED, FEED_CHANNEL
-from services.feed.config import FeedConfig
+from services.feed.config import FeedConfig, SitePolicy
+from services.feed.domain.policy import Level
 from services.feed.service import ALARMS_DURABLE, INCIDENTS_DURABLE
 from services.hub.bootstrap import Endpoints, Hub
 from services.incidents.channel import INCIDENTS
@@ -324,3 +325,49 @@ async def test_only_the_tenants_admins_set_its_sites_policies(feed_hub: RunningH
     ) as response:
         assert response.status == 403
     assert not await feed_hub.hub.pool.fetchval("SELECT count(*) FROM feed_policies")
+
+
+async def test_a_configured_policy_is_written_once_and_an_api_change_stays_until_the_config_changes(
+    nats_url: str, database_url: str
+) -> None:
+    configured = SitePolicy(tenant=TENANT, site=SITE, level=Level.COUNTS)
+
+    async def start(policies: list[SitePolicy]) -> Hub:
+        hub = Hub(hub_config(feed=FeedConfig(policies=policies)), REPO, Endpoints(nats_url, database_url))
+        await hub.start()
+        return hub
+
+    async def versions(hub: Hub) -> list[tuple[int, str, str]]:
+        rows = await hub.pool.fetch("SELECT version, level, source FROM feed_policies ORDER BY version")
+        return [(r["version"], r["level"], r["source"]) for r in rows]
+
+    hub = await start([configured])
+    try:
+        assert await versions(hub) == [(1, "counts", "config")]
+        audited = await hub.pool.fetchval(
+            "SELECT actor_kind FROM audit_log WHERE action = 'sharing_policy.set' AND target = $1", SITE
+        )
+        assert audited == "command"
+        admin = await create_key(hub.pool, tenant=TENANT, role="admin")
+        async with aiohttp.ClientSession() as session, session.put(
+            f"{hub.http_url}/v1/sharing-policies/{SITE}",
+            json={"level": "none"},
+            headers={"Authorization": f"Bearer {admin}"},
+        ) as response:
+            assert response.status == 200
+    finally:
+        await hub.stop()
+
+    # The same config again: the policy set through the API stays in force.
+    hub = await start([configured])
+    try:
+        assert await versions(hub) == [(1, "counts", "config"), (2, "none", "api")]
+    finally:
+        await hub.stop()
+
+    # A changed config: a new version.
+    hub = await start([SitePolicy(tenant=TENANT, site=SITE, level=Level.REDACTED, grid_m=500)])
+    try:
+        assert await versions(hub) == [(1, "counts", "config"), (2, "none", "api"), (3, "redacted", "config")]
+    finally:
+        await hub.stop()
