@@ -20,12 +20,16 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from services.alarms.channel import ALARM_CHANNEL
 from services.common.auth.keys import create_key
 from services.common.bus.connection import connect_bus
+from services.common.bus.deadletter import REASON_HEADER
+from services.common.bus.streams import deadletter_subject
+from services.common.contracts import IncidentChange
+from services.common.contracts.cloudevents import MSG_ID
 from services.feed.channel import FEED, FEED_CHANNEL
 from services.feed.config import FeedConfig, SitePolicy
 from services.feed.domain.policy import Level
 from services.feed.service import ALARMS_DURABLE, INCIDENTS_DURABLE
 from services.hub.bootstrap import Endpoints, Hub
-from services.incidents.channel import INCIDENTS
+from services.incidents.channel import INCIDENT_CHANNEL, INCIDENTS
 from tests.conftest import REPO, RunningHub, eventually, hub_config
 
 SITE = "ulsan-refinery"
@@ -349,11 +353,14 @@ async def test_a_configured_policy_is_written_once_and_an_api_change_stays_until
         )
         assert audited == "command"
         admin = await create_key(hub.pool, tenant=TENANT, role="admin")
-        async with aiohttp.ClientSession() as session, session.put(
-            f"{hub.http_url}/v1/sharing-policies/{SITE}",
-            json={"level": "none"},
-            headers={"Authorization": f"Bearer {admin}"},
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.put(
+                f"{hub.http_url}/v1/sharing-policies/{SITE}",
+                json={"level": "none"},
+                headers={"Authorization": f"Bearer {admin}"},
+            ) as response,
+        ):
             assert response.status == 200
     finally:
         await hub.stop()
@@ -371,3 +378,30 @@ async def test_a_configured_policy_is_written_once_and_an_api_change_stays_until
         assert await versions(hub) == [(1, "counts", "config"), (2, "none", "api"), (3, "redacted", "config")]
     finally:
         await hub.stop()
+
+
+async def test_an_incident_change_of_a_site_the_registry_does_not_hold_is_dead_lettered(
+    feed_hub: RunningHub, nats_url: str
+) -> None:
+    nc: NATS = await connect_bus(nats_url, name="feed-test")
+    js = nc.jetstream()
+    try:
+        change = IncidentChange(incident_id="01M809PETR8A1ZQ7W3KXNB2C5D")
+        change.envelope.id, change.envelope.tenant, change.envelope.site = (
+            "01M809PETR5H7MZ0A9QK3W8XJT",
+            TENANT,
+            "atlantis",
+        )
+        change.entry.change = "opened"
+        subject = INCIDENT_CHANNEL.subject(TENANT, "atlantis", change.incident_id)
+        await js.publish(subject, change.SerializeToString(), headers={MSG_ID: change.envelope.id})
+        sub = await js.subscribe(
+            deadletter_subject(INCIDENTS_DURABLE, subject),
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+        )
+        dead = await sub.next_msg(timeout=15)
+        await sub.unsubscribe()
+        assert "atlantis" in (dead.headers or {})[REASON_HEADER]
+        assert "site registry" in (dead.headers or {})[REASON_HEADER]
+    finally:
+        await nc.close()
