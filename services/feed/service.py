@@ -65,6 +65,9 @@ SERVICE = "feed"
 INCIDENTS_DURABLE = "feed-incidents"
 ALARMS_DURABLE = "feed-alarms"
 RELAY_GRACE_S = 0.1
+# A timer pass in hand at a stop is cancelled after this: its unit of work rolls back and its
+# rows stay due for the next start, so a hung database holds the shutdown no longer.
+TIMERS_GRACE_S = 0.5
 TIMER_BATCH = 500
 Clock = Callable[[], datetime]
 
@@ -132,8 +135,10 @@ class FeedService:
     async def stop(self) -> None:
         self._stopping.set()
         if self._timers is not None:
-            await asyncio.wait([self._timers], timeout=2.0)
-            self._timers.cancel()
+            _, pending = await asyncio.wait([self._timers], timeout=TIMERS_GRACE_S)
+            for task in pending:
+                task.cancel()
+                await asyncio.wait([task], timeout=TIMERS_GRACE_S)
         for consumer in self._consumers:
             await consumer.stop()
         self.consuming = False
