@@ -28,6 +28,7 @@ from services.feed.adapters.ngsi_client import NgsiClient, UpsertOutcome
 from services.feed.config import NgsiConfig
 
 log = get_logger(__name__)
+STOP_GRACE_S = 1.0
 
 _DUE = """
 SELECT seq, entity_id, tenant, site, entity, attempts FROM feed_ngsi_pending
@@ -87,10 +88,12 @@ class NgsiExporter:
     async def stop(self) -> None:
         self._stopping.set()
         if self._task is not None:
-            # A request in flight is bounded by the client's timeout; its rows stay due.
-            _, pending = await asyncio.wait([self._task], timeout=self._config.timeout_s + 1)
+            # A pass in hand is cancelled after a short grace: its transaction rolls back and its
+            # rows stay due (the broker may have them already: an upsert again replaces the same).
+            _, pending = await asyncio.wait([self._task], timeout=STOP_GRACE_S)
             for task in pending:
                 task.cancel()
+                await asyncio.wait([task], timeout=STOP_GRACE_S)
         await self._client.close()
 
     async def _run(self) -> None:
