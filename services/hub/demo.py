@@ -19,6 +19,8 @@ import os
 import shlex
 from pathlib import Path
 
+import msgspec
+
 from services.common.audit import Actor, record, transaction
 from services.common.auth.hub_key import hub_key, issue_token
 from services.common.auth.keys import create_key
@@ -27,6 +29,9 @@ from services.common.logging import configure_logging, get_logger
 from services.common.redact import redact
 from services.common.settings import HubConfig
 from services.common.sites.registry import SiteRegistry
+from services.feed.app import FEED
+from services.feed.config import SitePolicy
+from services.feed.domain.policy import Level
 from services.hub.bootstrap import Endpoints, Hub, load_sites
 from services.hub.incident_view import IncidentFeed
 from services.hub.runtime import hub_endpoints, write_runtime_file
@@ -144,6 +149,20 @@ def _info(
     }
 
 
+def with_demo_sharing(config: HubConfig, registry: SiteRegistry) -> HubConfig:
+    """The demo shows the city feed at work: without sharing policies in the config, every plant
+    of the demo shares `redacted` (what a plant would consent to first)."""
+    section = FEED.section(config)
+    if section.policies:
+        return config
+    policies = [
+        SitePolicy(tenant=site.tenant, site=site.id, level=Level.REDACTED)
+        for site in registry.sites
+        if site.kind == "plant"
+    ]
+    return msgspec.structs.replace(config, feed=msgspec.structs.replace(section, policies=policies))
+
+
 async def run_demo(config: HubConfig, base: Path, data_dir: Path, *, live: bool = True) -> int:
     from services.hub.cli import install_stop_signals
 
@@ -157,6 +176,7 @@ async def run_demo(config: HubConfig, base: Path, data_dir: Path, *, live: bool 
     try:
         sites = await load_sites(config, base)
         registry = sites.registry
+        config = with_demo_sharing(config, registry)
         stop = asyncio.Event()
         install_stop_signals(stop)
         async with hub_endpoints(data_dir, config) as endpoints:

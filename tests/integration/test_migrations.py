@@ -38,7 +38,7 @@ async def recorded(pool: asyncpg.Pool) -> list[tuple[str, int, str]]:
 async def test_a_fresh_database_gets_every_table_and_each_version_recorded_once(pool: asyncpg.Pool) -> None:
     wanted = REGISTRY.migrations()
     components = {m.component for m in wanted}
-    assert components == {"auth", "store", "outbox", "audit", "alarms", "incidents", "video"}
+    assert components == {"auth", "store", "outbox", "audit", "alarms", "incidents", "video", "feed"}
 
     applied = await migrations.apply(pool, wanted)
 
@@ -61,6 +61,13 @@ async def test_a_fresh_database_gets_every_table_and_each_version_recorded_once(
         "incident_timeline",
         "incident_attachments",
         "video_snapshots",
+        "feed_policies",
+        "feed_exports",
+        "feed_pending",
+        "feed_counts",
+        "feed_count_hours",
+        "feed_ngsi_pending",
+        "feed_ngsi_dead",
     ):
         assert await pool.fetchval("SELECT to_regclass($1) IS NOT NULL", table), table
     async with pool.acquire() as conn:

@@ -33,6 +33,7 @@ READY = {
     "incidents.incident_rules": "ok",
     "incidents.incident_consumer": "ok",
     "incidents.incident_live_stream": "ok",
+    "feed.feed_consumer": "ok",
 }
 
 

@@ -19,6 +19,8 @@ from services.alarms.service import RELAY_GRACE_S as ALARMS_RELAY_GRACE_S
 from services.common.auth.keys import create_key
 from services.common.http.long_lived import LEAVE_GRACE_S, long_lived
 from services.common.lifecycle import SHUTDOWN_BOUNDS
+from services.feed.service import RELAY_GRACE_S as FEED_RELAY_GRACE_S
+from services.feed.service import TIMERS_GRACE_S as FEED_TIMERS_GRACE_S
 from services.hub.bootstrap import Endpoints, Hub
 from services.incidents.service import RELAY_GRACE_S as INCIDENTS_RELAY_GRACE_S
 from tests.conftest import REPO, hub_config
@@ -98,8 +100,10 @@ async def test_a_frozen_postgresql_holds_the_shutdown_no_longer_than_the_databas
 
     # The database stage holds to its bound. Before it, a frozen database costs only the services'
     # own short waits on it: each outbox relay's grace, twice (its pass, then its cancellation),
-    # and the alarm engine's timer pass (1 s); so each service added with an outbox adds its own.
-    frozen_waits = 2 * (ALARMS_RELAY_GRACE_S + INCIDENTS_RELAY_GRACE_S) + 1.0
+    # the alarm engine's timer pass (1 s) and the feed's (its grace, twice); so each service added
+    # with an outbox adds its own.
+    frozen_waits = 2 * (ALARMS_RELAY_GRACE_S + INCIDENTS_RELAY_GRACE_S + FEED_RELAY_GRACE_S) + 1.0
+    frozen_waits += 2 * FEED_TIMERS_GRACE_S
     (complete,) = [e for e in logs if e["event"] == "shutdown_complete"]
     assert complete["stages"]["database"] < SHUTDOWN_BOUNDS.database + SLACK_S, complete
     assert complete["stages"]["consumers"] < frozen_waits + SLACK_S, complete

@@ -29,17 +29,23 @@ from services.common.contracts import (
     ObservationBatch,
     incident_change_type,
 )
+from services.feed.adapters.events import feed_event
+from services.feed.channel import FEED_CHANNEL
+from services.feed.domain.policy import Kind, SharingPolicy
+from services.feed.domain.projection import project_alarm, project_counts, project_incident
 from services.incidents.channel import INCIDENT_CHANNEL
 from services.incidents.domain.fusion import ChangeKind
 from services.incidents.domain.timeline import CHANGE_OF_ACTION
 from services.ingest.channel import OBSERVATION_CHANNEL
 from tests.conftest import REPO
+from tests.unit.feed_facts import PLACES, alarm, incident
 
 CHANNELS: dict[str, Channel[Any]] = {
     "observations": OBSERVATION_CHANNEL,
     "alarmTransitions": ALARM_CHANNEL,
     "alarmFloods": FLOOD_CHANNEL,
     "incidentChanges": INCIDENT_CHANNEL,
+    "feedEvents": FEED_CHANNEL,
 }
 # The headers schema of each message, and the CloudEvents type the code sends with it.
 TYPES = {
@@ -234,3 +240,30 @@ def test_every_incident_change_type_the_code_sends_fits_the_header_schema() -> N
     for change in changes:
         assert pattern.match(incident_change_type(change)), change
     assert not pattern.match("org.safetyhub.incident.exploded.v1")
+
+
+def test_feed_events_the_code_builds_and_the_examples_fit_the_payload_schema() -> None:
+    schema = resolve("#/components/schemas/FeedEventPayload")
+    headers = resolve("#/components/schemas/FeedEventHeaders")
+    validator = Draft7Validator(schema)
+    built = []
+    for level in ("redacted", "full"):
+        policy = SharingPolicy(level=level)  # type: ignore[arg-type]
+        facts, alarm_facts = incident(), alarm()
+        for kind, shared, at in (
+            (Kind.INCIDENT, project_incident(facts, policy, PLACES), facts.at),
+            (Kind.ALARM, project_alarm(alarm_facts, policy, PLACES), alarm_facts.at),
+            (Kind.KPI, project_counts("fcc-2", facts.at, 1, 2, policy), facts.at),
+        ):
+            assert shared is not None
+            built.append(
+                feed_event(
+                    kind, shared, tenant=facts.tenant, site=facts.site, source_id="x", at=at, policy_version=2
+                )
+            )
+    for out in built:
+        errors = list(validator.iter_errors(out.body))
+        assert not errors, f"{out.event.type}: {errors[0].message}"
+        assert not list(Draft7Validator(headers).iter_errors(out.message.headers))
+    for example in document()["components"]["messages"]["FeedEvent"]["examples"]:
+        assert not list(validator.iter_errors(example["payload"])), example["name"]

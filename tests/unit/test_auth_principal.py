@@ -65,6 +65,8 @@ MAY = {
         "incidents.assign",
         "snapshots.read",
         "audit.read",
+        "feed.policy",
+        "feed.exports",
     },
     "platform": set(),
 }

@@ -1,0 +1,23 @@
+"""Prometheus metrics of the feed service."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+EXPORTS = Counter("safetyhub_feed_exports", "Events that left on FEED, by kind and level", ["kind", "level"])
+WITHHELD = Counter(
+    "safetyhub_feed_withheld",
+    "Incident changes and alarm transitions the sharing policy kept in, by kind and level",
+    ["kind", "level"],
+)
+DELAYED = Counter("safetyhub_feed_delayed", "Events held back by a policy's delay, by kind", ["kind"])
+BATCH_SECONDS = Histogram(
+    "safetyhub_feed_batch_seconds",
+    "Time to project and commit one unit of work",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+NGSI = Counter(
+    "safetyhub_feed_ngsi_entities",
+    "Alert entities sent to the NGSI-LD context broker, by outcome (upserted, refused, retried)",
+    ["outcome"],
+)
