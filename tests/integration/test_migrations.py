@@ -38,7 +38,7 @@ async def recorded(pool: asyncpg.Pool) -> list[tuple[str, int, str]]:
 async def test_a_fresh_database_gets_every_table_and_each_version_recorded_once(pool: asyncpg.Pool) -> None:
     wanted = REGISTRY.migrations()
     components = {m.component for m in wanted}
-    assert components == {"auth", "store", "outbox", "audit", "alarms", "incidents", "video"}
+    assert components == {"auth", "store", "outbox", "audit", "alarms", "incidents", "escalation", "video"}
 
     applied = await migrations.apply(pool, wanted)
 
@@ -59,6 +59,8 @@ async def test_a_fresh_database_gets_every_table_and_each_version_recorded_once(
         "incidents",
         "incident_sites",
         "incident_timeline",
+        "escalation_endpoints",
+        "escalation_deliveries",
         "video_snapshots",
     ):
         assert await pool.fetchval("SELECT to_regclass($1) IS NOT NULL", table), table

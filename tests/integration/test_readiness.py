@@ -32,6 +32,8 @@ READY = {
     "alarms.alarm_consumer": "ok",
     "incidents.incident_rules": "ok",
     "incidents.incident_consumer": "ok",
+    "escalation.escalation_consumer": "ok",
+    "escalation.delivery_engine": "ok",
 }
 
 

@@ -67,7 +67,7 @@ async def toy_hub(nats_url: str, database_url: str) -> AsyncIterator[Hub]:
 async def test_up_runs_the_toy_with_its_config_stream_table_routes_permission_and_readiness(
     toy_hub: Hub, nats_url: str, database_url: str
 ) -> None:
-    assert toy_hub.services == ("ingest", "store", "alarms", "incidents", "video", "toy")
+    assert toy_hub.services == ("ingest", "store", "alarms", "incidents", "escalation", "video", "toy")
     viewer = await create_key(toy_hub.pool, tenant="ulsan-refining", role="viewer")
     gateway = await create_key(toy_hub.pool, tenant="ulsan-refining", role="gateway")
     async with aiohttp.ClientSession() as session:
@@ -91,6 +91,8 @@ async def test_up_runs_the_toy_with_its_config_stream_table_routes_permission_an
                 "alarms.alarm_consumer": "ok",
                 "incidents.incident_rules": "ok",
                 "incidents.incident_consumer": "ok",
+                "escalation.escalation_consumer": "ok",
+                "escalation.delivery_engine": "ok",
                 "toy.started": "ok",
             }
 

@@ -64,6 +64,8 @@ MAY = {
         "incidents.work",
         "incidents.assign",
         "snapshots.read",
+        "escalation.endpoints",
+        "escalation.deliveries",
     },
     "platform": set(),
 }
