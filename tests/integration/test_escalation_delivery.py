@@ -28,6 +28,7 @@ from tests.integration.escalation_hub import (
     settled,
 )
 from tests.integration.webhook_receiver import Receiver, receiving
+from tests.openapi import assert_matches
 
 
 @pytest.fixture
@@ -94,6 +95,8 @@ async def test_an_incident_s_changes_reach_the_endpoints_that_take_it_signed_onc
         assert fires_only.received == [] and east_only.received == []
 
     listed = await settled(hub, key, f"?incident={incident.id}", count=3)
+    for delivery in listed:
+        assert_matches("Delivery", delivery)
     assert {(d["change"], d["status"], d["attempts"]) for d in listed} == {
         ("opened", "delivered", 1),
         ("acknowledged", "delivered", 1),

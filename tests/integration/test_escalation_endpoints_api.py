@@ -11,6 +11,7 @@ import pytest
 from services.common.auth.keys import create_key
 from tests.conftest import RunningHub
 from tests.integration.escalation_hub import admin_key, call, create_endpoint, escalation_hub
+from tests.openapi import assert_matches
 
 WHSEC = "whsec_" + base64.b64encode(bytes(range(32))).decode()
 
@@ -34,6 +35,7 @@ async def test_an_admin_creates_reads_changes_rotates_and_deletes_an_endpoint(hu
         types=["gas_release", "fire"],
         headers={"X-Receiver-Key": "abc"},
     )
+    assert_matches("EndpointWithSecret", created)
     assert created["secret"].startswith("whsec_") and len(base64.b64decode(created["secret"][6:])) == 32
     assert created["format"] == "json" and created["language"] == "ko" and created["enabled"] is True
     assert created["headers"] == ["X-Receiver-Key"]  # names only, never the values
@@ -42,6 +44,7 @@ async def test_an_admin_creates_reads_changes_rotates_and_deletes_an_endpoint(hu
     # The secret is shown once: never in a read.
     status, one = await call(hub, "GET", path, key)
     assert status == 200 and "secret" not in one
+    assert_matches("Endpoint", one)
     assert {k: v for k, v in created.items() if k != "secret"} == one
     status, listed = await call(hub, "GET", "/v1/endpoints", key)
     assert status == 200 and [e["id"] for e in listed["items"]] == [created["id"]]
@@ -54,6 +57,7 @@ async def test_an_admin_creates_reads_changes_rotates_and_deletes_an_endpoint(hu
 
     status, rotated = await call(hub, "POST", path + "/rotate-secret", key, {"overlapS": 600})
     assert status == 200, rotated
+    assert_matches("EndpointWithSecret", rotated)
     assert rotated["secret"] != created["secret"] and rotated["previousSecretUntil"] is not None
     status, problem = await call(hub, "POST", path + "/rotate-secret", key, {"overlapS": -1})
     assert status == 422 and problem["errors"][0]["field"] == "overlapS"
