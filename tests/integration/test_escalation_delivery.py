@@ -14,9 +14,11 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
+from services.escalation.engine import DeliveryEngine
 from services.incidents.domain.model import IncidentType, Severity, Status
 from tests.conftest import RunningHub, eventually
 from tests.integration.escalation_hub import (
+    FAST,
     admin_key,
     an_incident,
     call,
@@ -235,3 +237,32 @@ async def test_the_deliveries_list_filters_and_refuses_what_it_does_not_know(
     assert status == 404
     status, problem = await call(hub, "POST", f"/v1/deliveries/{mine['id']}/redeliver", key)
     assert status == 409 and problem["deliveryStatus"] == "delivered"
+
+
+async def test_three_workers_at_once_send_each_delivery_once(hub: RunningHub, nc: NATS) -> None:
+    key = await admin_key(hub)
+    # Two more engines on the same database beside the hub's own, as `--workers 3` or three
+    # replicas run them; slow receivers keep each engine's slots busy so all three claim.
+    engines = [DeliveryEngine(hub.hub.pool, FAST) for _ in range(2)]
+    for engine in engines:
+        await engine.start()
+    try:
+        async with receiving(Receiver(delay_s=0.05)) as one, receiving(Receiver(delay_s=0.05)) as two:
+            await endpoint_for(hub, key, one)
+            await endpoint_for(hub, key, two)
+            for _ in range(60):
+                await publish_change(nc, an_incident(), "opened", Status.OPEN)
+            await eventually(
+                lambda: asyncio.sleep(0, len(one.received) + len(two.received) >= 120),
+                timeout=30,
+                what="120 deliveries",
+            )
+            await settled(hub, key, "?limit=500", count=120)
+            for receiver in (one, two):
+                assert len(receiver.by_id) == 60 and set(receiver.by_id.values()) == {1}
+                assert len(receiver.attempts) == 60  # not one attempt twice
+    finally:
+        for engine in engines:
+            await engine.stop()
+    attempted_once = await hub.hub.pool.fetchval("SELECT count(*) FROM escalation_deliveries WHERE attempts = 1")
+    assert attempted_once == 120

@@ -32,6 +32,7 @@ class Receiver:
     script: list[Any] = field(default_factory=list)
     then: Any = 204
     retry_after: str | None = None
+    delay_s: float = 0.0  # before answering a status
     url: str = ""
     received: list[Received] = field(default_factory=list)  # verified deliveries answered 2xx
     attempts: list[tuple[str, float, Any]] = field(default_factory=list)  # every request, answered
@@ -68,6 +69,8 @@ class Receiver:
             request.transport.close()
             return web.Response(status=204)
         status = int(answer)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         if 200 <= status < 300:
             headers = {k.lower(): v for k, v in request.headers.items()}
             self.received.append(Received(webhook_id, time.monotonic(), event, headers))
