@@ -264,5 +264,7 @@ async def test_three_workers_at_once_send_each_delivery_once(hub: RunningHub, nc
     finally:
         for engine in engines:
             await engine.stop()
-    attempted_once = await hub.hub.pool.fetchval("SELECT count(*) FROM escalation_deliveries WHERE attempts = 1")
+    attempted_once = await hub.hub.pool.fetchval(
+        "SELECT count(*) FROM escalation_deliveries WHERE attempts = 1"
+    )
     assert attempted_once == 120
