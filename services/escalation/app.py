@@ -12,7 +12,8 @@ from services.escalation import metrics
 from services.escalation.config import EscalationConfig
 from services.escalation.deliveries_api import DeliveriesApi
 from services.escalation.endpoints_api import MAX_BODY_BYTES, EndpointsApi
-from services.escalation.permissions import MANAGE_DELIVERIES, MANAGE_ENDPOINTS
+from services.escalation.permissions import MANAGE_DELIVERIES, MANAGE_ENDPOINTS, MANAGE_POLICIES
+from services.escalation.policies_api import PoliciesApi
 from services.escalation.service import EscalationService
 from services.incidents.channel import INCIDENTS as INCIDENTS_STREAM
 
@@ -22,10 +23,12 @@ class Escalation(ServiceInstance):
         self.service = EscalationService(context.pool, context.js, config)
         self._endpoints = EndpointsApi(context.pool, context.sites)
         self._deliveries = DeliveriesApi(context.pool)
+        self._policies = PoliciesApi(context.pool, context.sites)
 
     def add_routes(self, app: web.Application) -> None:
         self._endpoints.add_routes(app)
         self._deliveries.add_routes(app)
+        self._policies.add_routes(app)
 
     @property
     def max_body_bytes(self) -> int:
@@ -38,7 +41,14 @@ class Escalation(ServiceInstance):
         async def engine_running() -> str | None:
             return None if self.service.engine.running else "delivery engine not running"
 
-        return {"escalation_consumer": consumer_running, "delivery_engine": engine_running}
+        async def climber_running() -> str | None:
+            return None if self.service.climber.running else "escalation timer not running"
+
+        return {
+            "escalation_consumer": consumer_running,
+            "delivery_engine": engine_running,
+            "escalation_timer": climber_running,
+        }
 
     async def start(self) -> None:
         await self.service.start()
@@ -54,7 +64,7 @@ ESCALATION: Service[EscalationConfig] = Service(
     factory=Escalation,
     consumes=(INCIDENTS_STREAM,),
     migrations="services.escalation",
-    permissions=(MANAGE_ENDPOINTS, MANAGE_DELIVERIES),
+    permissions=(MANAGE_ENDPOINTS, MANAGE_DELIVERIES, MANAGE_POLICIES),
     panel=(
         PanelRow("Deliveries queued", metrics.QUEUED),
         PanelRow("Delivery attempts", metrics.ATTEMPTS, by="outcome"),

@@ -17,3 +17,10 @@ MANAGE_DELIVERIES = Permission(
     frozenset({"admin"}),
     "list deliveries and their attempts, and redeliver dead ones",
 )
+
+# Who is paged, in which order, how soon: the tenant's administrators only.
+MANAGE_POLICIES = Permission(
+    "escalation.policies",
+    frozenset({"admin"}),
+    "manage escalation policies: their steps, waits, repeats and acknowledgement deadlines",
+)

@@ -21,7 +21,6 @@ from nats.js import JetStreamContext
 
 from services.common.bus.consumer import ConsumerSpec, DurableConsumer, Rejection
 from services.common.contracts import incident_change_type
-from services.common.contracts.ids import derived_id
 from services.common.logging import get_logger
 from services.common.outbox import Outbox
 from services.common.outbox.unit_of_work import UnitOfWork
@@ -30,6 +29,7 @@ from services.escalation.adapters import deliveries_db, endpoints_db
 from services.escalation.adapters.cloudevent import CONTENT_TYPE, cloudevent
 from services.escalation.adapters.deliveries_db import Queued
 from services.escalation.adapters.incident_change import ChangeMessage, read_change
+from services.escalation.climber import Climber, webhook_id
 from services.escalation.config import EscalationConfig
 from services.escalation.engine import DeliveryEngine
 from services.incidents.channel import INCIDENT_CHANNEL
@@ -37,11 +37,6 @@ from services.incidents.channel import INCIDENT_CHANNEL
 log = get_logger(__name__)
 SERVICE = "escalation"
 DURABLE = "escalation"
-
-
-def webhook_id(change_id: str, endpoint_id: str, at: datetime) -> str:
-    """The delivery's `webhook-id`: the same for the same change and endpoint, whoever computes it."""
-    return "msg_" + derived_id(int(at.timestamp() * 1000), change_id, endpoint_id)
 
 
 class EscalationService:
@@ -63,32 +58,34 @@ class EscalationService:
             js, spec, read_change, self._queue, self.outbox, skip_processed=False
         )
         self.engine = DeliveryEngine(pool, config)
+        self.climber = Climber(pool, poll_interval_s=config.poll_interval_s)
         self.consuming = False
 
     async def start(self) -> None:
         await self.engine.start()
+        await self.climber.start()
         await self._consumer.start()
         self.consuming = True
 
     async def stop(self) -> None:
         await self._consumer.stop()
         self.consuming = False
+        await self.climber.stop()
         await self.engine.stop()
 
     async def _queue(self, changes: list[ChangeMessage], uow: UnitOfWork) -> Sequence[Rejection]:
-        wanted = [c for c in changes if c.change in self._changes]
-        if not wanted:
-            return ()
         conn = uow.connection
-        tenants = sorted({c.tenant for c in wanted})
-        endpoints = await endpoints_db.of_tenants(conn, tenants)
+        endpoints = await endpoints_db.of_tenants(conn, sorted({c.tenant for c in changes}))
+        # Policies first: a climb's first step is the opening's delivery to its endpoints.
+        rows = await self.climber.on_changes(conn, changes, endpoints)
+        wanted = [c for c in changes if c.change in self._changes]
         by_tenant: dict[str, list[str]] = defaultdict(list)
         for c in wanted:
             by_tenant[c.tenant].append(c.incident_id)
-        heard: set[tuple[str, str]] = set()
+        heard = {(r.incident_id, r.endpoint_id) for r in rows}
+        queued_ids = {r.id for r in rows}
         for tenant, incidents in by_tenant.items():
             heard |= await deliveries_db.notified(conn, tenant, incidents)
-        rows: list[Queued] = []
         for change in wanted:
             for endpoint in endpoints[change.tenant]:
                 if not endpoint.enabled:
@@ -101,6 +98,8 @@ class EscalationService:
                 # Heard of it now: the changes after this one in the batch reach it too.
                 heard.add((change.incident_id, endpoint.id))
                 delivery_id = webhook_id(change.id, endpoint.id, change.at)
+                if delivery_id in queued_ids:
+                    continue  # its policy's first step has it already
                 rows.append(
                     Queued(
                         id=delivery_id,

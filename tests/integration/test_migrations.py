@@ -61,6 +61,8 @@ async def test_a_fresh_database_gets_every_table_and_each_version_recorded_once(
         "incident_timeline",
         "escalation_endpoints",
         "escalation_deliveries",
+        "escalation_policies",
+        "escalation_climbs",
         "video_snapshots",
     ):
         assert await pool.fetchval("SELECT to_regclass($1) IS NOT NULL", table), table

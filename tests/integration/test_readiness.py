@@ -34,6 +34,7 @@ READY = {
     "incidents.incident_consumer": "ok",
     "escalation.escalation_consumer": "ok",
     "escalation.delivery_engine": "ok",
+    "escalation.escalation_timer": "ok",
 }
 
 

@@ -93,6 +93,7 @@ async def test_up_runs_the_toy_with_its_config_stream_table_routes_permission_an
                 "incidents.incident_consumer": "ok",
                 "escalation.escalation_consumer": "ok",
                 "escalation.delivery_engine": "ok",
+                "escalation.escalation_timer": "ok",
                 "toy.started": "ok",
             }
 

@@ -66,6 +66,7 @@ MAY = {
         "snapshots.read",
         "escalation.endpoints",
         "escalation.deliveries",
+        "escalation.policies",
     },
     "platform": set(),
 }

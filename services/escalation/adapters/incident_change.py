@@ -64,14 +64,22 @@ def read_change(msg: Msg) -> ChangeMessage:
         raise Poison("an IncidentChange without its timeline entry")
     if message.incident.incident_id != message.incident_id:
         raise Poison("the change's incident_id is not its incident's")
-    incident = message.incident
+    return change_of(message)
+
+
+def change_of(
+    message: IncidentChange, *, change: str | None = None, at: datetime | None = None
+) -> ChangeMessage:
+    """The change a message carries; with `change` and `at`, a notification of the incident as
+    the message left it (an escalation step's)."""
+    env, incident = message.envelope, message.incident
     return ChangeMessage(
         id=message.entry.id,
         tenant=env.tenant,
         site=env.site,
         incident_id=message.incident_id,
-        change=message.entry.change,
-        at=from_timestamp(message.entry.time),
+        change=change or message.entry.change,
+        at=at or from_timestamp(message.entry.time),
         type=_back(_TYPE, incident.type, "type"),
         severity=_back(_SEVERITY, incident.severity, "severity"),
         correlation_id=env.correlation_id,
