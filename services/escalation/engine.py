@@ -39,6 +39,7 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, Unavailab
 # A claimed delivery not finished this long after its attempt's total timeout is another's to take.
 LEASE_MARGIN_S = 10.0
 STOP_GRACE_S = 1.0
+CLAIM_GATHER_S = 0.005
 
 
 class DeliveryEngine:
@@ -63,11 +64,17 @@ class DeliveryEngine:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
+        # Outcomes waiting to be recorded: one transaction records all that ended meanwhile.
+        self._outcomes: list[tuple[Claimed, Outcome]] = []
+        self._outcome_ready = asyncio.Event()
+        self._recorder: asyncio.Task[None] | None = None
+        self._recording = True
         self.running = False
 
     async def start(self) -> None:
         await self._sender.start()
         self._runner = asyncio.create_task(self._run(), name="escalation-deliveries")
+        self._recorder = asyncio.create_task(self._record(), name="escalation-outcomes")
         self.running = True
 
     async def stop(self) -> None:
@@ -83,6 +90,11 @@ class DeliveryEngine:
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=1.0)
+        self._recording = False
+        self._outcome_ready.set()
+        if self._recorder is not None:
+            await asyncio.wait([self._recorder], timeout=2.0)
+            self._recorder.cancel()
         with contextlib.suppress(*_UNAVAILABLE):
             await deliveries_db.release(self._pool, unfinished, self._token, self._clock())
         await self._sender.close()
@@ -121,6 +133,9 @@ class DeliveryEngine:
                 task.add_done_callback(self._done)
             if len(claimed) < self._config.claim_batch:
                 await self._pause(self._config.poll_interval_s)
+                # Woken (a commit queued deliveries, an attempt ended): let what else comes in the
+                # next moment join this pass rather than make one pass each.
+                await asyncio.sleep(CLAIM_GATHER_S)
         if listener is not None:
             await self._unlisten(listener)
 
@@ -161,14 +176,14 @@ class DeliveryEngine:
     async def _claim(self) -> list[Claimed]:
         now = self._clock()
         lease = now + timedelta(seconds=self._config.total_timeout_s + LEASE_MARGIN_S)
-        full = {e: n for e, n in self._in_flight.items() if n > 0}
+        busy = {e: n for e, n in self._in_flight.items() if n > 0}
         return await deliveries_db.claim(
             self._pool,
             now=now,
             token=self._token,
             lease_until=lease,
             per_endpoint=self._config.endpoint_concurrency,
-            in_flight=full,
+            in_flight=busy,
             limit=self._config.claim_batch,
         )
 
@@ -181,12 +196,6 @@ class DeliveryEngine:
             log.exception("delivery_attempt_failed", delivery=delivery.id, endpoint=delivery.endpoint_id)
 
     async def _attempt_once(self, delivery: Claimed) -> None:
-        log_ = log.bind(
-            delivery=delivery.id,
-            endpoint=delivery.endpoint_id,
-            incident_id=delivery.incident_id,
-            site=delivery.site,
-        )
         started = time.perf_counter()
         answer = await self._sender.send(delivery, self._clock())
         metrics.ATTEMPT_SECONDS.observe(time.perf_counter() - started)
@@ -195,7 +204,6 @@ class DeliveryEngine:
         step = next_attempt(
             answer, attempts=attempts, now=now, schedule=self._config.retry_schedule_s, draw=self._draw
         )
-        breaker_until = now + timedelta(seconds=self._config.breaker_cooldown_s)
         if step.verdict is Verdict.DELIVERED:
             outcome = Outcome(
                 status="delivered",
@@ -223,23 +231,52 @@ class DeliveryEngine:
                 http_status=answer.status,
                 error=step.error,
                 answered=False,
-                breaker_after=self._config.breaker_failures,
-                breaker_until=breaker_until,
             )
         metrics.ATTEMPTS.labels(str(step.verdict) if outcome.status != "dead" else "dead").inc()
-        try:
-            recorded = await deliveries_db.finish(self._pool, delivery, self._token, outcome)
-        except _UNAVAILABLE as err:
-            # The row stays claimed until its lease ends, then is attempted again with the same
-            # webhook-id: the receiver drops the copy.
-            log_.warning("delivery_outcome_unrecorded", error=str(err), outcome=outcome.status)
-            return
+        self._outcomes.append((delivery, outcome))
+        self._outcome_ready.set()
+
+    async def _record(self) -> None:
+        while self._recording or self._outcomes:
+            await self._outcome_ready.wait()
+            self._outcome_ready.clear()
+            done, self._outcomes = self._outcomes, []
+            if not done:
+                continue
+            until = self._clock() + timedelta(seconds=self._config.breaker_cooldown_s)
+            try:
+                recorded = await deliveries_db.finish_many(
+                    self._pool,
+                    done,
+                    self._token,
+                    breaker_after=self._config.breaker_failures,
+                    breaker_until=until,
+                )
+            except _UNAVAILABLE as err:
+                # The rows stay claimed until their lease ends, then are attempted again with the
+                # same webhook-ids: the receivers drop the copies.
+                log.warning("delivery_outcomes_unrecorded", error=str(err), count=len(done))
+                continue
+            except Exception:  # never let the recorder die
+                log.exception("delivery_outcomes_failed", count=len(done))
+                continue
+            for delivery, outcome in done:
+                self._log_outcome(delivery, outcome, delivery.id in recorded)
+
+    @staticmethod
+    def _log_outcome(delivery: Claimed, outcome: Outcome, recorded: bool) -> None:
+        log_ = log.bind(
+            delivery=delivery.id,
+            endpoint=delivery.endpoint_id,
+            incident_id=delivery.incident_id,
+            site=delivery.site,
+        )
+        attempts = delivery.attempts + 1
         if not recorded:
             log_.warning("delivery_claim_lost", outcome=outcome.status)
-            return
-        if outcome.status == "delivered":
+        elif outcome.status == "delivered":
             metrics.DELIVERED.inc()
-            log_.info("delivery_delivered", attempts=attempts, http_status=answer.status)
+            log_.debug("delivery_delivered", attempts=attempts, http_status=outcome.http_status)
         elif outcome.status == "dead":
             metrics.DEAD.inc()
             log_.warning("delivery_dead", attempts=attempts, error=outcome.error)

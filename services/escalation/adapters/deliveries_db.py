@@ -1,7 +1,7 @@
 """The deliveries table: queue deliveries, claim the due ones, record each attempt's outcome.
 
 A delivery's row is its timer: `due_at` is its next attempt. Workers claim due rows with
-`FOR UPDATE SKIP LOCKED` and mark them `sending` in the same statement, with `due_at` moved to the
+`FOR UPDATE SKIP LOCKED` and mark them `sending` in the same transaction, with `due_at` moved to the
 end of a lease: any number of workers (processes, replicas) claim disjoint rows, so each attempt
 is made once; a worker that dies mid-send leaves its rows to be claimed again when the lease ends
 (the receiver sees the same `webhook-id` again and drops it). Each outcome is written only by the
@@ -34,40 +34,37 @@ WITH queued AS (
 SELECT count(*) AS queued, pg_notify($12, '') FROM queued
 """
 
-# Up to the capacity left per endpoint in this worker ($5: endpoints, $6: what each has in
-# flight), oldest first; the rows re-checked and locked, skipping those another worker holds.
-_CLAIM = """
-WITH ranked AS (
-    SELECT d.id, row_number() OVER (PARTITION BY d.endpoint_id ORDER BY d.due_at, d.seq) AS rank,
-           $4::int - coalesce(f.n, 0) AS room
-    FROM escalation_deliveries d
-    JOIN escalation_endpoints e ON e.tenant = d.tenant AND e.id = d.endpoint_id
-    LEFT JOIN unnest($5::text[], $6::int[]) AS f(endpoint_id, n) ON f.endpoint_id = d.endpoint_id
-    WHERE d.status IN ('pending', 'sending') AND d.due_at <= $1
-      AND e.enabled AND e.deleted_at IS NULL AND (e.breaker_until IS NULL OR e.breaker_until <= $1)
-),
-picked AS (
-    SELECT d.id FROM escalation_deliveries d
-    WHERE d.id IN (SELECT id FROM ranked WHERE rank <= room)
-      AND d.status IN ('pending', 'sending') AND d.due_at <= $1
-    ORDER BY d.due_at
-    LIMIT $7
+# The oldest due rows of each endpoint that may be tried now (enabled, not deleted, breaker
+# closed, not at its limit in this worker: $3), up to $4 each, locked, skipping those another
+# worker holds. One index range per endpoint, however long the queue.
+_CANDIDATES = """
+SELECT d.id, d.endpoint_id
+FROM escalation_endpoints e
+CROSS JOIN LATERAL (
+    SELECT id, endpoint_id, due_at FROM escalation_deliveries d
+    WHERE endpoint_id = e.id AND tenant = e.tenant AND status IN ('pending', 'sending') AND due_at <= $1
+      -- An incident's changes reach an endpoint in order: none while an earlier one is unsent.
+      AND NOT EXISTS (
+          SELECT 1 FROM escalation_deliveries p
+          WHERE p.tenant = d.tenant AND p.incident_id = d.incident_id AND p.endpoint_id = d.endpoint_id
+            AND p.seq < d.seq AND p.status IN ('pending', 'sending'))
+    ORDER BY due_at
+    LIMIT $4
     FOR UPDATE SKIP LOCKED
-)
+) d
+WHERE e.enabled AND e.deleted_at IS NULL AND (e.breaker_until IS NULL OR e.breaker_until <= $1)
+  AND NOT (e.id = ANY($3::text[]))
+ORDER BY d.due_at
+LIMIT $2
+"""
+
+_TAKE = """
 UPDATE escalation_deliveries d SET status = 'sending', claim = $2, due_at = $3
-FROM picked, escalation_endpoints e
-WHERE d.id = picked.id AND e.tenant = d.tenant AND e.id = d.endpoint_id
+FROM escalation_endpoints e
+WHERE d.id = ANY($1::text[]) AND e.tenant = d.tenant AND e.id = d.endpoint_id
 RETURNING d.id, d.tenant, d.endpoint_id, d.incident_id, d.site, d.change, d.body, d.content_type,
           d.attempts, d.created_at, e.url, e.headers::text AS headers, e.secret, e.previous_secret,
           e.previous_until
-"""
-
-_FINISH = """
-UPDATE escalation_deliveries
-SET status = $3, attempts = attempts + 1, due_at = coalesce($4, due_at), claim = NULL,
-    delivered_at = $5, last_status = $6, last_error = $7
-WHERE id = $1 AND claim = $2 AND status = 'sending'
-RETURNING tenant, endpoint_id
 """
 
 _RELEASE = """
@@ -167,16 +164,20 @@ async def claim(
     in_flight: Mapping[str, int],
     limit: int,
 ) -> list[Claimed]:
-    rows = await pool.fetch(
-        _CLAIM,
-        now,
-        token,
-        lease_until,
-        per_endpoint,
-        list(in_flight),
-        list(in_flight.values()),
-        limit,
-    )
+    full = [e for e, n in in_flight.items() if n >= per_endpoint]
+    async with pool.acquire() as conn, conn.transaction():
+        # A claim lost in a crash leaves the rows due as they were: no need to wait for the WAL.
+        await conn.execute("SET LOCAL synchronous_commit TO off")
+        candidates = await conn.fetch(_CANDIDATES, now, limit, full, per_endpoint)
+        if not candidates:
+            return []
+        chosen, taken = [], dict(in_flight)
+        for row in candidates:
+            if taken.get(row["endpoint_id"], 0) < per_endpoint:
+                taken[row["endpoint_id"]] = taken.get(row["endpoint_id"], 0) + 1
+                chosen.append(row["id"])
+        # The rows not chosen are unlocked at the commit, untouched.
+        rows = await conn.fetch(_TAKE, chosen, token, lease_until)
     return [
         Claimed(
             id=r["id"],
@@ -207,56 +208,86 @@ class Outcome:
     http_status: int | None
     error: str
     # What it tells of the endpoint: it answered (its failures in a row are forgotten), it
-    # failed (one more; `breaker_after` in a row open its breaker until `breaker_until`), or it
-    # is gone (a 410: disabled, with this reason).
+    # failed (one more toward its breaker), or it is gone (a 410: disabled, with this reason).
     answered: bool
-    breaker_after: int = 0
-    breaker_until: datetime | None = None
     disable_reason: str | None = None
 
 
-async def finish(pool: asyncpg.Pool, delivery: Claimed, token: str, outcome: Outcome) -> bool:
-    """Record the attempt (and its endpoint's breaker); False when the claim was lost meanwhile."""
+_FINISH_MANY = """
+UPDATE escalation_deliveries d
+SET status = o.status, attempts = d.attempts + 1, due_at = coalesce(o.due, d.due_at), claim = NULL,
+    delivered_at = o.delivered_at, last_status = o.http_status, last_error = o.error
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::int[], $6::text[])
+     AS o(id, status, due, delivered_at, http_status, error)
+WHERE d.id = o.id AND d.claim = $7 AND d.status = 'sending'
+RETURNING d.id
+"""
+
+# Per endpoint, what a batch of outcomes did to it: `reset` when one answered (then `failures` are
+# those after the last answer), the failures to add, the breaker's time if they reach $6, and a
+# 410's reason to disable it.
+_ENDPOINTS_AFTER = """
+UPDATE escalation_endpoints e
+SET failures = CASE WHEN o.reset THEN o.failures ELSE e.failures + o.failures END,
+    breaker_until = CASE
+        WHEN o.disable IS NOT NULL THEN NULL
+        WHEN (CASE WHEN o.reset THEN o.failures ELSE e.failures + o.failures END) >= $6 THEN $7
+        WHEN o.reset THEN NULL
+        ELSE e.breaker_until END,
+    enabled = e.enabled AND o.disable IS NULL,
+    disabled_reason = coalesce(o.disable, e.disabled_reason)
+FROM unnest($1::text[], $2::text[], $3::bool[], $4::int[], $5::text[])
+     AS o(tenant, id, reset, failures, disable)
+WHERE e.tenant = o.tenant AND e.id = o.id
+"""
+
+
+async def finish_many(
+    pool: asyncpg.Pool,
+    done: Sequence[tuple[Claimed, Outcome]],
+    token: str,
+    *,
+    breaker_after: int,
+    breaker_until: datetime,
+) -> set[str]:
+    """Record a batch of attempts and their endpoints' breakers in one transaction; the ids
+    recorded (one whose claim was lost meanwhile is not)."""
+    if not done:
+        return set()
+    per_endpoint: dict[tuple[str, str], list[Outcome]] = {}
+    for delivery, outcome in done:
+        per_endpoint.setdefault((delivery.tenant, delivery.endpoint_id), []).append(outcome)
+    endpoints = []
+    for (tenant, endpoint_id), outcomes in per_endpoint.items():
+        answered = [i for i, o in enumerate(outcomes) if o.answered]
+        after = outcomes[answered[-1] + 1 :] if answered else outcomes
+        gone = next((o.disable_reason for o in outcomes if o.disable_reason is not None), None)
+        endpoints.append((tenant, endpoint_id, bool(answered), len(after), gone))
     async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
-            _FINISH,
-            delivery.id,
+        # An outcome lost in a crash leaves the row claimed: it is attempted again when its lease
+        # ends, with the same webhook-id, which the receiver drops. So no need to wait for the WAL.
+        await conn.execute("SET LOCAL synchronous_commit TO off")
+        rows = await conn.fetch(
+            _FINISH_MANY,
+            [d.id for d, _ in done],
+            [o.status for _, o in done],
+            [o.due for _, o in done],
+            [o.delivered_at for _, o in done],
+            [o.http_status for _, o in done],
+            [o.error[:2000] for _, o in done],
             token,
-            outcome.status,
-            outcome.due,
-            outcome.delivered_at,
-            outcome.http_status,
-            outcome.error[:2000],
         )
-        if row is None:
-            return False
-        if outcome.disable_reason is not None:
-            await conn.execute(
-                "UPDATE escalation_endpoints SET enabled = false, disabled_reason = $3, failures = 0,"
-                " breaker_until = NULL WHERE tenant = $1 AND id = $2",
-                delivery.tenant,
-                delivery.endpoint_id,
-                outcome.disable_reason,
-            )
-        elif outcome.answered:
-            await conn.execute(
-                "UPDATE escalation_endpoints SET failures = 0, breaker_until = NULL"
-                " WHERE tenant = $1 AND id = $2 AND (failures <> 0 OR breaker_until IS NOT NULL)",
-                delivery.tenant,
-                delivery.endpoint_id,
-            )
-        else:
-            # One more failure in a row, counted in the row: workers share the breaker.
-            await conn.execute(
-                "UPDATE escalation_endpoints SET failures = failures + 1,"
-                " breaker_until = CASE WHEN failures + 1 >= $3 THEN $4 ELSE breaker_until END"
-                " WHERE tenant = $1 AND id = $2",
-                delivery.tenant,
-                delivery.endpoint_id,
-                outcome.breaker_after,
-                outcome.breaker_until,
-            )
-    return True
+        await conn.execute(
+            _ENDPOINTS_AFTER,
+            [e[0] for e in endpoints],
+            [e[1] for e in endpoints],
+            [e[2] for e in endpoints],
+            [e[3] for e in endpoints],
+            [e[4] for e in endpoints],
+            breaker_after,
+            breaker_until,
+        )
+    return {r["id"] for r in rows}
 
 
 async def release(pool: asyncpg.Pool, ids: Sequence[str], token: str, now: datetime) -> None:

@@ -55,5 +55,7 @@ CREATE TABLE escalation_deliveries (
 );
 CREATE INDEX escalation_deliveries_due ON escalation_deliveries (due_at)
     WHERE status IN ('pending', 'sending');
+CREATE INDEX escalation_deliveries_due_per_endpoint ON escalation_deliveries (endpoint_id, due_at)
+    WHERE status IN ('pending', 'sending');
 CREATE INDEX escalation_deliveries_of_endpoint ON escalation_deliveries (tenant, endpoint_id, seq);
 CREATE INDEX escalation_deliveries_of_incident ON escalation_deliveries (tenant, incident_id, seq);
