@@ -12,7 +12,7 @@ publishes them (the path from a reading to that message is bench_incidents.py's)
 - deliveries/s: every delivery received (incidents x endpoints) over the time from the first
   publish to the last delivery.
 Prints the figures, then one JSON line. Not a test.
-Usage: scripts/bench_escalation.py [--seconds 10] [--rate 100] [--endpoints 20]
+Usage: scripts/bench_escalation.py [--seconds 10] [--rate 100] [--endpoints 20] [--concurrency 8]
 """
 
 from __future__ import annotations
@@ -209,6 +209,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=100.0, help="incidents opened per second")
     parser.add_argument("--endpoints", type=int, default=20)
+    parser.add_argument("--concurrency", type=int, default=8, help="escalation.endpoint_concurrency")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-escalation-"))
     workdir.chmod(0o755)
