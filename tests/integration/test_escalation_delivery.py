@@ -268,3 +268,31 @@ async def test_three_workers_at_once_send_each_delivery_once(hub: RunningHub, nc
         "SELECT count(*) FROM escalation_deliveries WHERE attempts = 1"
     )
     assert attempted_once == 120
+
+
+async def test_during_a_rotation_s_overlap_a_receiver_with_either_secret_verifies(
+    hub: RunningHub, nc: NATS
+) -> None:
+    key = await admin_key(hub)
+    async with receiving(Receiver()) as receiver:
+        endpoint = await endpoint_for(hub, key, receiver)
+        old = receiver.secret
+        status, rotated = await call(
+            hub, "POST", f"/v1/endpoints/{endpoint}/rotate-secret", key, {"overlapS": 600}
+        )
+        assert status == 200
+        # The receiver has not switched yet: the old secret's signature is still there.
+        await publish_change(nc, an_incident(), "opened", Status.OPEN)
+        await eventually(lambda: asyncio.sleep(0, receiver.received), what="a delivery during the overlap")
+        assert receiver.unverified == 0
+        assert len(receiver.received[0].headers["webhook-signature"].split(" ")) == 2
+        # It switches; a rotation without overlap leaves only the newest secret signing.
+        status, newest = await call(
+            hub, "POST", f"/v1/endpoints/{endpoint}/rotate-secret", key, {"overlapS": 0}
+        )
+        assert status == 200 and newest["secret"] not in (old, rotated["secret"])
+        receiver.secret = newest["secret"]
+        await publish_change(nc, an_incident(), "opened", Status.OPEN)
+        await eventually(lambda: asyncio.sleep(0, len(receiver.received) == 2), what="a delivery after it")
+        assert receiver.unverified == 0
+        assert len(receiver.received[1].headers["webhook-signature"].split(" ")) == 1
