@@ -34,38 +34,38 @@ WITH queued AS (
 SELECT count(*) AS queued, pg_notify($12, '') FROM queued
 """
 
-# The oldest due rows of each endpoint that may be tried now (enabled, not deleted, breaker
-# closed, not at its limit in this worker: $3), up to $4 each, locked, skipping those another
-# worker holds. One index range per endpoint, however long the queue.
-_CANDIDATES = """
-SELECT d.id, d.endpoint_id
-FROM escalation_endpoints e
-CROSS JOIN LATERAL (
-    SELECT id, endpoint_id, due_at FROM escalation_deliveries d
-    WHERE endpoint_id = e.id AND tenant = e.tenant AND status IN ('pending', 'sending') AND due_at <= $1
-      -- An incident's changes reach an endpoint in order: none while an earlier one is unsent.
-      AND NOT EXISTS (
-          SELECT 1 FROM escalation_deliveries p
-          WHERE p.tenant = d.tenant AND p.incident_id = d.incident_id AND p.endpoint_id = d.endpoint_id
-            AND p.seq < d.seq AND p.status IN ('pending', 'sending'))
-    ORDER BY due_at
-    LIMIT $4
-    FOR UPDATE SKIP LOCKED
-) d
-WHERE e.enabled AND e.deleted_at IS NULL AND (e.breaker_until IS NULL OR e.breaker_until <= $1)
-  AND NOT (e.id = ANY($3::text[]))
-ORDER BY d.due_at
-LIMIT $2
-"""
-
-_TAKE = """
-UPDATE escalation_deliveries d SET status = 'sending', claim = $2, due_at = $3
-FROM escalation_endpoints e
-WHERE d.id = ANY($1::text[]) AND e.tenant = d.tenant AND e.id = d.endpoint_id
+# One statement: per endpoint that may be tried now (enabled, not deleted, breaker closed), its
+# oldest due rows up to the room it has left in this worker ($5 less what $3/$4 says is in
+# flight), locked, skipping those another worker holds, at most $2 in all, marked `sending` with
+# the lease ($7) and this worker's token ($6). One index range per endpoint, however long the queue.
+_CLAIM = """
+WITH picked AS (
+    SELECT d.id FROM escalation_endpoints e
+    LEFT JOIN unnest($3::text[], $4::int[]) AS f(endpoint_id, n) ON f.endpoint_id = e.id
+    CROSS JOIN LATERAL (
+        SELECT id, due_at FROM escalation_deliveries d
+        WHERE endpoint_id = e.id AND tenant = e.tenant AND status IN ('pending', 'sending') AND due_at <= $1
+          -- An incident's changes reach an endpoint in order: none while an earlier one is unsent.
+          AND NOT EXISTS (
+              SELECT 1 FROM escalation_deliveries p
+              WHERE p.tenant = d.tenant AND p.incident_id = d.incident_id AND p.endpoint_id = d.endpoint_id
+                AND p.seq < d.seq AND p.status IN ('pending', 'sending'))
+        ORDER BY due_at
+        LIMIT greatest(0, $5 - coalesce(f.n, 0))
+        FOR UPDATE SKIP LOCKED
+    ) d
+    WHERE e.enabled AND e.deleted_at IS NULL AND (e.breaker_until IS NULL OR e.breaker_until <= $1)
+    ORDER BY d.due_at
+    LIMIT $2
+)
+UPDATE escalation_deliveries d SET status = 'sending', claim = $6, due_at = $7
+FROM picked, escalation_endpoints e
+WHERE d.id = picked.id AND e.tenant = d.tenant AND e.id = d.endpoint_id
 RETURNING d.id, d.tenant, d.endpoint_id, d.incident_id, d.site, d.change, d.body, d.content_type,
           d.attempts, d.created_at, e.url, e.headers::text AS headers, e.secret, e.previous_secret,
           e.previous_until
 """
+
 
 _RELEASE = """
 UPDATE escalation_deliveries SET status = 'pending', claim = NULL, due_at = $3
@@ -164,20 +164,9 @@ async def claim(
     in_flight: Mapping[str, int],
     limit: int,
 ) -> list[Claimed]:
-    full = [e for e, n in in_flight.items() if n >= per_endpoint]
-    async with pool.acquire() as conn, conn.transaction():
-        # A claim lost in a crash leaves the rows due as they were: no need to wait for the WAL.
-        await conn.execute("SET LOCAL synchronous_commit TO off")
-        candidates = await conn.fetch(_CANDIDATES, now, limit, full, per_endpoint)
-        if not candidates:
-            return []
-        chosen, taken = [], dict(in_flight)
-        for row in candidates:
-            if taken.get(row["endpoint_id"], 0) < per_endpoint:
-                taken[row["endpoint_id"]] = taken.get(row["endpoint_id"], 0) + 1
-                chosen.append(row["id"])
-        # The rows not chosen are unlocked at the commit, untouched.
-        rows = await conn.fetch(_TAKE, chosen, token, lease_until)
+    rows = await pool.fetch(
+        _CLAIM, now, limit, list(in_flight), list(in_flight.values()), per_endpoint, token, lease_until
+    )
     return [
         Claimed(
             id=r["id"],
