@@ -25,6 +25,7 @@ from tests.integration.escalation_hub import (
     create_endpoint,
     deliveries,
     escalation_hub,
+    faster,
     publish_change,
     publish_same,
     settled,
@@ -296,3 +297,30 @@ async def test_during_a_rotation_s_overlap_a_receiver_with_either_secret_verifie
         await eventually(lambda: asyncio.sleep(0, len(receiver.received) == 2), what="a delivery after it")
         assert receiver.unverified == 0
         assert len(receiver.received[1].headers["webhook-signature"].split(" ")) == 1
+
+
+async def test_failures_in_a_row_open_the_breaker_and_an_answer_closes_it(
+    nats_url: str, database_url: str
+) -> None:
+    config = faster(breaker_failures=2, breaker_cooldown_s=2.0, retry_schedule_s=[0.1] * 20)
+    async with escalation_hub(nats_url, database_url, config) as hub:
+        client = await nats.connect(nats_url)
+        key = await admin_key(hub)
+        try:
+            async with receiving(Receiver(then=500)) as receiver:
+                endpoint = await endpoint_for(hub, key, receiver)
+                await publish_change(client, an_incident(), "opened", Status.OPEN)
+                await eventually(lambda: asyncio.sleep(0, len(receiver.attempts) >= 2), what="two failures")
+                status, shown = await call(hub, "GET", f"/v1/endpoints/{endpoint}", key)
+                assert status == 200 and shown["breakerOpenUntil"] is not None
+                receiver.then = 204
+                await eventually(
+                    lambda: asyncio.sleep(0, receiver.received), what="the attempt after the cooldown"
+                )
+                times = [at for _, at, _ in receiver.attempts]
+                assert len(times) == 3 and times[2] - times[1] >= 1.8  # the breaker held it back
+                await settled(hub, key)
+                status, shown = await call(hub, "GET", f"/v1/endpoints/{endpoint}", key)
+                assert status == 200 and shown["breakerOpenUntil"] is None and shown["enabled"] is True
+        finally:
+            await client.close()
