@@ -14,6 +14,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
+from services.common.bus.deadletter import REASON_HEADER
 from services.escalation.engine import DeliveryEngine
 from services.incidents.domain.model import IncidentType, Severity, Status
 from tests.conftest import RunningHub, eventually
@@ -324,3 +325,22 @@ async def test_failures_in_a_row_open_the_breaker_and_an_answer_closes_it(
                 assert status == 200 and shown["breakerOpenUntil"] is None and shown["enabled"] is True
         finally:
             await client.close()
+
+
+async def test_a_message_that_is_no_incident_change_is_dead_lettered_and_delivery_goes_on(
+    hub: RunningHub, nc: NATS
+) -> None:
+    key = await admin_key(hub)
+    async with receiving(Receiver()) as receiver:
+        await endpoint_for(hub, key, receiver)
+        js = nc.jetstream()
+        await js.publish("incident.ulsan-refining.ulsan-refinery.01JD0000000000000000000000", b"\xff garbage")
+        await publish_change(nc, an_incident(), "opened", Status.OPEN)
+        await eventually(lambda: asyncio.sleep(0, receiver.received), what="the valid change delivered")
+    sub = await js.pull_subscribe(
+        "deadletter.escalation.>", durable="escalation-test-dlq", stream="DEADLETTER"
+    )
+    [dead] = await sub.fetch(1, timeout=5)
+    assert dead.data == b"\xff garbage"
+    assert dead.headers is not None and "IncidentChange" in dead.headers[REASON_HEADER]
+    assert len(await deliveries(hub, key)) == 1
