@@ -2,19 +2,43 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
 from services.common.settings import Positive, PositiveFloat
 from services.escalation.domain.retry import STANDARD_SCHEDULE_S
 
-DEFAULT_CHANGES = ("opened", "raised", "acknowledged", "dispatched", "resolved", "closed", "reopened")
+# The incident changes there are (proto/safetyhub/v1/incident.proto, TimelineEntry.change): a name
+# outside them in the config stops start-up with file, line and key instead of matching nothing.
+ChangeName = Literal[
+    "opened",
+    "joined",
+    "raised",
+    "returned",
+    "acknowledged",
+    "assigned",
+    "dispatched",
+    "resolved",
+    "closed",
+    "reopened",
+    "commented",
+    "merged",
+]
+DEFAULT_CHANGES: tuple[ChangeName, ...] = (
+    "opened",
+    "raised",
+    "acknowledged",
+    "dispatched",
+    "resolved",
+    "closed",
+    "reopened",
+)
 
 
 class EscalationConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     # The incident changes delivered to endpoints (others, such as an alarm joining, are not).
-    changes: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_CHANGES))
+    changes: list[ChangeName] = msgspec.field(default_factory=lambda: list(DEFAULT_CHANGES))
     # Delays before the 2nd, 3rd, ... attempt, in seconds (Standard Webhooks' by default); after
     # the last the delivery is dead.
     retry_schedule_s: list[Annotated[float, msgspec.Meta(ge=0)]] = msgspec.field(
