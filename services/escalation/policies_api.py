@@ -31,8 +31,9 @@ from services.common.http.problem import Problem, invalid_query
 from services.common.sites.registry import SiteRegistry
 from services.escalation.adapters import endpoints_db, policies_db
 from services.escalation.adapters.policies_db import PolicyRow, StepJson, steps_json, steps_of
+from services.escalation.api_bodies import IncidentTypeName, Name, Severity, SiteId, field_of
 from services.escalation.domain.policy import InvalidPolicy, Policy, check_steps
-from services.escalation.endpoints_api import ENDPOINT_ID, IncidentTypeName, Name, Severity, SiteId, field_of
+from services.escalation.endpoints_api import ENDPOINT_ID
 from services.escalation.permissions import MANAGE_POLICIES
 from services.incidents.read_json import rfc3339
 

@@ -7,6 +7,7 @@ import typing
 
 import pytest
 
+from services.escalation.api_bodies import Format, IncidentTypeName, Language, Severity
 from services.escalation.domain.endpoint import (
     FORMATS,
     LANGUAGES,
@@ -17,7 +18,6 @@ from services.escalation.domain.endpoint import (
     check_headers,
     check_url,
 )
-from services.escalation.endpoints_api import Format, IncidentTypeName, Language, Severity
 from services.incidents.domain.model import IncidentType
 from services.incidents.domain.model import Severity as IncidentSeverity
 
