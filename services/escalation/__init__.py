@@ -1,0 +1,2 @@
+"""The escalation service: incidents from INCIDENTS delivered to the endpoints that asked for them,
+as signed webhooks, retried, dead-lettered, redeliverable."""

@@ -20,6 +20,7 @@ from services.common.bus.streams import DEADLETTER_STREAM, StreamSpec, stream_sp
 from services.common.db import migrations
 from services.common.kernel import KernelComponent, Service, compose_config
 from services.common.settings import HubConfig, load_config
+from services.escalation.app import ESCALATION
 from services.feed.app import FEED
 from services.incidents.app import INCIDENTS
 from services.ingest.app import INGEST
@@ -39,6 +40,7 @@ SERVICES: tuple[Service[Any], ...] = (
     STORE,
     ALARMS,
     INCIDENTS,
+    ESCALATION,
     VIDEO,
     FEED,
 )

@@ -38,7 +38,9 @@ async def recorded(pool: asyncpg.Pool) -> list[tuple[str, int, str]]:
 async def test_a_fresh_database_gets_every_table_and_each_version_recorded_once(pool: asyncpg.Pool) -> None:
     wanted = REGISTRY.migrations()
     components = {m.component for m in wanted}
-    assert components == {"auth", "store", "outbox", "audit", "alarms", "incidents", "video", "feed"}
+    assert components == {
+        "auth", "store", "outbox", "audit", "alarms", "incidents", "escalation", "video", "feed"
+    }
 
     applied = await migrations.apply(pool, wanted)
 
@@ -60,6 +62,10 @@ async def test_a_fresh_database_gets_every_table_and_each_version_recorded_once(
         "incident_sites",
         "incident_timeline",
         "incident_attachments",
+        "escalation_endpoints",
+        "escalation_deliveries",
+        "escalation_policies",
+        "escalation_climbs",
         "video_snapshots",
         "feed_policies",
         "feed_exports",

@@ -34,6 +34,9 @@ READY = {
     "incidents.incident_consumer": "ok",
     "incidents.incident_live_stream": "ok",
     "feed.feed_consumer": "ok",
+    "escalation.escalation_consumer": "ok",
+    "escalation.delivery_engine": "ok",
+    "escalation.escalation_timer": "ok",
 }
 
 

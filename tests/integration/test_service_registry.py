@@ -67,7 +67,9 @@ async def toy_hub(nats_url: str, database_url: str) -> AsyncIterator[Hub]:
 async def test_up_runs_the_toy_with_its_config_stream_table_routes_permission_and_readiness(
     toy_hub: Hub, nats_url: str, database_url: str
 ) -> None:
-    assert toy_hub.services == ("ingest", "store", "alarms", "incidents", "video", "feed", "toy")
+    assert toy_hub.services == (
+        "ingest", "store", "alarms", "incidents", "escalation", "video", "feed", "toy"
+    )
     viewer = await create_key(toy_hub.pool, tenant="ulsan-refining", role="viewer")
     gateway = await create_key(toy_hub.pool, tenant="ulsan-refining", role="gateway")
     async with aiohttp.ClientSession() as session:
@@ -93,6 +95,9 @@ async def test_up_runs_the_toy_with_its_config_stream_table_routes_permission_an
                 "incidents.incident_consumer": "ok",
                 "incidents.incident_live_stream": "ok",
                 "feed.feed_consumer": "ok",
+                "escalation.escalation_consumer": "ok",
+                "escalation.delivery_engine": "ok",
+                "escalation.escalation_timer": "ok",
                 "toy.started": "ok",
             }
 

@@ -67,6 +67,9 @@ MAY = {
         "audit.read",
         "feed.policy",
         "feed.exports",
+        "escalation.endpoints",
+        "escalation.deliveries",
+        "escalation.policies",
     },
     "platform": set(),
 }

@@ -1,0 +1,1 @@
+"""Escalation's adapters: PostgreSQL rows, the HTTP sender, renderings of incidents."""

@@ -1,0 +1,121 @@
+"""The escalation service running: INCIDENTS in, deliveries queued in PostgreSQL, sent by the
+delivery engine (engine.py).
+
+The consumer `escalation` on `incident.>` handles each batch in one unit of work: for every change
+of a kind delivered (config `changes`), the endpoints of the incident's tenant that take it (site,
+minimum severity, type) and those already notified of the incident (an acknowledgement or the
+resolution reaches everyone who heard of the opening, whatever the filters say now) get a
+delivery row, rendered as the endpoint asked. A delivery's id (its `webhook-id`) is derived from
+the change and the endpoint, so a redelivered message queues nothing twice (ON CONFLICT), and the
+consumer is acked only after the commit.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import asyncpg
+from nats.js import JetStreamContext
+
+from services.common.bus.consumer import ConsumerSpec, DurableConsumer, Rejection
+from services.common.contracts import incident_change_type
+from services.common.logging import get_logger
+from services.common.outbox import Outbox
+from services.common.outbox.unit_of_work import UnitOfWork
+from services.escalation import metrics
+from services.escalation.adapters import deliveries_db, endpoints_db
+from services.escalation.adapters.cloudevent import CONTENT_TYPE, cloudevent
+from services.escalation.adapters.deliveries_db import Queued
+from services.escalation.adapters.incident_change import ChangeMessage, read_change
+from services.escalation.climber import Climber, webhook_id
+from services.escalation.config import EscalationConfig
+from services.escalation.engine import DeliveryEngine
+from services.incidents.channel import INCIDENT_CHANNEL
+
+log = get_logger(__name__)
+SERVICE = "escalation"
+DURABLE = "escalation"
+
+
+class EscalationService:
+    def __init__(self, pool: asyncpg.Pool, js: JetStreamContext, config: EscalationConfig) -> None:
+        self._config = config
+        self._changes = frozenset(config.changes)
+        self.outbox = Outbox(pool, SERVICE)
+        spec = ConsumerSpec(
+            stream=INCIDENT_CHANNEL.stream.name,
+            durable=DURABLE,
+            filter_subject=INCIDENT_CHANNEL.filter_subject,
+            batch_max=config.batch_max,
+            batch_wait=config.batch_wait_ms / 1000,
+            max_ack_pending=config.max_ack_pending,
+            ack_wait=config.ack_wait_s,
+        )
+        # Deduplicated by the deliveries' derived ids (ON CONFLICT), not by an inbox row per message.
+        self._consumer = DurableConsumer[ChangeMessage].in_units_of_work(
+            js, spec, read_change, self._queue, self.outbox, skip_processed=False
+        )
+        self.engine = DeliveryEngine(pool, config)
+        self.climber = Climber(pool, poll_interval_s=config.poll_interval_s)
+        self.consuming = False
+
+    async def start(self) -> None:
+        await self.engine.start()
+        await self.climber.start()
+        await self._consumer.start()
+        self.consuming = True
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+        self.consuming = False
+        await self.climber.stop()
+        await self.engine.stop()
+
+    async def _queue(self, changes: list[ChangeMessage], uow: UnitOfWork) -> Sequence[Rejection]:
+        conn = uow.connection
+        endpoints = await endpoints_db.of_tenants(conn, sorted({c.tenant for c in changes}))
+        # Policies first: a climb's first step is the opening's delivery to its endpoints.
+        rows = await self.climber.on_changes(conn, changes, endpoints)
+        wanted = [c for c in changes if c.change in self._changes]
+        by_tenant: dict[str, list[str]] = defaultdict(list)
+        for c in wanted:
+            by_tenant[c.tenant].append(c.incident_id)
+        heard = {(r.incident_id, r.endpoint_id) for r in rows}
+        queued_ids = {r.id for r in rows}
+        for tenant, incidents in by_tenant.items():
+            heard |= await deliveries_db.notified(conn, tenant, incidents)
+        for change in wanted:
+            for endpoint in endpoints[change.tenant]:
+                if not endpoint.enabled:
+                    continue
+                takes = endpoint.filter.takes(
+                    site=change.site, severity=change.severity, incident_type=change.type
+                )
+                if not takes and (change.incident_id, endpoint.id) not in heard:
+                    continue
+                # Heard of it now: the changes after this one in the batch reach it too.
+                heard.add((change.incident_id, endpoint.id))
+                delivery_id = webhook_id(change.id, endpoint.id, change.at)
+                if delivery_id in queued_ids:
+                    continue  # its policy's first step has it already
+                rows.append(
+                    Queued(
+                        id=delivery_id,
+                        tenant=change.tenant,
+                        endpoint_id=endpoint.id,
+                        incident_id=change.incident_id,
+                        site=change.site,
+                        change=change.change,
+                        event_type=incident_change_type(change.change),
+                        body=cloudevent(change, delivery_id, endpoint.language),
+                        content_type=CONTENT_TYPE,
+                        created_at=change.at,
+                    )
+                )
+        queued = await deliveries_db.queue(conn, rows, datetime.now(UTC))
+        if queued:
+            metrics.QUEUED.inc(queued)
+            log.info("deliveries_queued", count=queued, changes=len(wanted))
+        return ()
