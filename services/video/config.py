@@ -37,13 +37,17 @@ class ScheduleConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw
     end: ClockTime = "00:00"
 
 
+# The classes a rule watches when it names none.
+_DEFAULT_LABELS = {"fire": ("fire",), "smoke": ("smoke",)}
+
+
 class RuleConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    rule: Literal["intrusion", "loitering", "person_down"]
-    # The detector's classes the rule watches.
-    labels: Annotated[list[Label], msgspec.Meta(min_length=1)] = msgspec.field(
-        default_factory=lambda: ["person"]
-    )
-    # loitering: seconds in the zone; person_down: seconds down and still (both required).
+    rule: Literal["intrusion", "loitering", "person_down", "fire", "smoke"]
+    # The detector's classes the rule watches; absent: [fire] for fire, [smoke] for smoke,
+    # [person] for the others.
+    labels: Annotated[list[Label], msgspec.Meta(min_length=1)] | None = None
+    # loitering: seconds in the zone; person_down: seconds down and still; fire / smoke: seconds
+    # it persists (all required).
     seconds: PositiveFloat | None = None
     # person_down: classes that are a person down whatever their box, e.g. [Fall] of the fall model.
     down_labels: list[Label] = []
@@ -51,12 +55,18 @@ class RuleConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     schedule: ScheduleConfig | None = None
 
     def __post_init__(self) -> None:
-        if self.rule in ("loitering", "person_down") and self.seconds is None:
+        if self.rule != "intrusion" and self.seconds is None:
             raise ValueError(f"a {self.rule} rule needs `seconds`")
         if self.rule == "intrusion" and self.seconds is not None:
             raise ValueError("an intrusion rule takes no `seconds`")
         if self.rule != "person_down" and self.down_labels:
             raise ValueError(f"`down_labels` is for person_down rules, not {self.rule}")
+
+    @property
+    def watched(self) -> tuple[str, ...]:
+        if self.labels is not None:
+            return tuple(self.labels)
+        return _DEFAULT_LABELS.get(self.rule, ("person",))
 
 
 class ZoneConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -80,8 +90,9 @@ class LineConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
 
 
 class DetectorConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    # hog: OpenCV's built-in people detector (nothing to download); onnx: a YOLOv8-format model.
-    kind: Literal["hog", "onnx"] = "hog"
+    # hog: OpenCV's built-in people detector (nothing to download); onnx: a YOLOv8-format model;
+    # none: no object detector (a camera watching for fire and smoke only, with `fire:`).
+    kind: Literal["hog", "onnx", "none"] = "hog"
     model: str | None = None  # onnx: path of the .onnx file (relative: to the working directory)
     # onnx: the input's side when the model does not fix it.
     input_size: Annotated[int, msgspec.Meta(ge=32, le=4096, multiple_of=32)] = 640
@@ -92,8 +103,26 @@ class DetectorConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw
     def __post_init__(self) -> None:
         if self.kind == "onnx" and not self.model:
             raise ValueError("an onnx detector needs `model`, the path of its .onnx file")
-        if self.kind == "hog" and self.model is not None:
-            raise ValueError("the hog detector takes no `model`")
+        if self.kind != "onnx" and self.model is not None:
+            raise ValueError(f"the {self.kind} detector takes no `model`")
+
+
+class FireConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """The classical fire and smoke detector (colour and flicker), run beside `detector`."""
+
+    # The share of the picture a fire or smoke region covers at least.
+    min_area: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.001
+    # The analysed frames over which flicker, staying and growth are judged (at 2 frames/s, 8 is
+    # 4 s): nothing is reported before the camera has analysed this many.
+    window: Annotated[int, msgspec.Meta(ge=3, le=64)] = 8
+    # fire: the share of the window's frames on which a pixel of the region switches between
+    # flame colour and not, on average. A steady orange light has none.
+    min_flicker: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.08
+    # Whether to look for smoke as well.
+    smoke: bool = True
+    # smoke: what the region covered over the window, at least this many times what it covered
+    # at its start (a plume grows or drifts).
+    min_growth: Annotated[float, msgspec.Meta(gt=1.0, le=100.0)] = 1.3
 
 
 class MotionConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -124,6 +153,9 @@ class CameraConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     # Frames are scaled down to this width before analysis (0: as delivered).
     width: Annotated[int, msgspec.Meta(ge=0, le=7680)] = 640
     detector: DetectorConfig = DetectorConfig()
+    # The classical fire and smoke detector, beside `detector`; absent: not run. Rules `fire` and
+    # `smoke` also work with an ONNX model of such classes (as `detector`, naming its labels).
+    fire: FireConfig | None = None
     motion: MotionConfig = MotionConfig()
     tracker: TrackerConfig = TrackerConfig()
     zones: list[ZoneConfig] = []

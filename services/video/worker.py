@@ -110,7 +110,7 @@ def zones_of(camera: CameraConfig) -> list[CameraZone]:
             tuple(
                 ZoneRule(
                     RuleKind(r.rule),
-                    frozenset(r.labels),
+                    frozenset(r.watched),
                     r.seconds or 0.0,
                     frozenset(r.down_labels),
                     parse(r.schedule.days, r.schedule.start, r.schedule.end) if r.schedule else None,
@@ -221,7 +221,7 @@ class CameraWorker:
             )
             try:
                 if detector is None:
-                    detector = build_detector(self._camera.detector)
+                    detector = build_detector(self._camera.detector, self._camera.fire)
                 if self._blur is None:
                     self._blur = FaceBlur()
                 source.open()

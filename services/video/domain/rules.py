@@ -1,8 +1,9 @@
-"""Zone rules over tracks: intrusion, loitering, person down (line crossing: lines.py).
+"""Zone rules over tracks: intrusion, loitering, person down, fire, smoke (line crossing: lines.py).
 
 A tracked object is in a zone when the bottom centre of its box is (where it stands). Intrusion
 fires once when a confirmed track enters the zone, and again only after it has left; loitering
-fires once when a track has stayed in the zone `seconds` without leaving. Person down fires once
+fires once when a track has stayed in the zone `seconds` without leaving, and so do fire and smoke
+(a fire or smoke track persisting `seconds`: one flicker of a detector fires nothing). Person down fires once
 when a track has been down for `seconds` in the zone: of a class that means it (`Fall` of a fall
 model), or a watched class whose box has turned horizontal (wider than `DOWN_RATIO` times its
 height) and stayed where it went down; it fires again only after the person got up. Pure: the
@@ -26,6 +27,12 @@ class RuleKind(enum.StrEnum):
     LOITERING = "loitering"
     LINE_CROSSING = "line_crossing"
     PERSON_DOWN = "person_down"
+    FIRE = "fire"
+    SMOKE = "smoke"
+
+
+# Rules that fire once a watched track has stayed `seconds` in the zone.
+_PERSISTING = frozenset({RuleKind.LOITERING, RuleKind.FIRE, RuleKind.SMOKE})
 
 
 # A person lying is wider than tall; standing or crouching is not (a margin for boxes that jitter).
@@ -38,7 +45,9 @@ STILL_IOU = 0.5
 class ZoneRule:
     kind: RuleKind
     labels: frozenset[str]  # the classes the rule watches, e.g. {"person"}
-    seconds: float = 0.0  # loitering: time in the zone; person down: time down, before it fires
+    # loitering: time in the zone; fire / smoke: time it persists there; person down: time down;
+    # before it fires.
+    seconds: float = 0.0
     # person down: classes that are a person down whatever their box (a fall model's `Fall`).
     down_labels: frozenset[str] = frozenset()
     # When the rule is armed (local time of the site); None: always.
@@ -107,7 +116,7 @@ class ZoneRules:
                         continue
                     if rule.kind in stay.fired:
                         continue
-                    if rule.kind is RuleKind.LOITERING and now - stay.since < rule.seconds:
+                    if rule.kind in _PERSISTING and now - stay.since < rule.seconds:
                         continue
                     stay.fired.add(rule.kind)
                     firings.append(
