@@ -1,17 +1,16 @@
-"""The classical fire and smoke detector on synthetic frames made here: a flickering orange blob is
-fire and a static orange square is not; a grey plume growing slowly is smoke, and a static grey
-square or a grey figure walking past is not. Then the zone rules: fire persisting `seconds`."""
+"""The classical fire and smoke detector on synthetic frames (the simulated camera's, drawn from
+a seed): a flickering orange blob is fire and a static orange square is not; a grey plume growing
+slowly is smoke, and a static grey square or a grey figure walking past is not. Then the zone
+rules: fire persisting `seconds`."""
 
 from __future__ import annotations
-
-import math
 
 import cv2
 import msgspec
 import numpy as np
-import numpy.typing as npt
 import pytest
 
+from services.simulator.camera_scene import GREY, HEIGHT, ORANGE, WIDTH, Image, flame, plume, yard
 from services.video.adapters.detectors import build_detector
 from services.video.adapters.fire import FireSmokeDetector, fire_colour
 from services.video.config import CameraConfig, DetectorConfig, FireConfig, RuleConfig
@@ -20,31 +19,7 @@ from services.video.domain.geometry import Box
 from services.video.domain.rules import CameraZone, RuleKind, ZoneRule, ZoneRules
 from services.video.domain.tracker import IouTracker
 
-Image = npt.NDArray[np.uint8]
-W, H = 320, 240
-ORANGE = (0, 140, 255)  # BGR
-GREY = (170, 170, 170)
-
-
-def yard(rng: np.random.Generator) -> Image:
-    """A dim, textured yard with sensor noise: dark green-brown, never flame-coloured or grey."""
-    base = np.zeros((H, W, 3), np.uint8)
-    base[:, :] = (40, 70, 50)
-    texture = rng.integers(0, 20, (H, W, 1), dtype=np.uint8)
-    return np.clip(base.astype(np.int16) + texture - 10, 0, 255).astype(np.uint8)
-
-
-def flame(rng: np.random.Generator, frame: Image, cx: int, base_y: int) -> None:
-    """A flame at (cx, base_y): an orange body of random height and width, tongues, a yellow core."""
-    width = int(rng.integers(22, 38))
-    height = int(rng.integers(35, 75))
-    cv2.ellipse(frame, (cx, base_y - height // 2), (width // 2, height // 2), 0, 0, 360, ORANGE, -1)
-    for _ in range(3):
-        tx = cx + int(rng.integers(-width // 2, width // 2))
-        tip = base_y - height - int(rng.integers(0, 25))
-        pts = np.array([[tx - 6, base_y - height // 2], [tx + 6, base_y - height // 2], [tx, tip]], np.int32)
-        cv2.fillPoly(frame, [pts], (0, 90, 240))
-    cv2.ellipse(frame, (cx, base_y - height // 3), (width // 5, height // 5), 0, 0, 360, (60, 220, 255), -1)
+W, H = WIDTH, HEIGHT
 
 
 def labels(found: list[Detection]) -> list[str]:
@@ -112,31 +87,13 @@ def test_an_orange_object_passing_by_is_not_fire() -> None:
     assert all(r == [] for r in run(detector, frames))
 
 
-def plume(frame: Image, step: int, start: int = 4) -> None:
-    """Grey smoke rising from (160, 200): from `start` on, growing and drifting up, soft edged."""
-    if step < start:
-        return
-    age = step - start
-    layer = np.zeros((H, W), np.float32)
-    for k in range(age + 1):
-        # Puffs released one a frame, each rising and widening as it ages.
-        puff_age = age - k
-        cy = 200 - 5 * puff_age
-        radius = 8 + 2 * puff_age
-        cv2.circle(layer, (160 + int(4 * math.sin(k)), cy), radius, 1.0, -1)
-    layer = cv2.GaussianBlur(layer, (0, 0), 3)
-    alpha = 0.55 * np.clip(layer, 0, 1)[:, :, None]
-    blended = frame.astype(np.float32) * (1 - alpha) + np.array(GREY, np.float32) * alpha
-    frame[:] = blended.astype(np.uint8)
-
-
 def test_a_grey_plume_growing_slowly_is_smoke() -> None:
     rng = np.random.default_rng(4)
     detector = FireSmokeDetector(FireConfig(window=8))
     frames = []
     for step in range(20):
         frame = yard(rng)
-        plume(frame, step)
+        plume(frame, step - 4, 160, 200)
         frames.append(frame)
     results = run(detector, frames)
     assert all(r == [] for r in results[:7])
