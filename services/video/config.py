@@ -37,22 +37,40 @@ class ScheduleConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw
     end: ClockTime = "00:00"
 
 
+class PpeItemConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    # The model's classes meaning the item is worn ...
+    worn: Annotated[list[Label], msgspec.Meta(min_length=1)]
+    # ... and meaning it is not (`no_helmet`, `NO-Hardhat`, `head`); none: a person is without
+    # the item whenever no worn class is seen on them.
+    missing: list[Label] = []
+
+
+def _default_ppe() -> dict[str, PpeItemConfig]:
+    return {
+        "helmet": PpeItemConfig(worn=["helmet"], missing=["no_helmet"]),
+        "vest": PpeItemConfig(worn=["vest"], missing=["no_vest"]),
+    }
+
+
 # The classes a rule watches when it names none.
 _DEFAULT_LABELS = {"fire": ("fire",), "smoke": ("smoke",)}
 
 
 class RuleConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    rule: Literal["intrusion", "loitering", "person_down", "fire", "smoke"]
+    rule: Literal["intrusion", "loitering", "person_down", "fire", "smoke", "ppe_violation"]
     # The detector's classes the rule watches; absent: [fire] for fire, [smoke] for smoke,
     # [person] for the others.
     labels: Annotated[list[Label], msgspec.Meta(min_length=1)] | None = None
     # loitering: seconds in the zone; person_down: seconds down and still; fire / smoke: seconds
-    # it persists (all required).
+    # it persists; ppe_violation: seconds without an item (all required).
     seconds: PositiveFloat | None = None
     # person_down: classes that are a person down whatever their box, e.g. [Fall] of the fall model.
     down_labels: list[Label] = []
     # When the rule is armed; absent: always.
     schedule: ScheduleConfig | None = None
+    # ppe_violation: the items required in the zone, each with the model's classes for it;
+    # absent: helmet (helmet / no_helmet) and vest (vest / no_vest).
+    ppe: Annotated[dict[Label, PpeItemConfig], msgspec.Meta(min_length=1)] | None = None
 
     def __post_init__(self) -> None:
         if self.rule != "intrusion" and self.seconds is None:
@@ -61,6 +79,13 @@ class RuleConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
             raise ValueError("an intrusion rule takes no `seconds`")
         if self.rule != "person_down" and self.down_labels:
             raise ValueError(f"`down_labels` is for person_down rules, not {self.rule}")
+        if self.rule != "ppe_violation" and self.ppe is not None:
+            raise ValueError(f"`ppe` is for ppe_violation rules, not {self.rule}")
+
+    @property
+    def required(self) -> dict[str, PpeItemConfig]:
+        """ppe_violation: the items required, as configured or by default."""
+        return self.ppe if self.ppe is not None else _default_ppe()
 
     @property
     def watched(self) -> tuple[str, ...]:
