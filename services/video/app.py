@@ -42,7 +42,8 @@ VIDEO: Service[VideoConfig] = Service(
     description="cameras -> motion, detectors, tracks, zone rules -> video.* observations, GET /v1/snapshots",
     config=VideoConfig,
     factory=Video,
-    consumes=(OBSERVATIONS,),
+    # Its detections are observations: `run video` ensures the stream ingest owns.
+    publishes=(OBSERVATIONS,),
     migrations="services.video",
     permissions=(READ_SNAPSHOTS,),
     panel=(
