@@ -216,6 +216,9 @@ class VideoConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_on
     # Snapshots older than this are deleted (hourly), as the store drops observations after
     # store.retention_days: keep the two equal so a stored detection's snapshot can be read.
     snapshot_retention_days: Positive = 30
+    # Seconds between checks of the config file for an edited `video:` section, applied without
+    # a restart (0: never). `max_pending` is read at start-up only.
+    reload_s: Annotated[float, msgspec.Meta(ge=0.0)] = 5.0
     # Rule firings waiting to be stored and published, at most; past it a camera's worker waits
     # (dropping frames meanwhile), never a detection.
     max_pending: Positive = 1_000

@@ -43,6 +43,9 @@ class ServiceContext:
     sites: Callable[[], SiteRegistry]
     # The directory relative paths of the config are resolved against (the config file's).
     base: Path = field(default_factory=Path.cwd)
+    # The file the config was read from, for a service that reloads its section when it changes;
+    # None: a config built in code, nothing to reload.
+    config_file: Path | None = None
 
 
 class ServiceInstance:
