@@ -84,8 +84,14 @@ class VideoService:
         return bool(self._config.cameras) or self._reloader is not None
 
     async def start(self) -> None:
-        if not self.active:
-            return
+        if self._config.cameras:
+            await self._run_cameras()
+        if self._reloader is not None:
+            await self._reloader.start()
+
+    async def _run_cameras(self) -> None:
+        """Start the relay, the writer and the bid for the cameras' lock: at start-up, or when a
+        reload gives a hub without cameras its first (until then it holds no connection)."""
         await self._publisher.start()
         self._relay.start()
         self._loop = loop = asyncio.get_running_loop()
@@ -93,8 +99,6 @@ class VideoService:
             asyncio.create_task(self._lead(loop), name="video-lead"),
             asyncio.create_task(self._write(), name="video-writer"),
         ]
-        if self._reloader is not None:
-            await self._reloader.start()
 
     async def stop(self) -> None:
         if not self.active or self._stopped.is_set():
@@ -102,6 +106,8 @@ class VideoService:
         self._stopped.set()
         if self._reloader is not None:
             await self._reloader.stop()
+        if not self._tasks:
+            return
         async with self._changing:
             await self._stop_workers(list(self._workers))
         # What the workers handed over is committed, within a bound: it was never acknowledged to
@@ -191,6 +197,8 @@ class VideoService:
             if self.leading and self._loop is not None:
                 self._start_workers(self._loop, [*added, *changed])
             log.info("video_config_reloaded", added=added, removed=removed, changed=changed)
+        if not self._tasks and config.cameras and not self._stopped.is_set():
+            await self._run_cameras()  # the lead loop starts every camera once it holds the lock
 
     def _start_workers(self, loop: asyncio.AbstractEventLoop, names: list[str]) -> None:
         registry = self._sites()
