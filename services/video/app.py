@@ -48,5 +48,7 @@ VIDEO: Service[VideoConfig] = Service(
     panel=(
         PanelRow("Video detections", metrics.DETECTIONS, by="rule"),
         PanelRow("Frames", metrics.FRAMES, by="outcome"),
+        # What each camera achieves now (under its analysis_fps: the worker is overloaded).
+        PanelRow("Analysed frames/s", metrics.ANALYSIS_FPS, by="camera"),
     ),
 )
