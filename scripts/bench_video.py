@@ -6,7 +6,8 @@ for a fifth of the time), 25 frames/s, MJPEG, in a temporary directory. Then, on
 and ONNX Runtime limited to one thread each, so the figures are per core):
 
 - decode: the time to read and decode each frame of the clip, as a camera's worker must;
-- per detector (OpenCV's HOG people detector, and a YOLOv8-format ONNX model when one is given,
+- per detector (OpenCV's HOG people detector, the classical fire and smoke detector alone, and a
+  YOLOv8-format ONNX model when one is given,
   e.g. the fall model `safetyhub models install fall` puts in the data dir): the service's own
   per-frame analysis (scale to 640 wide, motion gate, detect, track, zone rules) on the frames a
   2 frames/s camera analyses, with gating off and on: analysed frames/s per core;
@@ -37,9 +38,16 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from services.video.adapters.detectors import Detector, HogDetector, OnnxDetector
+from services.video.adapters.detectors import Detector, HogDetector, OnnxDetector, build_detector
 from services.video.adapters.source import Frame, FrameSource
-from services.video.config import CameraConfig, DetectorConfig, MotionConfig, RuleConfig, ZoneConfig
+from services.video.config import (
+    CameraConfig,
+    DetectorConfig,
+    FireConfig,
+    MotionConfig,
+    RuleConfig,
+    ZoneConfig,
+)
 from services.video.worker import FrameAnalysis
 
 FPS = 25
@@ -151,7 +159,11 @@ def main() -> int:
     )
     print(f"{len(frames)} frames analysed per run ({ANALYSIS_FPS} of every {FPS})")
 
-    detectors: list[tuple[str, Detector]] = [("hog", HogDetector(DetectorConfig()))]
+    detectors: list[tuple[str, Detector]] = [
+        ("hog", HogDetector(DetectorConfig())),
+        # The classical fire and smoke detector alone (colour and flicker, no model).
+        ("fire", build_detector(DetectorConfig(kind="none"), FireConfig())),
+    ]
     onnx: OnnxDetector | None = None
     if args.model is not None:
         onnx = OnnxDetector(DetectorConfig(kind="onnx", model=str(args.model), threads=1))

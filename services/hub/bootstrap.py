@@ -110,11 +110,13 @@ class Hub:
         service_registry: Registry = REGISTRY,
         reuse_port: bool = False,
         sites: LoadedSites | None = None,
+        config_file: Path | None = None,
     ):
         self._catalog = service_registry
         self._services = service_registry.select(services)  # ValueError for an unknown name
         self.config = config
         self._base = base
+        self._config_file = config_file
         self._endpoints = endpoints
         self._reuse_port = reuse_port
         self._sites = sites
@@ -160,7 +162,9 @@ class Hub:
         js = self._nc.jetstream()
         await ensure_streams(js, self._catalog.streams(self.config, self._services))
 
-        context = ServiceContext(self.config, self._pool, self._nc, js, lambda: self.registry, self._base)
+        context = ServiceContext(
+            self.config, self._pool, self._nc, js, lambda: self.registry, self._base, self._config_file
+        )
         instances = [service.create(context) for service in self._services]
         tokens = await self._token_verifier(self._pool)
         app = self._build_app(self._pool, instances, expected, tokens)

@@ -239,7 +239,7 @@ async def _run(args: argparse.Namespace) -> int:
     config, base = _config(args)
     check_http_port(config.http)
     configure_logging(config.log_level)
-    return await run_service(config, base, args.service)
+    return await run_service(config, base, args.service, config_path=args.config)
 
 
 async def _migrate(args: argparse.Namespace) -> int:

@@ -36,7 +36,9 @@ async def serve(config: HubConfig, base: Path, data_dir: Path, *, config_path: P
     install_stop_signals(stop)
     async with hub_endpoints(data_dir, config) as endpoints:
         if config.workers == 1:
-            await _serve_in_process(config, base, data_dir, endpoints, stop, sites=sites)
+            await _serve_in_process(
+                config, base, data_dir, endpoints, stop, sites=sites, config_path=config_path
+            )
         else:
             await _serve_workers(config, data_dir, endpoints, stop, config_path)
     return 0
@@ -50,8 +52,9 @@ async def _serve_in_process(
     stop: asyncio.Event,
     *,
     sites: LoadedSites,
+    config_path: Path | None = None,
 ) -> None:
-    hub = Hub(config, base, endpoints, sites=sites)
+    hub = Hub(config, base, endpoints, sites=sites, config_file=config_path)
     try:
         await hub.start()
         _announce(data_dir, hub.http_url, endpoints)
@@ -88,7 +91,14 @@ def _announce(data_dir: Path, http_url: str, endpoints: Endpoints, *, workers: i
     )
 
 
-async def run_service(config: HubConfig, base: Path, service: str, *, registry: Registry = REGISTRY) -> int:
+async def run_service(
+    config: HubConfig,
+    base: Path,
+    service: str,
+    *,
+    registry: Registry = REGISTRY,
+    config_path: Path | None = None,
+) -> int:
     """`safetyhub run <service>`: one service against the external servers of the config/env."""
     from services.hub.cli import install_stop_signals
 
@@ -109,6 +119,7 @@ async def run_service(config: HubConfig, base: Path, service: str, *, registry: 
         Endpoints(config.bus.url, config.database.url),
         services=(service,),
         service_registry=registry,
+        config_file=config_path,
     )
     try:
         await hub.start()

@@ -88,10 +88,12 @@ class Registry:
         return [m for component, package in sources for m in migrations.discover(component, package)]
 
     def streams(self, config: HubConfig, services: Sequence[Service[Any]] | None = None) -> list[StreamSpec]:
-        """The streams `services` (all when None) own or consume, and the kernel's DEADLETTER."""
+        """The streams `services` (all when None) own, consume or publish to, and the kernel's
+        DEADLETTER, each as its owner declares it."""
         chosen = self.services if services is None else services
         owned = {stream.name: stream for s in self.services for stream in s.streams}
-        wanted = [owned.get(stream.name, stream) for s in chosen for stream in (*s.streams, *s.consumes)]
+        used = [stream for s in chosen for stream in (*s.streams, *s.consumes, *s.publishes)]
+        wanted = [owned.get(stream.name, stream) for stream in used]
         return stream_specs(config.bus, [*wanted, DEADLETTER_STREAM])
 
     def public_paths(self, services: Sequence[Service[Any]] | None = None) -> frozenset[str]:

@@ -43,7 +43,9 @@ async def _serve(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     install_stop_signals(stop)
     watcher = asyncio.create_task(_watch_parent(os.getppid(), stop))
-    hub = Hub(config, base, Endpoints(config.bus.url, config.database.url), reuse_port=True)
+    hub = Hub(
+        config, base, Endpoints(config.bus.url, config.database.url), reuse_port=True, config_file=args.config
+    )
     try:
         await hub.start()
         print(READY_LINE, flush=True)

@@ -19,7 +19,6 @@ from services.video.service import VideoService
 class Video(ServiceInstance):
     def __init__(self, context: ServiceContext, config: VideoConfig) -> None:
         self._service = VideoService(context, config)
-        self._cameras = bool(config.cameras)
         self._api = SnapshotApi(context.pool)
 
     def add_routes(self, app: web.Application) -> None:
@@ -28,7 +27,7 @@ class Video(ServiceInstance):
     def peer_checks(self) -> Mapping[str, ReadinessCheck]:
         # Cameras are peers, like a plant's MQTT broker: /readyz names one that is down, but a
         # broken camera must not take the hub (its alarms, its API) out of service.
-        return {"cameras": self._service.readiness} if self._cameras else {}
+        return {"cameras": self._service.readiness} if self._service.active else {}
 
     async def start(self) -> None:
         await self._service.start()
@@ -42,11 +41,14 @@ VIDEO: Service[VideoConfig] = Service(
     description="cameras -> motion, detectors, tracks, zone rules -> video.* observations, GET /v1/snapshots",
     config=VideoConfig,
     factory=Video,
-    consumes=(OBSERVATIONS,),
+    # Its detections are observations: `run video` ensures the stream ingest owns.
+    publishes=(OBSERVATIONS,),
     migrations="services.video",
     permissions=(READ_SNAPSHOTS,),
     panel=(
         PanelRow("Video detections", metrics.DETECTIONS, by="rule"),
         PanelRow("Frames", metrics.FRAMES, by="outcome"),
+        # What each camera achieves now (under its analysis_fps: the worker is overloaded).
+        PanelRow("Analysed frames/s", metrics.ANALYSIS_FPS, by="camera"),
     ),
 )

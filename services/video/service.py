@@ -6,6 +6,9 @@ therefore on the bus exactly when its snapshot can be read, and a crash after th
 nothing. While PostgreSQL is away the writer retries with a growing delay, the queue fills, and
 the workers wait, dropping frames, never detections.
 
+The `video:` section is reloaded when the config file changes (reload.py): cameras added, removed
+or changed are started, stopped or restarted, the others run on untouched.
+
 Cameras run in one process of a deployment at a time: the one holding the service's PostgreSQL
 advisory lock (as the outbox relays do). Others (`up --workers N`, more replicas) stand by and take
 over when the holder stops or its connection dies.
@@ -22,6 +25,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
+import msgspec
 from ulid import ULID
 
 from services.common.bus.publisher import JetStreamPublisher, OutgoingMessage
@@ -34,6 +38,7 @@ from services.video import metrics
 from services.video.adapters import snapshots
 from services.video.adapters.messages import encode, firing_observation, health_observation
 from services.video.config import CameraConfig, VideoConfig
+from services.video.reload import VideoConfigReloader
 from services.video.worker import AnyEvent, CameraHealth, CameraWorker, HealthEvent
 
 log = get_logger(__name__)
@@ -58,28 +63,53 @@ class VideoService:
         self._publisher = JetStreamPublisher(context.nc)
         self._relay = OutboxRelay(context.pool, self._publisher, SERVICE)
         self._health = {camera.name: CameraHealth(camera.name) for camera in config.cameras}
-        self._workers: list[CameraWorker] = []
+        self._workers: dict[str, CameraWorker] = {}
+        # Starting and stopping workers: by leadership and by reloads, one at a time.
+        self._changing = asyncio.Lock()
         self._queue: asyncio.Queue[AnyEvent] = asyncio.Queue(maxsize=config.max_pending)
         self._stopped = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reloader: VideoConfigReloader | None = None
+        if context.config_file is not None and config.reload_s > 0:
+            schema = type(context.config)  # the hub's composed config: the file is checked whole
+            self._reloader = VideoConfigReloader(
+                context.config_file, schema, self.apply, interval=config.reload_s
+            )
         self.leading = False
 
+    @property
+    def active(self) -> bool:
+        """Whether the service runs: it has cameras, or may get some by a reload."""
+        return bool(self._config.cameras) or self._reloader is not None
+
     async def start(self) -> None:
-        if not self._config.cameras:
-            return
+        if self._config.cameras:
+            await self._run_cameras()
+        if self._reloader is not None:
+            await self._reloader.start()
+
+    async def _run_cameras(self) -> None:
+        """Start the relay, the writer and the bid for the cameras' lock: at start-up, or when a
+        reload gives a hub without cameras its first (until then it holds no connection)."""
         await self._publisher.start()
         self._relay.start()
-        loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         self._tasks = [
             asyncio.create_task(self._lead(loop), name="video-lead"),
             asyncio.create_task(self._write(), name="video-writer"),
         ]
 
     async def stop(self) -> None:
-        if not self._config.cameras or self._stopped.is_set():
+        if not self.active or self._stopped.is_set():
             return
         self._stopped.set()
-        await self._stop_workers()
+        if self._reloader is not None:
+            await self._reloader.stop()
+        if not self._tasks:
+            return
+        async with self._changing:
+            await self._stop_workers(list(self._workers))
         # What the workers handed over is committed, within a bound: it was never acknowledged to
         # anyone, so what is left after it is lost with the process, as an unread frame would be.
         with contextlib.suppress(TimeoutError):
@@ -106,9 +136,10 @@ class VideoService:
                     if not await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *_LOCK):
                         await self._pause(_STANDBY_S)
                         continue
-                    self.leading = True
-                    log.info("video_cameras_leading", cameras=len(self._config.cameras))
-                    self._start_workers(loop)
+                    async with self._changing:
+                        self.leading = True
+                        log.info("video_cameras_leading", cameras=len(self._config.cameras))
+                        self._start_workers(loop, [camera.name for camera in self._config.cameras])
                     try:
                         purged_at = -_PURGE_EVERY_S
                         while not self._stopped.is_set():
@@ -119,8 +150,9 @@ class VideoService:
                             await self._pause(_CHECK_S)
                             await conn.fetchval("SELECT 1")  # a lost connection has lost the lock
                     finally:
-                        self.leading = False
-                        await self._stop_workers()
+                        async with self._changing:
+                            self.leading = False
+                            await self._stop_workers(list(self._workers))
                         with contextlib.suppress(Exception):
                             await conn.execute("SELECT pg_advisory_unlock($1, $2)", *_LOCK)
             except (
@@ -140,9 +172,39 @@ class VideoService:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopped.wait(), seconds)
 
-    def _start_workers(self, loop: asyncio.AbstractEventLoop) -> None:
+    async def apply(self, config: VideoConfig) -> None:
+        """Put a reloaded `video:` section in use: start the cameras added, stop those removed,
+        restart those changed (all of them when a setting of the section changed)."""
+        async with self._changing:
+            old, self._config = self._config, config
+            before = {camera.name: camera for camera in old.cameras}
+            after = {camera.name: camera for camera in config.cameras}
+            settings_changed = msgspec.structs.replace(old, cameras=[]) != msgspec.structs.replace(
+                config, cameras=[]
+            )
+            removed = sorted(set(before) - set(after))
+            added = sorted(set(after) - set(before))
+            changed = sorted(n for n in after if n in before and (settings_changed or after[n] != before[n]))
+            if not (removed or added or changed):
+                return
+            await self._stop_workers([n for n in (*removed, *changed) if n in self._workers])
+            for name in removed:
+                del self._health[name]
+                with contextlib.suppress(KeyError):  # never reported up or down
+                    metrics.CAMERA_UP.remove(name)
+            for name in (*added, *changed):
+                self._health[name] = CameraHealth(name)
+            if self.leading and self._loop is not None:
+                self._start_workers(self._loop, [*added, *changed])
+            log.info("video_config_reloaded", added=added, removed=removed, changed=changed)
+        if not self._tasks and config.cameras and not self._stopped.is_set():
+            await self._run_cameras()  # the lead loop starts every camera once it holds the lock
+
+    def _start_workers(self, loop: asyncio.AbstractEventLoop, names: list[str]) -> None:
         registry = self._sites()
         for camera in self._config.cameras:
+            if camera.name not in names:
+                continue
             health = self._health[camera.name]
             problem = _not_a_camera(registry, camera)
             if problem is not None:
@@ -156,10 +218,10 @@ class VideoService:
                 camera, tenant, self._config, self._deliverer(loop), health=health, timezone=timezone
             )
             worker.start()
-            self._workers.append(worker)
+            self._workers[camera.name] = worker
 
-    async def _stop_workers(self) -> None:
-        workers, self._workers = self._workers, []
+    async def _stop_workers(self, names: list[str]) -> None:
+        workers = [self._workers.pop(name) for name in names if name in self._workers]
         for worker in workers:
             worker.request_stop()
         for worker in workers:

@@ -32,6 +32,7 @@ from services.video.config import CameraConfig, VideoConfig
 from services.video.domain.health import Condition, HealthMonitor
 from services.video.domain.lines import CameraLine, Direction, LineRules
 from services.video.domain.pacing import FrameSampler, RateMeter
+from services.video.domain.ppe import PpeItem
 from services.video.domain.rules import CameraZone, Firing, RuleKind, ZoneRule, ZoneRules
 from services.video.domain.schedule import parse
 from services.video.domain.tracker import IouTracker
@@ -110,10 +111,14 @@ def zones_of(camera: CameraConfig) -> list[CameraZone]:
             tuple(
                 ZoneRule(
                     RuleKind(r.rule),
-                    frozenset(r.labels),
+                    frozenset(r.watched),
                     r.seconds or 0.0,
                     frozenset(r.down_labels),
                     parse(r.schedule.days, r.schedule.start, r.schedule.end) if r.schedule else None,
+                    tuple(
+                        PpeItem(name, frozenset(item.worn), frozenset(item.missing))
+                        for name, item in (r.required.items() if r.rule == "ppe_violation" else ())
+                    ),
                 )
                 for r in zone.rules
             ),
@@ -221,7 +226,7 @@ class CameraWorker:
             )
             try:
                 if detector is None:
-                    detector = build_detector(self._camera.detector)
+                    detector = build_detector(self._camera.detector, self._camera.fire)
                 if self._blur is None:
                     self._blur = FaceBlur()
                 source.open()

@@ -195,6 +195,23 @@ def test_the_toy_section_is_validated_strictly_with_file_line_and_key(tmp_path: 
         REGISTRY.load_config(path, env={})
 
 
+def test_a_service_run_alone_gets_the_streams_it_publishes_to_as_their_owner_configures_them(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "hub.yaml"
+    path.write_text("bus:\n  observations:\n    max_age_hours: 5\n")
+    config, _ = REGISTRY.load_config(path, env={})
+    video = REGISTRY.select(["video"])
+    (service,) = video
+    # The video service consumes nothing: it publishes its detections to ingest's stream.
+    assert (service.consumes, [s.name for s in service.publishes]) == ((), ["OBSERVATIONS"])
+    specs = {spec.name: spec for spec in REGISTRY.streams(config, video)}
+    assert set(specs) == {"OBSERVATIONS", "DEADLETTER"}
+    assert specs["OBSERVATIONS"].limits.max_age_hours == 5.0
+    everything = {spec.name: spec for spec in REGISTRY.streams(config)}
+    assert specs["OBSERVATIONS"] == everything["OBSERVATIONS"]  # one declaration, its owner's
+
+
 def test_two_services_of_one_name_are_refused() -> None:
     with pytest.raises(ValueError, match="share a name"):
         Registry(services=(*REGISTRY.services, replace(TOY, name="store")))

@@ -24,10 +24,12 @@ import pytest
 
 from services.common.auth.keys import create_key
 from services.hub.bootstrap import Endpoints, Hub
+from services.simulator.camera_scene import fire_and_smoke, write_clip
 from services.video.adapters import snapshots
 from services.video.config import (
     CameraConfig,
     DetectorConfig,
+    FireConfig,
     LineConfig,
     RuleConfig,
     TrackerConfig,
@@ -268,6 +270,59 @@ async def test_a_covered_lens_is_reported_as_camera_health(
         (row,) = await eventually(reported, timeout=30.0, what="a camera_health observation")
         assert row["value"] == 1.0
         assert json.loads(row["detail"])["attributes"] == {"camera": "cam-tf-501", "condition": "covered"}
+    finally:
+        await running.session.close()
+        await running.hub.stop()
+
+
+async def test_fire_and_smoke_in_a_looping_clip_reach_the_store_as_their_own_observations(
+    nats_url: str, database_url: str, tmp_path: Path
+) -> None:
+    # The simulated camera's yard: a flame burning on the right, smoke rising on the left.
+    clip = write_clip(tmp_path / "yard.avi", fire_and_smoke(48), fps=10.0)
+    whole = [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)]
+    watched = camera(
+        clip,
+        tmp_path / "unused.onnx",
+        detector=DetectorConfig(kind="none"),
+        fire=FireConfig(window=6),
+        zones=[
+            ZoneConfig(
+                id="tank-farm",
+                polygon=whole,
+                rules=[RuleConfig(rule="fire", seconds=1.0), RuleConfig(rule="smoke", seconds=1.0)],
+            )
+        ],
+        lines=[],
+    )
+    running = await start(nats_url, database_url, [watched])
+    try:
+
+        async def stored() -> dict[str, Any] | None:
+            rows = await running.hub.pool.fetch(
+                "SELECT kind, confidence, snapshot, detail FROM observations "
+                "WHERE kind IN ('video.fire', 'video.smoke')"
+            )
+            found = {row["kind"]: row for row in rows}
+            return found if len(found) == 2 else None
+
+        found = await eventually(stored, timeout=45.0, what="video.fire and video.smoke in the store")
+        fire, smoke = (json.loads(found[k]["detail"]) for k in ("video.fire", "video.smoke"))
+        assert fire["attributes"]["zone"] == smoke["attributes"]["zone"] == "tank-farm"
+        assert (fire["attributes"]["label"], smoke["attributes"]["label"]) == ("fire", "smoke")
+        # Each where it is in the picture: the flame at x 250 of 320, the smoke at x 80.
+        for detail, centre in ((fire, 250 / 320), (smoke, 80 / 320)):
+            box = detail["box"]
+            assert box["x"] < centre < box["x"] + box["width"], detail
+        assert float(fire["attributes"]["dwell_s"]) >= 1.0
+        for kind in ("video.fire", "video.smoke"):
+            assert 0.5 <= found[kind]["confidence"] <= 1.0
+            status, content_type, _ = await running.get(found[kind]["snapshot"], "viewer")
+            assert (status, content_type) == (200, "image/jpeg")
+        # A fire that burns on is reported once per track, not once per frame.
+        assert await running.hub.pool.fetchval(
+            "SELECT count(*) FROM observations WHERE kind = 'video.fire'"
+        ) <= 2
     finally:
         await running.session.close()
         await running.hub.stop()

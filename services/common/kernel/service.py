@@ -1,11 +1,11 @@
 """What a service declares to the hub, and what the hub hands it when it runs.
 
 A service is one package with one declaration, a `Service`: its name, its config section (a
-msgspec Struct, found in the config file under the service's name), the streams it owns and those
-it consumes, its migrations, the permissions its routes check, the paths it serves without a key,
-its row of the live view, and a factory. The hub builds the running `ServiceInstance` from a
-`ServiceContext` and calls its hooks: routes, readiness checks, start, stop. The kernel knows no
-service: the hub's registry lists them.
+msgspec Struct, found in the config file under the service's name), the streams it owns, those
+it consumes and those of others it publishes to, its migrations, the permissions its routes
+check, the paths it serves without a key, its row of the live view, and a factory. The hub
+builds the running `ServiceInstance` from a `ServiceContext` and calls its hooks: routes,
+readiness checks, start, stop. The kernel knows no service: the hub's registry lists them.
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ class ServiceContext:
     sites: Callable[[], SiteRegistry]
     # The directory relative paths of the config are resolved against (the config file's).
     base: Path = field(default_factory=Path.cwd)
+    # The file the config was read from, for a service that reloads its section when it changes;
+    # None: a config built in code, nothing to reload.
+    config_file: Path | None = None
 
 
 class ServiceInstance:
@@ -103,6 +106,9 @@ class Service(Generic[C]):
     factory: Callable[[ServiceContext, C], ServiceInstance]
     streams: tuple[StreamDef, ...] = ()  # owned: declared, configured under bus.<config_key>
     consumes: tuple[StreamDef, ...] = ()  # owned by another service; ensured when this one runs
+    # Owned by another service, written to by this one (the video service's detections go on the
+    # observations stream): ensured when this one runs alone, so its outbox has somewhere to go.
+    publishes: tuple[StreamDef, ...] = ()
     migrations: str | None = None  # the package holding `migrations/`; None: no tables
     permissions: tuple[Permission, ...] = ()
     public_paths: frozenset[str] = frozenset()

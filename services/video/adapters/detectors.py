@@ -3,6 +3,7 @@
 - `HogDetector`: OpenCV's built-in HOG people detector; needs no model file.
 - `OnnxDetector`: any YOLOv8-format ONNX model (`(1, 4 + classes, N)` output), through ONNX
   Runtime on the CPU; class names from the model's metadata when it has them.
+- `FireSmokeDetector` (fire.py): fire and smoke by colour and flicker, beside one of the others.
 
 Both are blocking and used only from a camera's worker thread. A model that is missing, not
 ONNX, or of the wrong output shape raises DetectorError when the detector is built.
@@ -20,8 +21,9 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from services.common.errors import SafetyhubError
+from services.video.adapters.fire import FireSmokeDetector
 from services.video.adapters.source import Frame
-from services.video.config import DetectorConfig
+from services.video.config import DetectorConfig, FireConfig
 from services.video.domain.detection import Detection
 from services.video.domain.geometry import Box
 from services.video.domain.letterbox import Letterbox, plan
@@ -122,7 +124,33 @@ class OnnxDetector:
         )
 
 
-def build_detector(config: DetectorConfig) -> Detector:
+class NoDetector:
+    """No object detector: a camera that watches for fire and smoke only."""
+
+    name = "none"
+
+    def detect(self, frame: Frame) -> list[Detection]:
+        return []
+
+
+class BothDetectors:
+    """An object detector and the fire and smoke detector on the same frame."""
+
+    def __init__(self, objects: Detector, fire: Detector) -> None:
+        self.name = fire.name if isinstance(objects, NoDetector) else f"{objects.name}+{fire.name}"
+        self._objects = objects
+        self._fire = fire
+
+    def detect(self, frame: Frame) -> list[Detection]:
+        return self._objects.detect(frame) + self._fire.detect(frame)
+
+
+def build_detector(config: DetectorConfig, fire: FireConfig | None = None) -> Detector:
+    objects: Detector
     if config.kind == "onnx":
-        return OnnxDetector(config)
-    return HogDetector(config)
+        objects = OnnxDetector(config)
+    elif config.kind == "none":
+        objects = NoDetector()
+    else:
+        objects = HogDetector(config)
+    return objects if fire is None else BothDetectors(objects, FireSmokeDetector(fire))

@@ -41,6 +41,8 @@ def firing_observation(
             "label": firing.label,
             "dwell_s": f"{firing.dwell_s:.1f}",
             **({"direction": firing.direction} if firing.direction else {}),
+            # A PPE violation names what was missing.
+            **({"missing": ",".join(firing.missing)} if firing.missing else {}),
         },
     )
 
