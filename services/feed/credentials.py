@@ -145,13 +145,18 @@ def durable_config(name: str) -> ConsumerConfig:
 async def ensure_durable(js: JetStreamContext, name: str) -> bool:
     """Create the city's durable consumer on FEED with the hub's connection; False if it existed.
 
-    An existing one is left as it is: its position is the city's.
+    An existing pull consumer is left as it is: its position is the city's. A push consumer of that
+    name (one a city could create itself before cities had accounts of their own, delivering where
+    it chose) is replaced.
     """
     try:
-        await js.consumer_info(STREAM, name)
-        return False
+        info = await js.consumer_info(STREAM, name)
     except nats.js.errors.NotFoundError:
         pass
+    else:
+        if info.config.deliver_subject is None:
+            return False
+        await js.delete_consumer(STREAM, name)
     await js.add_consumer(STREAM, durable_config(name))
     return True
 

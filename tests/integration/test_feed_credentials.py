@@ -29,7 +29,9 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from services.common.embedded import EmbeddedNats
+from services.common.embedded._process import free_port
 from services.common.embedded.nats_auth import load_users
+from services.common.embedded.nats_server import find_nats_server
 from services.common.redact import redact
 from services.feed import credentials
 from tests.conftest import REPO, reachable_temp_dir
@@ -191,6 +193,13 @@ async def test_the_consumer_script_says_when_the_hub_has_not_made_the_durable_ye
     # ensure_durables makes the missing one, once.
     assert await credentials.ensure_durables(feed.hub.jetstream(), feed.store) == ["city-busan"]
     assert await credentials.ensure_durables(feed.hub.jetstream(), feed.store) == []
+
+    # A push consumer of a city's name, delivering to a hub subject, is replaced by the pull one.
+    hub_js = feed.hub.jetstream()
+    await hub_js.delete_consumer("FEED", "city-busan")
+    await hub_js.add_consumer("FEED", ConsumerConfig(durable_name="city-busan", deliver_subject="obs.x"))
+    assert await credentials.ensure_durables(hub_js, feed.store) == ["city-busan"]
+    assert (await hub_js.consumer_info("FEED", "city-busan")).config.deliver_subject is None
 
 
 async def test_a_city_may_touch_nothing_but_its_own_feed_consumer(feed: Feed) -> None:
@@ -438,3 +447,43 @@ def _recorder(errors: list[str]):  # type: ignore[no-untyped-def]
         errors.append(str(err).lower())
 
     return callback
+
+
+async def test_streams_stored_before_accounts_are_the_hubs_after_the_upgrade(data_dir: Path) -> None:
+    """A store written when the hub was in the global account keeps its streams and messages."""
+    store = await asyncio.to_thread(data_dir.resolve) / "nats"
+    await asyncio.to_thread(store.mkdir, parents=True)
+    port = await asyncio.to_thread(free_port)
+    old = await asyncio.create_subprocess_exec(
+        find_nats_server(), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        nc = await _connect_when_up(f"nats://127.0.0.1:{port}")
+        js = nc.jetstream()
+        await js.add_stream(name="OBSERVATIONS", subjects=["obs.>"])
+        await js.publish("obs.ulsan-refining.onsan-plant.gd-101", b"reading")
+        await nc.close()
+    finally:
+        old.terminate()
+        await old.wait()
+    assert (store / "jetstream" / "$G").is_dir()
+
+    server = EmbeddedNats(data_dir)
+    url = await server.start()
+    try:
+        hub = await nats.connect(url)
+        info = await hub.jetstream().stream_info("OBSERVATIONS")
+        assert info.state.messages == 1
+        await hub.close()
+    finally:
+        await server.stop()
+    assert (store / "jetstream" / "HUB").is_dir() and not (store / "jetstream" / "$G").exists()
+
+
+async def _connect_when_up(url: str) -> NATS:
+    for _ in range(100):
+        with contextlib.suppress(nats.errors.NoServersError, OSError):
+            return await nats.connect(url, allow_reconnect=False, connect_timeout=1)
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no server at {url}")
