@@ -275,6 +275,11 @@ async def test_a_city_may_touch_nothing_but_its_own_feed_consumer(feed: Feed) ->
     with pytest.raises(nats.errors.TimeoutError):
         await hub_api.stream_info("OBSERVATIONS")
     await city.refused("publish", f"{credentials.API_PREFIX}.STREAM.INFO.OBSERVATIONS")
+    # A push consumer delivering onto a hub subject cannot be made through the hub's API either.
+    with pytest.raises(nats.errors.TimeoutError):
+        await hub_api.add_consumer("FEED", ConsumerConfig(durable_name="city-x", deliver_subject="obs.x"))
+    await city.refused("publish", f"{credentials.API_PREFIX}.CONSUMER.DURABLE.CREATE.FEED.city-x")
+    assert sorted(c.name for c in await hub_js.consumers_info("FEED")) == ["city-busan", "city-ulsan"]
     await asyncio.sleep(0.1)
     assert seen == []
     await nc.close()
@@ -320,20 +325,23 @@ async def test_no_reply_subject_a_city_names_puts_anything_into_a_hub_stream(fee
         "$JS.API.CONSUMER.DELETE.INCIDENTS.incidents",
     )
     api = credentials.API_PREFIX
+    # Every service the city may use, answered to a subject of the city's choosing. The resets
+    # first: one after the pulls could take the delivered count back to zero.
     for reply in targets:
-        # Every service the city may use, answered to a subject of the hub's choosing.
+        await nc.publish(f"{api}.CONSUMER.RESET.FEED.city-ulsan", b'{"seq": 1}', reply=reply)
+    await nc.flush()
+    for reply in targets:
         await nc.publish(f"{api}.CONSUMER.MSG.NEXT.FEED.city-ulsan", b'{"batch": 3}', reply=reply)
         await nc.publish(f"{api}.CONSUMER.INFO.FEED.city-ulsan", b"", reply=reply)
         await nc.publish(f"{api}.STREAM.INFO.FEED", b"", reply=reply)
         await nc.publish(f"{api}.STREAM.MSG.GET.FEED", b'{"seq": 1}', reply=reply)
-        await nc.publish(f"{api}.CONSUMER.RESET.FEED.city-ulsan", b'{"seq": 1}', reply=reply)
     await nc.flush()
 
     # The answers were made (the consumer delivered its messages)...
     async def delivered() -> bool:
         return (await hub_js.consumer_info("FEED", "city-ulsan")).delivered.stream_seq > 0
 
-    for _ in range(200):
+    for _ in range(500):
         if await delivered():
             break
         await asyncio.sleep(0.01)
