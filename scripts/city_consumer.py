@@ -7,8 +7,10 @@ each acknowledged after it was written.
     python scripts/city_consumer.py --url ... --from-seq 1200                 # replay from a sequence
 
 Without --since / --from-seq it resumes where its durable consumer stopped (from the start of the
-stream the first time). A replay deletes the durable consumer and creates it again at the new
-start: the credentials allow exactly that, on that one consumer. Output lines are JSON objects:
+stream the first time). The hub creates that consumer; the city cannot create or delete consumers.
+A replay resets it to the new start (the server's consumer reset, to a stream sequence; a time is
+first turned into the sequence of FEED's first message at or after it): the credentials allow
+exactly that, on that one consumer. Output lines are JSON objects:
 `{"seq": <stream sequence>, "subject": ..., "time": <when FEED stored it>, "event": <CloudEvent>}`.
 Needs only `nats-py`.
 """
@@ -21,15 +23,17 @@ import contextlib
 import json
 import sys
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 STREAM = "FEED"
+# The hub's JetStream API as the city's account imports it (the city has no JetStream of its own).
+API_PREFIX = "HUB.API"
 
 
 def _time(text: str) -> datetime:
@@ -43,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Follow the safetyhub FEED stream as a city platform")
     parser.add_argument("--url", required=True, help="nats://USER:SECRET@HOST:PORT, as printed at creation")
     parser.add_argument("--durable", help="the durable consumer (default: the user of the URL)")
+    parser.add_argument(
+        "--api-prefix", default=API_PREFIX, help=f"the hub's JetStream API prefix (default {API_PREFIX})"
+    )
     parser.add_argument("--inbox-prefix", help="the inbox prefix (default: _INBOX_<user>)")
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--since", type=_time, help="replay from this time (ISO 8601 with a zone)")
@@ -53,17 +60,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(durable: str, args: argparse.Namespace) -> ConsumerConfig:
-    config = ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=30)
-    if args.since is not None:
-        config.deliver_policy = DeliverPolicy.BY_START_TIME
-        config.opt_start_time = args.since.astimezone(UTC)
-    elif args.from_seq is not None:
-        config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
-        config.opt_start_seq = args.from_seq
-    else:
-        config.deliver_policy = DeliverPolicy.ALL
-    return config
+async def _start_seq(nc: nats.NATS, args: argparse.Namespace) -> int | None:
+    """The stream sequence a replay starts at, or None to resume."""
+    if args.from_seq is not None:
+        return int(args.from_seq)
+    if args.since is None:
+        return None
+    since = args.since.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    answer = await _api(nc, f"{args.api_prefix}.STREAM.MSG.GET.{STREAM}", {"start_time": since})
+    if "message" in answer:
+        return int(answer["message"]["seq"])
+    # Nothing stored at or after that time: start after the last message.
+    info = await _api(nc, f"{args.api_prefix}.STREAM.INFO.{STREAM}", {})
+    return int(info["state"]["last_seq"]) + 1
+
+
+async def _api(nc: nats.NATS, subject: str, request: dict[str, object]) -> dict[str, Any]:
+    reply = await nc.request(subject, json.dumps(request).encode(), timeout=5)
+    answer: dict[str, Any] = json.loads(reply.data)
+    error = answer.get("error")
+    if error is not None and error.get("err_code") != 10037:  # 10037: no message found
+        raise RuntimeError(f"{subject}: {error.get('description')}")
+    return answer
 
 
 def line(msg: Msg) -> str:
@@ -87,17 +105,19 @@ async def follow(args: argparse.Namespace) -> int:
     durable = args.durable or user
     nc = await nats.connect(args.url, inbox_prefix=args.inbox_prefix or f"_INBOX_{user}", connect_timeout=5)
     try:
-        js = nc.jetstream()
-        if args.since is not None or args.from_seq is not None:
-            # A consumer's start is fixed when it is created: a replay starts a fresh one.
-            with contextlib.suppress(nats.js.errors.NotFoundError):
-                await js.delete_consumer(STREAM, durable)
-            await js.add_consumer(STREAM, _config(durable, args))
-        else:
-            try:
-                await js.consumer_info(STREAM, durable)
-            except nats.js.errors.NotFoundError:
-                await js.add_consumer(STREAM, _config(durable, args))
+        js = nc.jetstream(prefix=args.api_prefix)
+        try:
+            await js.consumer_info(STREAM, durable)
+        except nats.js.errors.NotFoundError:
+            print(
+                f"city_consumer: FEED has no consumer {durable!r} yet; the hub creates it"
+                " (ask its operator)",
+                file=sys.stderr,
+            )
+            return 1
+        start = await _start_seq(nc, args)
+        if start is not None:
+            await _api(nc, f"{args.api_prefix}.CONSUMER.RESET.{STREAM}.{durable}", {"seq": start})
         sub = await js.pull_subscribe_bind(durable, STREAM)
         seen = 0
         idle_since = asyncio.get_running_loop().time()

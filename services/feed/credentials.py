@@ -1,20 +1,23 @@
 """The city platform's NATS credentials: a user that may read the `FEED` stream and nothing else.
 
-A city user reads through its own durable pull consumer, named like the user, and gets JetStream's
-answers and messages on its own inbox prefix (`_INBOX_<name>.>`), never the shared `_INBOX.>`:
-with `_INBOX.>` it could subscribe to every other connection's replies, the hub's pull consumers'
-deliveries included. What it may publish:
+Each city user is alone in a NATS account of its own, without JetStream; the hub's streams are in
+the hub's account, which exports to it exactly the services reading FEED needs:
 
-- create, read, delete its durable consumer on FEED (delete lets it start a replay afresh);
-- ask that consumer for the next messages and acknowledge them;
-- read FEED's stream info (first and last sequence, to choose where to replay from).
+- the next messages of its durable pull consumer on FEED (named like the user) and their
+  acknowledgements;
+- that consumer's info, and resetting it to a stream sequence (a replay);
+- FEED's stream info (first and last sequence) and its messages by sequence or time (to find the
+  sequence a replay from a time starts at).
 
-Nothing else: no publish on `feed.>` or any subject, no subscription outside its inbox, no other
-stream's or consumer's API (an ephemeral consumer on FEED included), no account info.
+The city cannot create, change or delete consumers: the hub creates its durable (`ensure_durable`),
+a pull consumer, so no consumer ever delivers to a subject the city chose. Whatever reply subject the
+city names, the answer travels back into the city's account (the server maps it), so it can never
+land on a hub subject or in a hub stream. Within its account the user may still only publish on
+those services and subscribe on its own inbox prefix (`_INBOX_<name>.>`).
 
 The secret is a random 256-bit token, shown once; only its bcrypt hash is kept (nats-server checks
 bcrypt hashes itself). The users live with the embedded server (`nats_auth`); for an external
-server, `user_entry` gives the block an operator pastes into its configuration.
+server, `external_config` gives the accounts an operator merges into its configuration.
 """
 
 from __future__ import annotations
@@ -25,21 +28,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 import msgspec
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from services.common.embedded.nats_auth import (
     HUB_USER,
     NatsUser,
+    ServiceImport,
+    hub_account,
     load_users,
     reload_running,
     save_users,
+    user_account,
     users_locked,
 )
 from services.common.errors import SafetyhubError
 
 STREAM = "FEED"
+# The JetStream API prefix a city client uses (nats-py: `nc.jetstream(prefix=API_PREFIX)`): the
+# hub's `$JS.API` services as imported into the city's account.
+API_PREFIX = "HUB.API"
 # Lower-case letters, digits and dashes: valid as a NATS user, a consumer name and a subject token.
 _NAME = re.compile(r"[a-z][a-z0-9-]{1,62}[a-z0-9]")
 _BCRYPT_COST = 11  # the secret is random, so the cost only guards a leaked hash; ~0.1 s per login
@@ -65,20 +78,26 @@ def inbox_prefix(name: str) -> str:
     return f"_INBOX_{name}"
 
 
-def publish_allow(name: str) -> list[str]:
+def imports(name: str) -> list[ServiceImport]:
     consumer = f"{STREAM}.{name}"
+
+    def api(rest: str, **kwargs: Any) -> ServiceImport:
+        return ServiceImport(subject=f"$JS.API.{rest}", to=f"{API_PREFIX}.{rest}", **kwargs)
+
     return [
-        # Create (or update) its durable consumer: the current API puts the filter subject after
-        # the consumer name; older clients use the name alone or DURABLE.CREATE.
-        f"$JS.API.CONSUMER.CREATE.{consumer}",
-        f"$JS.API.CONSUMER.CREATE.{consumer}.>",
-        f"$JS.API.CONSUMER.DURABLE.CREATE.{consumer}",
-        f"$JS.API.CONSUMER.INFO.{consumer}",
-        f"$JS.API.CONSUMER.DELETE.{consumer}",
-        f"$JS.API.CONSUMER.MSG.NEXT.{consumer}",
-        f"$JS.API.STREAM.INFO.{STREAM}",
-        f"$JS.ACK.{consumer}.>",
+        api(f"CONSUMER.MSG.NEXT.{consumer}", response_type="stream"),
+        ServiceImport(subject=f"$JS.ACK.{consumer}.>"),  # the acks go where the messages say
+        api(f"CONSUMER.INFO.{consumer}"),
+        api(f"CONSUMER.RESET.{consumer}"),
+        api(f"STREAM.INFO.{STREAM}"),
+        api(f"STREAM.MSG.GET.{STREAM}"),
     ]
+
+
+def publish_allow(name: str) -> list[str]:
+    # Exactly the imported services: anything else is refused with a permissions violation
+    # instead of going unanswered in an empty account.
+    return [imp.to or imp.subject for imp in imports(name)]
 
 
 def subscribe_allow(name: str) -> list[str]:
@@ -106,10 +125,49 @@ def new_credential(name: str, *, now: datetime, by: str) -> NewCredential:
         password_hash=hashed,
         publish=publish_allow(name),
         subscribe=subscribe_allow(name),
+        imports=imports(name),
         created_at=now.isoformat(),
         created_by=by,
     )
     return NewCredential(user, secret)
+
+
+def durable_config(name: str) -> ConsumerConfig:
+    """The city's pull consumer: it starts at the stream's beginning; the city resets it to replay."""
+    return ConsumerConfig(
+        durable_name=name,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=30,
+    )
+
+
+async def ensure_durable(js: JetStreamContext, name: str) -> bool:
+    """Create the city's durable consumer on FEED with the hub's connection; False if it existed.
+
+    An existing pull consumer is left as it is: its position is the city's. A push consumer of that
+    name (one a city could create itself before cities had accounts of their own, delivering where
+    it chose) is replaced.
+    """
+    try:
+        info = await js.consumer_info(STREAM, name)
+    except nats.js.errors.NotFoundError:
+        pass
+    else:
+        if info.config.deliver_subject is None:
+            return False
+        await js.delete_consumer(STREAM, name)
+    await js.add_consumer(STREAM, durable_config(name))
+    return True
+
+
+async def ensure_durables(js: JetStreamContext, store: Path) -> list[str]:
+    """Create the durable of every active city user that has none yet; the names created."""
+    created = []
+    for user in feed_users(store, include_revoked=False):
+        if await ensure_durable(js, user.user):
+            created.append(user.user)
+    return created
 
 
 def is_feed_user(user: NatsUser) -> bool:
@@ -149,6 +207,13 @@ def revoke(store: Path, name: str, *, now: datetime, by: str) -> bool:
         revoked = [_revoked(u, now, by) if u.user == name and u.revoked_at is None else u for u in users]
         save_users(store, revoked)
         return reload_running(store)
+
+
+def external_config(user: NatsUser, hub_users: str) -> str:
+    """The `accounts` block for an external nats-server holding FEED: the hub's account (its users
+    given as `hub_users`, a `users = [...]` block) exporting to the user's own account."""
+    hub = hub_account(hub_users, [user], indent="  ")
+    return "accounts {\n" + hub + user_account(user, indent="  ") + "}"
 
 
 def _revoked(user: NatsUser, now: datetime, by: str) -> NatsUser:

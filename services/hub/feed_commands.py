@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import nats
+import nats.errors
+import nats.js.errors
+
 from services.common.audit import Actor, record, transaction
 from services.common.db import migrations
 from services.common.db.pool import create_pool
-from services.common.embedded.nats_auth import running_port, user_entry
+from services.common.embedded.nats_auth import HUB_ACCOUNT, HUB_USER, hub_secret, running_port
 from services.common.settings import HubConfig
 from services.feed import credentials
 from services.hub.registry import REGISTRY
 from services.hub.runtime import database_url
 
 _DEFAULT_PORT = 4222
+_NO_HUB = "not created: no hub runs on this data dir; created when the feed service starts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +32,7 @@ class Created:
     url: str  # with the city's user and secret
     reloaded: bool  # a running embedded server took the new user in
     external: bool  # the hub's NATS is an external server: the operator adds the user there
+    durable: str  # what became of the city's durable consumer
 
 
 def _store(data_dir: Path) -> Path:
@@ -66,7 +73,28 @@ async def create(config: HubConfig, data_dir: Path, name: str) -> Created:
         finally:
             await pool.close()
     city_url = f"nats://{name}:{credential.secret}@{host}:{port}"
-    return Created(credential, city_url, reloaded, external)
+    durable = await _make_durable(data_dir, name) if reloaded else _NO_HUB
+    if external:
+        durable = "not created: create it on the external server (see its configuration block)"
+    return Created(credential, city_url, reloaded, external, durable)
+
+
+async def _make_durable(data_dir: Path, name: str) -> str:
+    """The city cannot create consumers: the hub's user creates its durable on the running server."""
+    store = _store(data_dir)
+    port = running_port(store)
+    if port is None:
+        return _NO_HUB
+    secret = await asyncio.to_thread(hub_secret, store)
+    nc = await nats.connect(f"nats://{HUB_USER}:{secret}@127.0.0.1:{port}", allow_reconnect=False)
+    try:
+        made = await credentials.ensure_durable(nc.jetstream(timeout=5), name)
+        return "created on FEED" if made else "exists on FEED (kept)"
+    except nats.js.errors.NotFoundError:
+        return "not yet: FEED does not exist (the feed service creates it and then the durables)"
+    finally:
+        with contextlib.suppress(nats.errors.Error):
+            await nc.close()
 
 
 async def revoke(config: HubConfig, data_dir: Path, name: str) -> bool:
@@ -89,12 +117,20 @@ def show(data_dir: Path, *, include_revoked: bool) -> str:
 
 
 def server_config(created: Created) -> str:
-    """The `authorization` block for an external nats-server: merge the entry into its users."""
+    """The `accounts` block for an external nats-server: the city in an account of its own."""
+    hub_users = (
+        "  # the users of the account that holds FEED (and every other stream of the hub) go here\n"
+        '  users = [{user: "hub", password: $HUB_PASSWORD}]\n'
+    )
     return (
-        "# Add this user to the `users` list of the nats-server configuration that holds the FEED\n"
-        "# stream (in an `accounts` setup: to the users of the account that holds it), then reload\n"
-        "# the server (nats-server --signal reload). The password is a bcrypt hash.\n"
-        "authorization {\n  users = [\n" + user_entry(created.credential.user, indent="    ") + "\n  ]\n}"
+        f"# Merge into the configuration of the nats-server that holds the FEED stream: the hub's\n"
+        f"# account ({HUB_ACCOUNT} here; use the name of yours, with jetstream enabled) exports to\n"
+        f"# the city's account only the services reading FEED needs. Set HUB_PASSWORD (or put your\n"
+        f"# hub users in place of it), check it with nats-server -t -c FILE, then reload the server\n"
+        f"# (nats-server --signal reload). The city's password is a bcrypt hash. Create the city's\n"
+        f"# durable pull consumer {created.credential.name!r} on FEED with the hub's credentials\n"
+        f"# (deliver all, ack explicit); the city cannot create consumers.\n"
+        + credentials.external_config(created.credential.user, hub_users)
     )
 
 
@@ -112,7 +148,9 @@ def describe(created: Created) -> str:
         f"  user          {name}",
         f"  password      {created.credential.secret}",
         f"  stream        {credentials.STREAM}",
-        f"  durable       {name} (a pull consumer; create it with this name)",
+        f"  durable       {name} (a pull consumer on FEED the hub creates; the city resets it to replay):"
+        f" {created.durable}",
+        f"  api prefix    {credentials.API_PREFIX} (the client's JetStream API prefix)",
         f"  inbox prefix  {credentials.inbox_prefix(name)} (the client's inbox prefix; _INBOX is refused)",
         f"  status        {where}",
         f"  follow it     python scripts/city_consumer.py --url '{created.url}'",

@@ -1,8 +1,9 @@
 """The city platform's NATS credentials, against a real nats-server started with the generated config.
 
-A city user reads FEED through its own durable consumer and replays it from a time or a sequence
-(with scripts/city_consumer.py, as a city system would); everything else is refused by the server
-itself; adding or revoking a user reloads the server without dropping the hub.
+A city user, alone in an account of its own, reads FEED through the durable consumer the hub made
+for it and replays it from a time or a sequence (with scripts/city_consumer.py, as a city system
+would); everything else is refused by the server itself, and no reply subject it names puts
+anything into a hub stream; adding or revoking a user reloads the server without dropping the hub.
 """
 
 from __future__ import annotations
@@ -24,10 +25,13 @@ import nats.errors
 import nats.js.errors
 import pytest
 from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from services.common.embedded import EmbeddedNats
+from services.common.embedded._process import free_port
 from services.common.embedded.nats_auth import load_users
+from services.common.embedded.nats_server import find_nats_server
 from services.common.redact import redact
 from services.feed import credentials
 from tests.conftest import REPO, reachable_temp_dir
@@ -61,6 +65,7 @@ class Feed:
             credentials.new_credential, name, now=datetime.now(UTC), by="test"
         )
         assert await asyncio.to_thread(credentials.add, self.store, credential) is True
+        assert await credentials.ensure_durable(self.hub.jetstream(), name) is True  # the hub's part
         return credential
 
     async def publish(self, count: int, start: int = 0) -> list[int]:
@@ -165,10 +170,41 @@ async def test_a_city_replays_feed_from_a_time_and_from_a_sequence_then_resumes(
     info = await feed.hub.jetstream().consumer_info("FEED", "city-ulsan")
     assert info.num_ack_pending == 0 and info.delivered.stream_seq == newer[0]
 
+    # A time after the last event: nothing is replayed, and what comes later is.
+    assert await asyncio.to_thread(_follow, url, "--since", datetime.now(UTC).isoformat()) == []
+    latest = await feed.publish(1, start=7)
+    assert [line["seq"] for line in await asyncio.to_thread(_follow, url)] == latest
+
+
+async def test_the_consumer_script_says_when_the_hub_has_not_made_the_durable_yet(feed: Feed) -> None:
+    credential = await asyncio.to_thread(
+        credentials.new_credential, "city-busan", now=datetime.now(UTC), by="test"
+    )
+    await asyncio.to_thread(credentials.add, feed.store, credential)
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [*CONSUMER, "--url", feed.url_of(credential), "--idle-exit", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1 and "the hub creates it" in result.stderr
+    # ensure_durables makes the missing one, once.
+    assert await credentials.ensure_durables(feed.hub.jetstream(), feed.store) == ["city-busan"]
+    assert await credentials.ensure_durables(feed.hub.jetstream(), feed.store) == []
+
+    # A push consumer of a city's name, delivering to a hub subject, is replaced by the pull one.
+    hub_js = feed.hub.jetstream()
+    await hub_js.delete_consumer("FEED", "city-busan")
+    await hub_js.add_consumer("FEED", ConsumerConfig(durable_name="city-busan", deliver_subject="obs.x"))
+    assert await credentials.ensure_durables(hub_js, feed.store) == ["city-busan"]
+    assert (await hub_js.consumer_info("FEED", "city-busan")).config.deliver_subject is None
+
 
 async def test_a_city_may_touch_nothing_but_its_own_feed_consumer(feed: Feed) -> None:
     cred = await feed.add_city("city-ulsan")
-    other = await feed.add_city("city-busan")
+    await feed.add_city("city-busan")
     city = City()
     nc = await city.connect(feed.url_of(cred), cred.name)
     seen: list[str] = []
@@ -214,6 +250,11 @@ async def test_a_city_may_touch_nothing_but_its_own_feed_consumer(feed: Feed) ->
             "FEED", ConsumerConfig(durable_name="city-busan")
         ),
         "$JS.API.CONSUMER.CREATE.FEED": lambda: js.add_consumer("FEED", ConsumerConfig()),  # ephemeral
+        # Not even its own: a consumer it could shape could deliver where it chose.
+        "$JS.API.CONSUMER.DURABLE.CREATE.FEED.city-ulsan": lambda: js.add_consumer(
+            "FEED", ConsumerConfig(durable_name="city-ulsan", deliver_subject="obs.x")
+        ),
+        "$JS.API.CONSUMER.DELETE.FEED.city-ulsan": lambda: js.delete_consumer("FEED", "city-ulsan"),
         "$JS.API.STREAM.DELETE.FEED": lambda: js.delete_stream("FEED"),
         "$JS.API.INFO": js.account_info,
     }
@@ -224,14 +265,97 @@ async def test_a_city_may_touch_nothing_but_its_own_feed_consumer(feed: Feed) ->
     for stream in ("OBSERVATIONS", "INCIDENTS"):
         names = [c.name for c in await hub_js.consumers_info(stream)]
         assert names == (["incidents"] if stream == "INCIDENTS" else [])
-    assert [c.name for c in await hub_js.consumers_info("FEED")] == []
+    assert sorted(c.name for c in await hub_js.consumers_info("FEED")) == ["city-busan", "city-ulsan"]
+    assert (await hub_js.consumer_info("FEED", "city-ulsan")).config.deliver_subject is None
 
-    # Its own consumer on FEED works on the same connection.
-    await js.add_consumer("FEED", ConsumerConfig(durable_name="city-ulsan", ack_policy=AckPolicy.EXPLICIT))
-    assert (await js.stream_info("FEED")).config.name == "FEED"
+    # Its own consumer on FEED works on the same connection, through the hub's imported API.
+    hub_api = nc.jetstream(prefix=credentials.API_PREFIX, timeout=2)
+    assert (await hub_api.consumer_info("FEED", "city-ulsan")).name == "city-ulsan"
+    assert (await hub_api.stream_info("FEED")).config.name == "FEED"
+    with pytest.raises(nats.errors.TimeoutError):
+        await hub_api.stream_info("OBSERVATIONS")
+    await city.refused("publish", f"{credentials.API_PREFIX}.STREAM.INFO.OBSERVATIONS")
+    # A push consumer delivering onto a hub subject cannot be made through the hub's API either.
+    with pytest.raises(nats.errors.TimeoutError):
+        await hub_api.add_consumer("FEED", ConsumerConfig(durable_name="city-x", deliver_subject="obs.x"))
+    await city.refused("publish", f"{credentials.API_PREFIX}.CONSUMER.DURABLE.CREATE.FEED.city-x")
+    assert sorted(c.name for c in await hub_js.consumers_info("FEED")) == ["city-busan", "city-ulsan"]
     await asyncio.sleep(0.1)
     assert seen == []
-    assert other.name not in {c.name for c in await hub_js.consumers_info("FEED")}
+    await nc.close()
+
+
+async def _stored(js: JetStreamContext) -> dict[str, tuple[int, int]]:
+    """Messages and consumers of every stream, as the hub sees them."""
+    state = {}
+    for name in STREAMS:
+        info = await js.stream_info(name)
+        state[name] = (info.state.messages, info.state.consumer_count)
+    return state
+
+
+async def test_no_reply_subject_a_city_names_puts_anything_into_a_hub_stream(feed: Feed) -> None:
+    cred = await feed.add_city("city-ulsan")
+    await feed.publish(3)
+    hub_js = feed.hub.jetstream()
+    # The hub itself listens on the subjects a reply might be aimed at.
+    heard: list[str] = []
+
+    async def hub_heard(msg: nats.aio.msg.Msg) -> None:
+        heard.append(msg.subject)
+
+    # (Not `$JS.API.>`: there it would hear the city's own requests, as the hub's account imports
+    # them; stream and consumer state below show that no answer acted as an API request.)
+    for subject in ("obs.>", "alarm.>", "incident.>", "feed.>"):
+        await feed.hub.subscribe(subject, cb=hub_heard)
+    await feed.hub.flush()
+    before = await _stored(hub_js)
+    assert before["FEED"] == (3, 1)
+
+    city = City()
+    nc = await city.connect(feed.url_of(cred), cred.name)
+    targets = (
+        "obs.ulsan-refining.onsan-plant.gd-101",
+        "obs.x",
+        "incident.x",
+        "alarm.x",
+        "feed.x",
+        "$JS.API.STREAM.DELETE.OBSERVATIONS",
+        "$JS.API.STREAM.PURGE.INCIDENTS",
+        "$JS.API.CONSUMER.DELETE.INCIDENTS.incidents",
+    )
+    api = credentials.API_PREFIX
+    # Every service the city may use, answered to a subject of the city's choosing. The resets
+    # first: one after the pulls could take the delivered count back to zero.
+    for reply in targets:
+        await nc.publish(f"{api}.CONSUMER.RESET.FEED.city-ulsan", b'{"seq": 1}', reply=reply)
+    await nc.flush()
+    for reply in targets:
+        await nc.publish(f"{api}.CONSUMER.MSG.NEXT.FEED.city-ulsan", b'{"batch": 3}', reply=reply)
+        await nc.publish(f"{api}.CONSUMER.INFO.FEED.city-ulsan", b"", reply=reply)
+        await nc.publish(f"{api}.STREAM.INFO.FEED", b"", reply=reply)
+        await nc.publish(f"{api}.STREAM.MSG.GET.FEED", b'{"seq": 1}', reply=reply)
+    await nc.flush()
+
+    # The answers were made (the consumer delivered its messages)...
+    async def delivered() -> bool:
+        return (await hub_js.consumer_info("FEED", "city-ulsan")).delivered.stream_seq > 0
+
+    for _ in range(500):
+        if await delivered():
+            break
+        await asyncio.sleep(0.01)
+    assert await delivered()
+    await asyncio.sleep(0.3)
+    # ...but went back into the city's account: no hub stream and no hub subscriber got any.
+    assert await _stored(hub_js) == before
+    assert heard == []
+    assert (await hub_js.consumer_info("INCIDENTS", "incidents")).name == "incidents"
+
+    # The same requests with the city's own inbox are answered as usual.
+    answer = await nc.request(f"{api}.STREAM.MSG.GET.FEED", b'{"seq": 2}', timeout=2)
+    assert json.loads(answer.data)["message"]["seq"] == 2
+    assert city.errors == []
     await nc.close()
 
 
@@ -247,8 +371,7 @@ async def test_adding_a_user_keeps_the_hub_and_revoking_ends_the_users_access(fe
         closed_cb=_setter(closed),
         error_cb=_recorder(city.errors),
     )
-    js = nc.jetstream(timeout=2)
-    await js.add_consumer("FEED", ConsumerConfig(durable_name="city-ulsan", ack_policy=AckPolicy.EXPLICIT))
+    js = nc.jetstream(prefix=credentials.API_PREFIX, timeout=2)
     await feed.publish(2)
     sub = await js.pull_subscribe_bind("city-ulsan", "FEED")
     assert len(await sub.fetch(2, timeout=2)) == 2
@@ -332,3 +455,43 @@ def _recorder(errors: list[str]):  # type: ignore[no-untyped-def]
         errors.append(str(err).lower())
 
     return callback
+
+
+async def test_streams_stored_before_accounts_are_the_hubs_after_the_upgrade(data_dir: Path) -> None:
+    """A store written when the hub was in the global account keeps its streams and messages."""
+    store = await asyncio.to_thread(data_dir.resolve) / "nats"
+    await asyncio.to_thread(store.mkdir, parents=True)
+    port = await asyncio.to_thread(free_port)
+    old = await asyncio.create_subprocess_exec(
+        find_nats_server(), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        nc = await _connect_when_up(f"nats://127.0.0.1:{port}")
+        js = nc.jetstream()
+        await js.add_stream(name="OBSERVATIONS", subjects=["obs.>"])
+        await js.publish("obs.ulsan-refining.onsan-plant.gd-101", b"reading")
+        await nc.close()
+    finally:
+        old.terminate()
+        await old.wait()
+    assert (store / "jetstream" / "$G").is_dir()
+
+    server = EmbeddedNats(data_dir)
+    url = await server.start()
+    try:
+        hub = await nats.connect(url)
+        info = await hub.jetstream().stream_info("OBSERVATIONS")
+        assert info.state.messages == 1
+        await hub.close()
+    finally:
+        await server.stop()
+    assert (store / "jetstream" / "HUB").is_dir() and not (store / "jetstream" / "$G").exists()
+
+
+async def _connect_when_up(url: str) -> NATS:
+    for _ in range(100):
+        with contextlib.suppress(nats.errors.NoServersError, OSError):
+            return await nats.connect(url, allow_reconnect=False, connect_timeout=1)
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no server at {url}")

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import nats
 import pytest
-from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.api import AckPolicy
 
 from services.common.embedded import EmbeddedNats
 from services.common.embedded.nats_server import find_nats_server
@@ -85,26 +85,26 @@ async def test_create_list_revoke_against_the_running_hub_and_audited(
     address = urlsplit(hub_nats).netloc.rsplit("@", 1)[1]
     assert url == f"nats://city-ulsan:{secret}@{address}"
     assert "in force now" in created.stdout
-    assert "authorization {" in created.stdout and '"$2b$' in created.stdout
+    assert "accounts {" in created.stdout and '"$2b$' in created.stdout
+    assert "durable       city-ulsan" in created.stdout
     assert created.stdout.count(secret) == 3  # url, password, the command line to follow it
     # The block for an external server is one nats-server itself accepts.
-    block = created.stdout[created.stdout.index("# Add this user") :]
+    block = created.stdout[created.stdout.index("# Merge into") :]
     conf = data_dir / "external.conf"
     await asyncio.to_thread(conf.write_text, block)
     checked = await asyncio.to_thread(
         subprocess.run,
         [find_nats_server(), "-c", str(conf), "-t"],
+        env={**os.environ, "HUB_PASSWORD": "s3cret"},
         capture_output=True,
         text=True,
         check=False,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    # The city connects at once with what it was given, and reads through its durable consumer.
+    # The city connects at once with what it was given, and reads through the durable the hub made.
     city = await nats.connect(url, inbox_prefix="_INBOX_city-ulsan", allow_reconnect=False)
-    info = await city.jetstream().add_consumer(
-        "FEED", ConsumerConfig(durable_name="city-ulsan", ack_policy=AckPolicy.EXPLICIT)
-    )
-    assert info.name == "city-ulsan"
+    info = await city.jetstream(prefix="HUB.API").consumer_info("FEED", "city-ulsan")
+    assert info.name == "city-ulsan" and info.config.ack_policy == AckPolicy.EXPLICIT
     await city.close()
 
     again = await cli("create", "--name", "city-ulsan", "--data-dir", str(data_dir))

@@ -21,7 +21,7 @@ import nats.errors
 from services.common.errors import EmbeddedServerError
 
 from ._process import Expected, free_port, is_live, log_offset, log_since, spawn, stop_child, stop_orphan
-from .nats_auth import HUB_USER, hub_secret, write_config
+from .nats_auth import HUB_ACCOUNT, HUB_USER, hub_secret, write_config
 
 _READY_DEADLINE_S = 10.0
 _POLL_S = 0.02
@@ -192,6 +192,15 @@ def _make_dirs(layout: _Layout) -> None:
     # A store made before the configuration held secrets may be group- or world-readable.
     layout.store.chmod(0o700)
     layout.log.parent.mkdir(parents=True, exist_ok=True)
+    _adopt_global_account(layout.store)
+
+
+def _adopt_global_account(store: Path) -> None:
+    # The hub's streams live in the account HUB; a store from before accounts were used keeps
+    # them under the global account `$G`. Moved once, before the server starts, so they stay.
+    old, new = store / "jetstream" / "$G", store / "jetstream" / HUB_ACCOUNT
+    if old.is_dir() and not new.exists():
+        old.rename(new)
 
 
 async def _stop_orphan(layout: _Layout) -> None:
