@@ -7,17 +7,21 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import nats
+import nats.errors
+
 from services.common.audit import Actor, record, transaction
 from services.common.auth.hub_key import hub_key, issue_token
 from services.common.auth.keys import KeyInfo, KeyRequestError, list_keys, revoke_key
 from services.common.auth.keys import create_key as store_key
 from services.common.db import migrations
 from services.common.db.pool import create_pool
-from services.common.errors import ConfigError
+from services.common.errors import ConfigError, EmbeddedServerError
 from services.common.logging import get_logger
 from services.common.redact import redact
 from services.common.settings import HubConfig
 from services.common.sites.registry import SiteRegistry
+from services.feed import credentials
 from services.hub.bootstrap import Endpoints, Hub, LoadedSites, load_sites
 from services.hub.registry import REGISTRY, Registry
 from services.hub.runtime import database_url, hub_endpoints, write_runtime_file
@@ -58,6 +62,7 @@ async def _serve_in_process(
     try:
         await hub.start()
         _announce(data_dir, hub.http_url, endpoints)
+        await _city_durables(config, data_dir, endpoints)
         await stop.wait()
         log.info("hub_stopping")
     finally:
@@ -73,10 +78,38 @@ async def _serve_workers(
     try:
         await supervisor.start()
         _announce(data_dir, supervisor.http_url, endpoints, workers=config.workers)
+        await _city_durables(config, data_dir, endpoints)
         await supervisor.run_until(stop)
         log.info("hub_stopping")
     finally:
         await supervisor.stop()
+
+
+async def _city_durables(config: HubConfig, data_dir: Path, endpoints: Endpoints) -> None:
+    """Create the FEED durable of every city user of the embedded server that has none.
+
+    `feed credentials create` makes it at once when a hub runs; a user created while none ran
+    gets it here, once the hub's streams (FEED among them) exist. A failure is logged, never fatal:
+    the hub serves, and the city's consumer script names what is missing.
+    """
+    store = data_dir / "nats"
+    if config.bus.url is not None:
+        return
+    if not await asyncio.to_thread(credentials.feed_users, store, include_revoked=False):
+        return
+    try:
+        nc = await nats.connect(endpoints.nats_url, allow_reconnect=False)
+    except (OSError, nats.errors.Error) as err:
+        log.warning("feed_city_durables_failed", error=str(err))
+        return
+    try:
+        created = await credentials.ensure_durables(nc.jetstream(), store)
+        if created:
+            log.info("feed_city_durables_created", users=created)
+    except (nats.errors.Error, EmbeddedServerError) as err:
+        log.warning("feed_city_durables_failed", error=str(err))
+    finally:
+        await nc.close()
 
 
 def _announce(data_dir: Path, http_url: str, endpoints: Endpoints, *, workers: int = 1) -> None:

@@ -9,6 +9,8 @@ import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import nats
+import nats.js.errors
 import pytest
 
 from tests.conftest import REPO, eventually
@@ -62,3 +64,29 @@ async def test_up_with_auth_serves_stores_and_takes_a_city_user_in_live(workdir:
     assert hub_secret in info["nats_url"]  # runtime.json (0600) hands it to the hub's tools
     log = (workdir / "hub.log").read_text()
     assert "nats://hub:***@" in log and hub_secret not in log and secret not in log
+
+
+async def test_a_city_user_created_while_no_hub_runs_gets_its_durable_when_the_hub_starts(
+    workdir: Path,
+) -> None:
+    data_dir = workdir / "data"
+    created = await asyncio.to_thread(_feed, data_dir, "create", "--name", "city-offline")
+    assert created.returncode == 0, created.stderr
+
+    hub = HubProcess(workdir)
+    info = await hub.ready()
+    nc = await nats.connect(info["nats_url"])
+    try:
+        js = nc.jetstream()
+
+        async def durable_made() -> bool:
+            try:
+                consumer = await js.consumer_info("FEED", "city-offline")
+            except nats.js.errors.NotFoundError:
+                return False
+            return consumer.config.durable_name == "city-offline" and consumer.config.deliver_subject is None
+
+        await eventually(durable_made, timeout=30, what="the city's FEED durable made by the starting hub")
+    finally:
+        await nc.close()
+    assert hub.stop() == 0
