@@ -7,8 +7,9 @@ incidents service reads them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 from nats.aio.msg import Msg
 
@@ -18,6 +19,7 @@ from services.common.bus.channel import ChannelSubscriber
 from services.common.contracts import AlarmClass as AlarmClassPb
 from services.common.contracts import AlarmPriority as AlarmPriorityPb
 from services.common.contracts import CapCertainty, CapSeverity, CapUrgency, IncidentChange
+from services.common.contracts import IncidentMember as IncidentMemberPb
 from services.common.contracts import IncidentStatus as IncidentStatusPb
 from services.common.contracts import IncidentType as IncidentTypePb
 from services.common.sites.model import Site
@@ -48,25 +50,52 @@ def read_incident_message(msg: Msg) -> IncidentFacts:
     return incident_facts(change)
 
 
+def _member(m: IncidentMemberPb) -> Member:
+    return Member(
+        alarm_id=m.alarm_id,
+        device=m.device,
+        rule=m.rule,
+        kind=m.kind,
+        zone=m.zone,
+        alarm_class=_name("ALARM_CLASS_", AlarmClassPb.Name(m.alarm_class)),
+        priority=_name("ALARM_PRIORITY_", AlarmPriorityPb.Name(m.priority)),
+        active=m.active,
+    )
+
+
+class WireMembers(Sequence[Member]):
+    """An incident's members as the message holds them, each read only when asked for.
+
+    A flood incident holds hundreds of members and each of its changes carries them all; only
+    a `full` policy shares members, and then only the first few (domain/projection.py), so
+    reading them all up front would cost every change of a flood what no policy sends."""
+
+    __slots__ = ("_wire",)
+
+    def __init__(self, wire: Sequence[IncidentMemberPb]) -> None:
+        self._wire = wire
+
+    def __len__(self) -> int:
+        return len(self._wire)
+
+    @overload
+    def __getitem__(self, index: int) -> Member: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Member]: ...
+
+    def __getitem__(self, index: int | slice) -> Member | Sequence[Member]:
+        if isinstance(index, slice):
+            return tuple(_member(m) for m in self._wire[index])
+        return _member(self._wire[index])
+
+
 def incident_facts(change: IncidentChange) -> IncidentFacts:
     env, entry, incident = change.envelope, change.entry, change.incident
     position = (
         Position(incident.latitude, incident.longitude)
         if incident.HasField("latitude") and incident.HasField("longitude")
         else None
-    )
-    members = tuple(
-        Member(
-            alarm_id=m.alarm_id,
-            device=m.device,
-            rule=m.rule,
-            kind=m.kind,
-            zone=m.zone,
-            alarm_class=_name("ALARM_CLASS_", AlarmClassPb.Name(m.alarm_class)),
-            priority=_name("ALARM_PRIORITY_", AlarmPriorityPb.Name(m.priority)),
-            active=m.active,
-        )
-        for m in incident.members
     )
     return IncidentFacts(
         event_id=env.id,
@@ -85,7 +114,7 @@ def incident_facts(change: IncidentChange) -> IncidentFacts:
         zones=tuple(incident.zones),
         position=position,
         title=incident.title.en or incident.title.ko,
-        members=members,
+        members=WireMembers(incident.members),
         actions=tuple(a.en or a.ko for a in incident.actions),
         assignee=incident.assignee,
         resolution_code=incident.resolution_code,

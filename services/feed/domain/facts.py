@@ -7,6 +7,7 @@ projection (projection.py) of it leaves.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -49,7 +50,9 @@ class IncidentFacts:
     zones: tuple[str, ...] = ()
     position: Position | None = None
     title: str = ""
-    members: tuple[Member, ...] = ()
+    # In the order they joined (first-out first). A flood holds up to hundreds: read lazily from
+    # the message (adapters/read.py), so a policy that does not share them never builds them.
+    members: Sequence[Member] = ()
     actions: tuple[str, ...] = ()
     assignee: str = ""
     resolution_code: str = ""

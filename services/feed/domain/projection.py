@@ -22,6 +22,10 @@ Shared = dict[str, Any]
 _METRES_PER_DEGREE = 111_320.0  # along a meridian, and along the equator
 # Coarse positions keep six decimals (about 0.1 m): more would only echo the exact input.
 _DECIMALS = 6
+# A `full` incident carries its first members in the order they joined (a flood's first-out
+# ranking), not all of them: a flood of 500 alarms would otherwise weigh every change of it with
+# 500 members. Its `counts` keep the totals by class and priority.
+MEMBERS_CARRIED = 50
 
 
 def rfc3339(at: datetime) -> str:
@@ -107,7 +111,7 @@ def project_incident(facts: IncidentFacts, policy: SharingPolicy, places: SitePl
                     "priority": m.priority,
                     "active": m.active,
                 }
-                for m in facts.members
+                for m in facts.members[:MEMBERS_CARRIED]
             ],
             "actions": lambda: list(facts.actions),
             "assignee": lambda: facts.assignee,
