@@ -81,12 +81,13 @@ def _config(
     mqtt: dict[str, object] = {
         "client_id": f"safetyhub-bench-{uuid.uuid4().hex[:8]}",
         "max_in_flight": 5000,
-        "protocol": protocol,
         "topics": [{"pattern": "bench/{tenant}/{site}/{device}/{kind}", "value": "$.v", "time": "$.ts"}],
         "sparkplug": {
             "groups": [{"group": GROUP, "site": SITE, "metrics": {kind: kind for _, kind, _ in points}}]
         },
     }
+    if protocol != "3.1.1":  # the default, named only when it differs
+        mqtt["protocol"] = protocol
     if broker:
         mqtt["url"] = broker
     else:
@@ -125,21 +126,21 @@ async def _publish_all(
 ) -> None:
     for start in range(0, len(messages), window):
         while start - await consumed() > AHEAD:  # noqa: ASYNC110 - polls another process
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0.02)  # each poll renders the hub's metrics: not too often
         await asyncio.gather(*(client.publish(t, p, qos=1) for t, p in messages[start : start + window]))
 
 
-async def _bridge_received(http_url: str) -> int:
-    """Messages the hub's bridge has taken from the broker so far (its metrics)."""
+async def _bridge_received(http_url: str, metric: str = "safetyhub_bridge_received_total") -> int:
+    """Messages the hub's bridge has taken from the broker so far (its metrics); with
+    `safetyhub_bridge_published_total`, the readings JetStream has accepted from it."""
     async with aiohttp.ClientSession() as session, session.get(http_url + "/metrics") as resp:
         text = await resp.text()
     return int(
-        sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("safetyhub_bridge_received_total")
-        )
+        sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(metric))
     )
+
+
+PUBLISHED = "safetyhub_bridge_published_total"
 
 
 def _json_messages(points: list[Point], run: str, count: int) -> list[tuple[str, bytes]]:
@@ -247,11 +248,13 @@ async def _phase(
     expected: int,
     *,
     hub: psutil.Process,
-) -> tuple[float, float]:
-    """Messages/s from the first publish to the last row stored, and the hub's CPU ms per message
-    (its own process and its children's: NATS and PostgreSQL)."""
+) -> tuple[float, float, float]:
+    """Messages/s from the first publish to the last row stored; to the bridge's last reading
+    accepted by JetStream (the bridge alone, before the store and the alarm engine); and the
+    hub's CPU ms per message (its own process and its children's: NATS and PostgreSQL)."""
     before = await _stored(conn)
     offset = await _bridge_received(http_url)
+    published = await _bridge_received(http_url, PUBLISHED)
 
     async def taken() -> int:
         return await _bridge_received(http_url) - offset
@@ -260,8 +263,12 @@ async def _phase(
     async with _client(url, "bench-pub") as pub:
         started = time.monotonic()
         await _publish_all(pub, messages, taken)
+    while await _bridge_received(http_url, PUBLISHED) - published < expected:  # noqa: ASYNC110
+        await asyncio.sleep(0.02)  # polls another process
+    bridged = time.monotonic()
     finished = await _until_stored(conn, before + expected)
-    return expected / (finished - started), (_cpu_s(hub) - cpu) * 1000 / expected
+    rates = expected / (finished - started), expected / (bridged - started)
+    return *rates, (_cpu_s(hub) - cpu) * 1000 / expected
 
 
 async def _paced(
@@ -312,6 +319,11 @@ def _report(figures: dict[str, object], args: argparse.Namespace) -> None:
     print(
         f"Sparkplug B, broker -> stored: {figures['sparkplug_stored_per_s']} messages/s"
         f" ({figures['sparkplug_ratio_to_bare']} of bare)"
+    )
+    print(
+        f"broker -> accepted by JetStream (the bridge alone): JSON {figures['json_bridged_per_s']}"
+        f" messages/s ({figures['json_bridged_ratio_to_bare']} of bare), Sparkplug B"
+        f" {figures['sparkplug_bridged_per_s']} ({figures['sparkplug_bridged_ratio_to_bare']})"
     )
     print(
         f"hub CPU per message (hub, NATS, PostgreSQL): JSON {figures['json_cpu_ms_per_msg']} ms,"
@@ -391,12 +403,14 @@ async def main() -> None:
         bare = await _baseline(url, points, args.count)
         run = f"bench{int(time.time())}"
         http_url = info["http_url"]
-        json_rate, json_cpu = await _phase(
+        json_rate, json_bridged, json_cpu = await _phase(
             url, http_url, conn, _json_messages(points, run, args.count), args.count, hub=hub
         )
         births, data = _sparkplug_messages(points, args.count)
         await _phase(url, http_url, conn, births, len(points), hub=hub)
-        sparkplug_rate, sparkplug_cpu = await _phase(url, http_url, conn, data, args.count, hub=hub)
+        sparkplug_rate, sparkplug_bridged, sparkplug_cpu = await _phase(
+            url, http_url, conn, data, args.count, hub=hub
+        )
         p50, p99, paced, paced_stored = await _paced(url, conn, points, args, f"{run}p")
         opcua_rate, opcua_stored = await opcua.stored(conn, args.opcua_count) if opcua else (0.0, 0)
     finally:
@@ -418,6 +432,10 @@ async def main() -> None:
         "sparkplug_stored_per_s": round(sparkplug_rate),
         "json_ratio_to_bare": round(json_rate / bare, 2),
         "sparkplug_ratio_to_bare": round(sparkplug_rate / bare, 2),
+        "json_bridged_per_s": round(json_bridged),
+        "sparkplug_bridged_per_s": round(sparkplug_bridged),
+        "json_bridged_ratio_to_bare": round(json_bridged / bare, 2),
+        "sparkplug_bridged_ratio_to_bare": round(sparkplug_bridged / bare, 2),
         "json_cpu_ms_per_msg": round(json_cpu, 3),
         "sparkplug_cpu_ms_per_msg": round(sparkplug_cpu, 3),
         "paced_rate_per_s": round(args.rate),
