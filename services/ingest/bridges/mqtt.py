@@ -7,8 +7,11 @@ DEADLETTER has stored it: a crash before that leaves the message unacknowledged,
 sends it again. A message sent again is harmless when it carries its time (or an id): its
 observations get the same ids and JetStream or the store drops the copy.
 
-Acknowledgements go out in the order the messages came (MQTT 3.1.1 §4.6), while the messages in
-between are already being checked and published: a bounded pipeline, not one round trip each.
+Acknowledgements go out in the order the messages came (MQTT 3.1.1 and 5, §4.6), while the
+messages in between are already being checked and published: a bounded pipeline, not one round
+trip each. Its bound is `max_in_flight`, which MQTT 5 lets the bridge ask of the broker (Receive
+Maximum); with 3.1.1 the broker's own limit applies. Messages reaching the bus together are
+published together, one ObservationBatch per device (see coalesce.py).
 A lost connection ends the session without acknowledging what is in hand; the bridge connects
 again after a growing wait. A bus that does not take a message is asked again, after a growing
 wait, with the message held unacknowledged (see `_until_taken`).
