@@ -18,7 +18,7 @@ Starts `safetyhub up` (embedded NATS and PostgreSQL) with the MQTT bridge on the
 
 Prints the figures, then one JSON line. Not a test: CI does not run it.
 Usage: scripts/bench_bridges.py [--count 20000] [--rate 5000] [--seconds 5] [--opcua-count 20000]
-                               [--broker mqtt://127.0.0.1:1883]
+                               [--broker mqtt://127.0.0.1:1883] [--protocol 5]
 """
 
 from __future__ import annotations
@@ -75,7 +75,9 @@ def _free_port() -> int:
         return port
 
 
-def _config(workdir: Path, broker: str | None, points: list[Point], opcua: Path | None) -> Path:
+def _config(
+    workdir: Path, broker: str | None, points: list[Point], opcua: Path | None, protocol: str
+) -> Path:
     mqtt: dict[str, object] = {
         "client_id": f"safetyhub-bench-{uuid.uuid4().hex[:8]}",
         "max_in_flight": 5000,
@@ -84,6 +86,8 @@ def _config(workdir: Path, broker: str | None, points: list[Point], opcua: Path 
             "groups": [{"group": GROUP, "site": SITE, "metrics": {kind: kind for _, kind, _ in points}}]
         },
     }
+    if protocol != "3.1.1":  # the default, named only when it differs
+        mqtt["protocol"] = protocol
     if broker:
         mqtt["url"] = broker
     else:
@@ -122,21 +126,21 @@ async def _publish_all(
 ) -> None:
     for start in range(0, len(messages), window):
         while start - await consumed() > AHEAD:  # noqa: ASYNC110 - polls another process
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0.02)  # each poll renders the hub's metrics: not too often
         await asyncio.gather(*(client.publish(t, p, qos=1) for t, p in messages[start : start + window]))
 
 
-async def _bridge_received(http_url: str) -> int:
-    """Messages the hub's bridge has taken from the broker so far (its metrics)."""
+async def _bridge_received(http_url: str, metric: str = "safetyhub_bridge_received_total") -> int:
+    """Messages the hub's bridge has taken from the broker so far (its metrics); with
+    `safetyhub_bridge_published_total`, the readings JetStream has accepted from it."""
     async with aiohttp.ClientSession() as session, session.get(http_url + "/metrics") as resp:
         text = await resp.text()
     return int(
-        sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("safetyhub_bridge_received_total")
-        )
+        sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(metric))
     )
+
+
+PUBLISHED = "safetyhub_bridge_published_total"
 
 
 def _json_messages(points: list[Point], run: str, count: int) -> list[tuple[str, bytes]]:
@@ -226,20 +230,45 @@ async def _baseline(url: str, points: list[Point], count: int) -> float:
     return count / elapsed
 
 
+def _cpu_s(hub: psutil.Process) -> float:
+    """CPU seconds the hub (with its embedded NATS and PostgreSQL) has used so far."""
+    total = 0.0
+    for proc in [hub, *hub.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 async def _phase(
-    url: str, http_url: str, conn: asyncpg.Connection, messages: Messages, expected: int
-) -> float:
+    url: str,
+    http_url: str,
+    conn: asyncpg.Connection,
+    messages: Messages,
+    expected: int,
+    *,
+    hub: psutil.Process,
+) -> tuple[float, float, float]:
+    """Messages/s from the first publish to the last row stored; to the bridge's last reading
+    accepted by JetStream (the bridge alone, before the store and the alarm engine); and the
+    hub's CPU ms per message (its own process and its children's: NATS and PostgreSQL)."""
     before = await _stored(conn)
     offset = await _bridge_received(http_url)
+    published = await _bridge_received(http_url, PUBLISHED)
 
     async def taken() -> int:
         return await _bridge_received(http_url) - offset
 
+    cpu = _cpu_s(hub)
     async with _client(url, "bench-pub") as pub:
         started = time.monotonic()
         await _publish_all(pub, messages, taken)
+    while await _bridge_received(http_url, PUBLISHED) - published < expected:  # noqa: ASYNC110
+        await asyncio.sleep(0.02)  # polls another process
+    bridged = time.monotonic()
     finished = await _until_stored(conn, before + expected)
-    return expected / (finished - started)
+    rates = expected / (finished - started), expected / (bridged - started)
+    return *rates, (_cpu_s(hub) - cpu) * 1000 / expected
 
 
 async def _paced(
@@ -292,6 +321,15 @@ def _report(figures: dict[str, object], args: argparse.Namespace) -> None:
         f" ({figures['sparkplug_ratio_to_bare']} of bare)"
     )
     print(
+        f"broker -> accepted by JetStream (the bridge alone): JSON {figures['json_bridged_per_s']}"
+        f" messages/s ({figures['json_bridged_ratio_to_bare']} of bare), Sparkplug B"
+        f" {figures['sparkplug_bridged_per_s']} ({figures['sparkplug_bridged_ratio_to_bare']})"
+    )
+    print(
+        f"hub CPU per message (hub, NATS, PostgreSQL): JSON {figures['json_cpu_ms_per_msg']} ms,"
+        f" Sparkplug B {figures['sparkplug_cpu_ms_per_msg']} ms"
+    )
+    print(
         f"at {args.rate:g} messages/s: {figures['paced_stored']} of {figures['paced_messages']} stored;"
         f" publish -> stored p50 {figures['paced_p50_ms']} ms, p99 {figures['paced_p99_ms']} ms"
     )
@@ -314,7 +352,7 @@ async def _opcua_server(points: list[Point], count: int) -> tuple[OpcuaBench | N
     return opcua, await opcua.bare(count)
 
 
-async def main() -> None:
+def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -323,13 +361,25 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--broker", default=os.environ.get("SAFETYHUB_MQTT_URL"))
     parser.add_argument("--opcua-count", type=int, default=20_000)
+    parser.add_argument(
+        "--protocol",
+        choices=("3.1.1", "5"),
+        help="the bridge's MQTT version (default: 5 with --broker, 3.1.1 with the embedded broker)",
+    )
     args = parser.parse_args()
+    args.protocol = args.protocol or ("5" if args.broker else "3.1.1")
+    return args
 
+
+async def main() -> None:
+    args = _args()
     points = _points()
     workdir = Path(tempfile.mkdtemp(prefix="safetyhub-bench-"))
     os.chmod(workdir, 0o755)  # the embedded PostgreSQL runs unprivileged when we are root
     opcua, opcua_bare = await _opcua_server(points, args.opcua_count)
-    config = _config(workdir, args.broker, points, opcua.file(workdir) if opcua else None)
+    config = _config(
+        workdir, args.broker, points, opcua.file(workdir) if opcua else None, args.protocol
+    )
     url = (
         args.broker
         or f"mqtt://127.0.0.1:{json.loads(config.read_text())['ingest']['mqtt']['broker']['port']}"
@@ -353,10 +403,14 @@ async def main() -> None:
         bare = await _baseline(url, points, args.count)
         run = f"bench{int(time.time())}"
         http_url = info["http_url"]
-        json_rate = await _phase(url, http_url, conn, _json_messages(points, run, args.count), args.count)
+        json_rate, json_bridged, json_cpu = await _phase(
+            url, http_url, conn, _json_messages(points, run, args.count), args.count, hub=hub
+        )
         births, data = _sparkplug_messages(points, args.count)
-        await _phase(url, http_url, conn, births, len(points))
-        sparkplug_rate = await _phase(url, http_url, conn, data, args.count)
+        await _phase(url, http_url, conn, births, len(points), hub=hub)
+        sparkplug_rate, sparkplug_bridged, sparkplug_cpu = await _phase(
+            url, http_url, conn, data, args.count, hub=hub
+        )
         p50, p99, paced, paced_stored = await _paced(url, conn, points, args, f"{run}p")
         opcua_rate, opcua_stored = await opcua.stored(conn, args.opcua_count) if opcua else (0.0, 0)
     finally:
@@ -371,12 +425,19 @@ async def main() -> None:
 
     figures = {
         "broker": "external" if args.broker else "embedded",
+        "protocol": args.protocol,
         "messages": args.count,
         "bare_subscriber_per_s": round(bare),
         "json_stored_per_s": round(json_rate),
         "sparkplug_stored_per_s": round(sparkplug_rate),
         "json_ratio_to_bare": round(json_rate / bare, 2),
         "sparkplug_ratio_to_bare": round(sparkplug_rate / bare, 2),
+        "json_bridged_per_s": round(json_bridged),
+        "sparkplug_bridged_per_s": round(sparkplug_bridged),
+        "json_bridged_ratio_to_bare": round(json_bridged / bare, 2),
+        "sparkplug_bridged_ratio_to_bare": round(sparkplug_bridged / bare, 2),
+        "json_cpu_ms_per_msg": round(json_cpu, 3),
+        "sparkplug_cpu_ms_per_msg": round(sparkplug_cpu, 3),
         "paced_rate_per_s": round(args.rate),
         "paced_messages": paced,
         "paced_stored": paced_stored,

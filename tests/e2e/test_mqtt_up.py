@@ -120,10 +120,14 @@ def _start(binary: str, conf: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-async def test_sigkill_loses_no_qos1_message_and_stores_none_twice(workdir: Path, plant_broker: str) -> None:
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+async def test_sigkill_loses_no_qos1_message_and_stores_none_twice(
+    workdir: Path, plant_broker: str, protocol: str
+) -> None:
     """The bridge's persistent QoS 1 session outlives a SIGKILLed hub: what was in hand when it
     died (taken from the broker, not yet acknowledged) and what was published while it was down
-    come again after the restart; each is stored once."""
+    come again after the restart; each is stored once. In MQTT 5 too, where the session is kept
+    by its expiry interval and the bridge holds up to its own window (Receive Maximum) at once."""
     mqtt_url = plant_broker
     host, port = mqtt_url.removeprefix("mqtt://").rsplit(":", 1)
     client_id = f"e2e-kill-{uuid.uuid4().hex[:8]}"
@@ -138,6 +142,7 @@ async def test_sigkill_loses_no_qos1_message_and_stores_none_twice(workdir: Path
         f"    url: {mqtt_url}\n"
         "    username: safetyhub\n"
         f"    client_id: {client_id}\n"
+        f"    protocol: '{protocol}'\n"
         "    reconnect: {min_s: 0.2, max_s: 1.0}\n"
         "    topics:\n"
         f"      - pattern: '{prefix}/{{site}}/{{device}}/{{kind}}'\n"

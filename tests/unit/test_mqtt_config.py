@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from aiomqtt import ProtocolVersion
 
 from services.common.errors import ConfigError
 from services.hub.registry import REGISTRY
+from services.ingest.bridges.mqtt import _session_options
 
 GOOD = """\
 ingest:
@@ -79,6 +81,21 @@ def test_a_frigate_section_alone_turns_the_bridge_on_reading_frigate_events(tmp_
     assert mqtt.frigate.cameras[0].labels == {"person": "video.intrusion"}
 
 
+def test_mqtt_5_asks_the_broker_for_the_bridge_s_own_window_in_a_session_that_never_expires(
+    tmp_path: Path,
+) -> None:
+    default = load(tmp_path, GOOD).ingest.mqtt  # type: ignore[attr-defined]
+    v5 = load(tmp_path, GOOD + "    protocol: '5'\n    max_in_flight: 4000\n").ingest.mqtt  # type: ignore[attr-defined]
+
+    assert default.protocol == "3.1.1"
+    assert _session_options(default) == {"clean_session": False}
+    options = _session_options(v5)
+    assert options["protocol"] == ProtocolVersion.V5
+    assert options["clean_start"] is False
+    assert options["properties"].ReceiveMaximum == 4000
+    assert options["properties"].SessionExpiryInterval == 0xFFFFFFFF
+
+
 def test_the_bridge_is_off_by_default(tmp_path: Path) -> None:
     assert not load(tmp_path, "log_level: info\n").ingest.mqtt.enabled  # type: ignore[attr-defined]
 
@@ -101,6 +118,15 @@ def test_the_bridge_is_off_by_default(tmp_path: Path) -> None:
             "maps no topic",
         ),
         (GOOD + "    tls: {cert_file: c.pem}\n", 2, "ingest.mqtt", "needs both cert_file and key_file"),
+        (GOOD + "    protocol: '3.1'\n", 6, "ingest.mqtt.protocol", "Invalid enum value '3.1'"),
+        (GOOD + "    max_in_flight: 70000\n", 6, "ingest.mqtt.max_in_flight", "<= 65535"),
+        (
+            "ingest:\n  mqtt:\n    embedded: true\n    protocol: '5'\n"
+            "    topics: [{pattern: 'a/{site}/{device}/{kind}'}]\n",
+            2,
+            "ingest.mqtt",
+            "speaks MQTT 3.1.1 only",
+        ),
         (SPARKPLUG + "          devics: {}\n", 9, "sparkplug.groups[0].devics", "unknown field `devics`"),
         (SPARKPLUG.replace("cdu", "cd/u"), 6, "ingest.mqtt.sparkplug.groups[0].group", "matching regex"),
         (SPARKPLUG.replace("          metrics: {H2S: gas.h2s}\n", ""), 6, "groups[0]", "maps no metric"),

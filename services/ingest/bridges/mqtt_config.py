@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from services.common.settings import Positive, PositiveFloat
+from services.common.settings import PositiveFloat
 from services.ingest.bridges.frigate_config import FrigateConfig
 from services.ingest.bridges.sparkplug_config import SparkplugConfig
 
@@ -147,9 +147,13 @@ class MqttConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     tls: TlsConfig | None = None
     keepalive_s: Annotated[int, msgspec.Meta(ge=5, le=3600)] = 30
     reconnect: ReconnectConfig = ReconnectConfig()
-    # Messages received and not yet acknowledged at once; the broker's own in-flight limit
-    # (Mosquitto: 20 by default) usually binds first.
-    max_in_flight: Positive = 1000
+    # Messages received and not yet acknowledged at once. With protocol 5 the bridge asks the
+    # broker for this many (CONNECT's Receive Maximum); with 3.1.1 the broker's own limit
+    # (Mosquitto: max_inflight_messages, 20 by default) usually binds first.
+    max_in_flight: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 1000
+    # The MQTT version spoken: "5" lets the bridge set its own in-flight window (above), where
+    # 3.1.1 leaves it to the broker. The embedded broker speaks 3.1.1 only.
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
     topics: list[TopicTemplate] = msgspec.field(default_factory=list)
     # Sparkplug B edge nodes (spBv1.0/...), read beside the JSON topics.
     sparkplug: SparkplugConfig | None = None
@@ -167,6 +171,8 @@ class MqttConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
                 raise ValueError(f"url: {self.url!r}: {err}") from err
         if self.url is not None and self.embedded:
             raise ValueError("give url (a broker to read from) or embedded: true, not both")
+        if self.embedded and self.protocol == "5":
+            raise ValueError('protocol: the embedded broker speaks MQTT 3.1.1 only; use "3.1.1"')
         if self.password is not None and self.password_file is not None:
             raise ValueError("give password or password_file, not both")
         if self.tls is not None and (self.tls.cert_file is None) != (self.tls.key_file is None):
