@@ -7,11 +7,14 @@ is ready once it has written its `runtime.json` (its URLs) with its own pid.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,3 +73,27 @@ def create_key(workdir: Path, tenant: str, role: str) -> str:
         [*command, "--tenant", tenant, "--role", role], cwd=ROOT, check=True, capture_output=True, text=True
     )
     return out.stdout.strip().splitlines()[-1]
+
+
+def tree_cpu(pid: int) -> dict[tuple[int, str], float]:
+    """CPU seconds (user and system) each process of the hub's tree has used so far, by pid and
+    part: the hub (supervisor and workers), its nats-server, its PostgreSQL (server and backends).
+    Unlike a rate or a latency, this hardly changes when other programs share the machine."""
+    used: dict[tuple[int, str], float] = {}
+    with contextlib.suppress(psutil.Error):
+        root = psutil.Process(pid)
+        for process in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                name = process.name()
+                part = "postgres" if "postgres" in name else "nats" if "nats-server" in name else "hub"
+                times = process.cpu_times()
+                used[(process.pid, part)] = times.user + times.system
+    return used
+
+
+def cpu_spent(before: dict[tuple[int, str], float], after: dict[tuple[int, str], float]) -> dict[str, float]:
+    """CPU seconds each part spent between two readings (a process started since counts whole)."""
+    spent = {"hub": 0.0, "nats": 0.0, "postgres": 0.0}
+    for (pid, part), seconds in after.items():
+        spent[part] += seconds - before.get((pid, part), 0.0)
+    return spent

@@ -71,14 +71,19 @@ class LockedSite:
     site: str
     state: SiteState
     touched: set[str] = field(default_factory=set)  # incident ids to write back
+    # The site row as read: written back only if fusion changed it (most units of work do not).
+    read: tuple[object, ...] = ()
 
 
 async def lock_sites(conn: asyncpg.Connection, keys: Iterable[tuple[str, str]]) -> list[LockedSite]:
     """Lock the sites' rows (creating them), in order, and load their live incidents."""
     locked = []
     for tenant, site in sorted(set(keys)):
-        await conn.execute(_ENSURE_SITE, tenant, site)
+        # The row exists but for a site's first unit of work: lock it first, write only then.
         row = await conn.fetchrow(_LOCK_SITE, tenant, site)
+        if row is None:
+            await conn.execute(_ENSURE_SITE, tenant, site)
+            row = await conn.fetchrow(_LOCK_SITE, tenant, site)
         incidents = [_INCIDENT.decode(r["body"]) for r in await conn.fetch(_LIVE, tenant, site)]
         flood_id = row["flood_id"]
         if flood_id is not None and all(i.id != flood_id for i in incidents):
@@ -93,25 +98,33 @@ async def lock_sites(conn: asyncpg.Connection, keys: Iterable[tuple[str, str]]) 
             flood_since=row["flood_since"],
             flood_until=row["flood_until"],
         )
-        locked.append(LockedSite(tenant, site, state))
+        read = (flood_id, row["flood_since"], row["flood_until"], _site_pending(state))
+        locked.append(LockedSite(tenant, site, state, read=read))
     return locked
 
 
 async def save_site(conn: asyncpg.Connection, locked: LockedSite) -> None:
     state = locked.state
-    pending = msgspec.json.encode(state.pending).decode()
-    await conn.execute(
-        _SAVE_SITE, locked.tenant, locked.site, state.flood_id, state.flood_since, state.flood_until, pending
-    )
-    for incident in state.incidents:
-        if incident.id in locked.touched:
-            await save_incident(conn, incident)
+    site = (state.flood_id, state.flood_since, state.flood_until, _site_pending(state))
+    if site != locked.read:
+        await conn.execute(_SAVE_SITE, locked.tenant, locked.site, *site)
+    touched = [_incident_row(i) for i in state.incidents if i.id in locked.touched]
+    if touched:
+        # One round trip for them all: asyncpg pipelines executemany's statements.
+        await conn.executemany(_SAVE_INCIDENT, touched)
+
+
+def _site_pending(state: SiteState) -> str:
+    return msgspec.json.encode(state.pending).decode()
 
 
 async def save_incident(conn: asyncpg.Connection, incident: Incident) -> None:
+    await conn.execute(_SAVE_INCIDENT, *_incident_row(incident))
+
+
+def _incident_row(incident: Incident) -> tuple[object, ...]:
     position = incident.position
-    await conn.execute(
-        _SAVE_INCIDENT,
+    return (
         incident.tenant,
         incident.id,
         incident.site,

@@ -136,6 +136,7 @@ async def start_consumer(
     poison_after: int = 5,
     batch_max: int = 5_000,
     batch_max_bytes: int = 4 * 1024 * 1024,
+    batch_wait: float = 0.02,
 ) -> DurableConsumer[str]:
     spec = ConsumerSpec(
         stream=OBSERVATIONS,
@@ -143,7 +144,7 @@ async def start_consumer(
         filter_subject="obs.>",
         batch_max=batch_max,
         batch_max_bytes=batch_max_bytes,
-        batch_wait=0.02,
+        batch_wait=batch_wait,
         ack_wait=ACK_WAIT,
         poison_after=poison_after,
     )
@@ -293,6 +294,40 @@ async def test_published_messages_reach_the_handler_in_batches_and_are_acked(
     assert max(len(b) for b in handler.batches) <= 300
     info = await bus.js.consumer_info(OBSERVATIONS, DURABLE)
     assert info.num_redelivered == 0
+
+
+class SlowRecorder(Recorder):
+    """A handler taking 50 ms a batch, as a unit of work does: what arrives meanwhile waits."""
+
+    async def outcome(self, items: list[str]) -> Sequence[Rejection]:
+        await asyncio.sleep(0.05)
+        return ()
+
+
+async def test_without_a_batch_wait_a_lone_message_is_handled_alone_and_a_burst_still_in_batches(
+    bus: Bus, publisher: JetStreamPublisher, consumers: list[DurableConsumer[Any]]
+) -> None:
+    # batch_wait 0: no timer holds a batch back; what arrived while the handler ran is the next one.
+    handler = SlowRecorder()
+    await start_consumer(bus, consumers, handler, batch_max=300, batch_wait=0.0)
+    await publisher.publish([message(0, device="gd-lone")])
+    await eventually(lambda: _handled(handler, 1), what="the lone message handled")
+    assert handler.batches == [["item-0"]]
+
+    burst = [message(n, device=f"gd-{n % 7}") for n in range(1, 2_001)]
+    await asyncio.gather(*(publisher.publish(burst[i : i + 100]) for i in range(0, 2_000, 100)))
+    await eventually(lambda: _handled(handler, 2_001), what="the burst handled")
+    await eventually(lambda: all_settled(bus), what="every message acked")
+
+    assert sorted(handler.handled) == sorted(f"item-{n}" for n in range(2_001))
+    sizes = [len(b) for b in handler.batches[1:]]
+    assert max(sizes) <= 300
+    # 2,000 messages one by one would take 100 s of 50 ms handler calls; batches keep up.
+    assert len(sizes) < 100, f"the burst was handled in {len(sizes)} batches"
+
+
+async def _handled(handler: Recorder, count: int) -> bool:
+    return len(handler.handled) >= count
 
 
 async def test_batches_are_also_cut_by_payload_bytes(

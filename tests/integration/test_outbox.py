@@ -31,6 +31,7 @@ from services.common.db.pool import create_pool
 from services.common.embedded import EmbeddedNats
 from services.common.outbox import Outbox, OutboxRelay, RelayConfig, UnitOfWork
 from services.common.outbox.relay import lock_key
+from services.common.outbox.unit_of_work import wake_on_commit
 from tests.conftest import REPO, eventually, reachable_temp_dir
 from tests.integration.conftest import started_publisher
 from tests.integration.outbox_child import SERVICE as CHILD_SERVICE
@@ -186,6 +187,45 @@ async def test_a_rolled_back_unit_of_work_publishes_nothing_and_writes_nothing(
     assert ids(await stored(bus.js)) == ["m-2"]
     assert ids(messages) == ["m-2"]
     assert await migrated_pool.fetchval("SELECT count(*) FROM alarm_state") == 0
+
+
+async def test_a_commit_that_emitted_wakes_its_services_relay_in_the_process_once_it_committed(
+    migrated_pool: asyncpg.Pool,
+) -> None:
+    # The direct wake spares the relay the NOTIFY's trip through PostgreSQL and back.
+    outbox = Outbox(migrated_pool, SERVICE)
+    wakes: list[int] = []
+
+    def wake() -> None:
+        # Called after the commit: the row is there for the relay to read.
+        wakes.append(asyncio.get_running_loop().time())
+
+    undo = wake_on_commit(SERVICE, wake)
+    other = wake_on_commit("incidents", lambda: wakes.append(-1.0))
+    try:
+        async with outbox.unit_of_work() as uow:
+            uow.emit(message(1))
+            assert wakes == []
+        assert len(wakes) == 1
+        assert await outbox_rows(migrated_pool) == 1
+
+        async with outbox.unit_of_work():  # nothing emitted: nothing to publish
+            pass
+
+        async def rolled_back() -> None:
+            async with outbox.unit_of_work() as uow:
+                uow.emit(message(2))
+                raise RuntimeError("rolled back")
+
+        with pytest.raises(RuntimeError):
+            await rolled_back()
+        assert len(wakes) == 1
+    finally:
+        undo()
+        other()
+    async with outbox.unit_of_work() as uow:
+        uow.emit(message(3))
+    assert len(wakes) == 1 and -1.0 not in wakes
 
 
 @pytest.mark.parametrize("chunk", [1_000, 7])

@@ -77,6 +77,9 @@ class ConsumerSpec:
     batch_max: int = 5_000
     # A batch is also cut at this many payload bytes: one message may carry many items.
     batch_max_bytes: int = 4 * 1024 * 1024
+    # How long a batch that is not full waits for more. 0: no wait, the batch is what arrived
+    # while the previous one was handled, so a lone message is handled at once and a burst still
+    # forms large batches (for latency-bound consumers; bulk writers keep a wait).
     batch_wait: float = 0.02
     max_ack_pending: int = 10_000
     ack_wait: float = 30.0
@@ -234,7 +237,7 @@ class DurableConsumer(Generic[T]):
                 await self._arrived.wait()
                 continue
             full = len(self._buffer) >= spec.batch_max or self._buffered_bytes >= spec.batch_max_bytes
-            if not full and not self._stopping:
+            if not full and not self._stopping and spec.batch_wait > 0:
                 # Let a batch fill up: one COPY of thousands of rows costs little more than one row.
                 self._arrived.clear()
                 with contextlib.suppress(TimeoutError):

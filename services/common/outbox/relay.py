@@ -5,10 +5,11 @@ holds a PostgreSQL advisory lock per service on a connection of its own, and the
 trying the lock every `standby_interval`, so one of them takes over when the leader stops or its
 connection is lost (the server releases the lock with the session).
 
-The leader LISTENs on the service's channel, which every commit of a unit of work notifies, and
-also polls every `poll_interval` for what a notification did not announce (sent while it was
-reconnecting). It reads the oldest rows in `seq` order, a chunk at a time, publishes each chunk
-through the pipelined publisher (in order, on one connection), and deletes the rows once JetStream
+The leader LISTENs on the service's channel, which every commit of a unit of work notifies (a
+commit in the leader's own process also wakes it directly, a round trip sooner), and also polls
+every `poll_interval` for what a notification did not announce (sent while it was reconnecting).
+It reads the oldest rows in `seq` order, a chunk at a time, publishes each chunk through the
+pipelined publisher (in order, on one connection), and deletes the rows once JetStream
 acknowledged them and every row before them. Chunks are pipelined too: what was committed while a
 chunk waits for its acknowledgement is read and sent at once, up to `window` chunks in flight. A
 failure stops the pass; the next one starts again from the first row not deleted. Rows published
@@ -37,7 +38,7 @@ from services.common.db.pool import TRANSIENT_DB_ERRORS
 from services.common.errors import UnavailableError
 from services.common.logging import get_logger
 from services.common.outbox import metrics
-from services.common.outbox.unit_of_work import notify_channel
+from services.common.outbox.unit_of_work import notify_channel, wake_on_commit
 
 log = get_logger(__name__)
 
@@ -172,6 +173,7 @@ class OutboxRelay:
         await conn.execute("SET synchronous_commit TO off")
         await conn.add_listener(self._channel, self._on_notify)
         conn.add_termination_listener(self._on_notify)
+        unwake = wake_on_commit(self._service, self._on_notify)
         loop = asyncio.get_running_loop()
         next_gauge = next_purge = loop.time()
         failures = 0
@@ -205,6 +207,7 @@ class OutboxRelay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._config.poll_interval)
         finally:
+            unwake()
             with contextlib.suppress(Exception):
                 conn.remove_termination_listener(self._on_notify)
                 await conn.remove_listener(self._channel, self._on_notify)
