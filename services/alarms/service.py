@@ -12,7 +12,8 @@ Three loops share one outbox ("alarms") and its relay:
 - operator requests (api.py), one unit of work each.
 
 Nothing is cached between units of work: every one reads the rows it changes under their locks,
-so any number of workers and the API stay correct together (see the README for scaling out).
+so any number of workers and the API stay correct together (see the README for scaling out). Only
+the decoding of what a row holds is saved (workset.decode_record: the same bytes, the same record).
 """
 
 from __future__ import annotations

@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
-from services.alarms.domain import evaluate
+from datetime import timedelta
+
+import msgspec
+
+from services.alarms.domain import evaluate, workset
+from services.alarms.domain.actions import Shelve
 from services.alarms.domain.evaluate import ConditionState, Sample
 from services.alarms.domain.state import PointState
 from services.alarms.domain.workset import (
@@ -12,6 +17,8 @@ from services.alarms.domain.workset import (
     Loaded,
     PointRecord,
     Workset,
+    decode_record,
+    encode_record,
     progress_due,
 )
 from tests.unit.alarm_engine_builders import RULES, T0, at, engine, obs, point
@@ -123,3 +130,37 @@ def test_a_batch_mixing_quiet_and_changing_devices_yields_what_one_at_a_time_doe
     assert ("lel-2oo3--vote", "NORM", "UNACK", at(13)) in _transitions(together)
     assert ("vt-1--vib-high", "NORM", "UNACK", at(15)) in _transitions(together)
     assert together.points == alone.points
+
+
+def test_a_record_read_back_again_is_what_its_bytes_say_after_the_engine_worked_on_it() -> None:
+    """Decoded records are remembered by their bytes: the engine must only ever replace a record,
+    never change one, or a point read back later would start from the changed one."""
+    eng = engine()
+    first = Workset()
+    eng.observe(first, [obs(f"o{i}", 10 * i, 45.0 if i % 2 == 0 else 1.0) for i in range(10)])
+    stored = {p: bytes(encode_record(r)) for p, r in first.points.items()}
+
+    second = Workset()
+    for p, data in stored.items():
+        second.points[p] = decode_record(data)
+    eng.observe(second, [obs(f"p{i}", 200 + 10 * i, 45.0 if i % 3 == 0 else 1.0) for i in range(10)])
+    eng.act(second, point("gd-1", "lel-high"), Shelve(at(400), "kim", "wash", None, timedelta(hours=8)))
+    assert any(second.points[p] != first.points[p] for p in stored)
+
+    for p, data in stored.items():
+        again = decode_record(bytes(data))  # another bytes object with the same content
+        assert again == first.points[p] == msgspec.msgpack.decode(data, type=PointRecord)
+
+
+def test_remembered_records_are_bounded() -> None:
+    base = next(iter(_records()))
+    for n in range(workset._DECODED_MAX + 10):
+        record = msgspec.structs.replace(base, flags=frozenset({f"f{n}"}))
+        assert decode_record(encode_record(record)) == record
+    assert len(workset._DECODED) <= workset._DECODED_MAX
+
+
+def _records() -> list[PointRecord]:
+    work = Workset()
+    engine().observe(work, [obs("o1", 10, 45.0)])
+    return list(work.points.values())

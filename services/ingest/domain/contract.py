@@ -16,11 +16,11 @@ from services.common.types import ClientId, DeviceId, Kind, Slug
 Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 # PostgreSQL text and jsonb cannot hold U+0000: refuse it at the door (422 naming the field) rather
 # than accept an observation the store could never write.
-_NO_NUL = r"^[^\x00]*\Z"
-Text32 = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=_NO_NUL)]
-Reference = Annotated[str, msgspec.Meta(max_length=2048, pattern=_NO_NUL)]
-AttrKey = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=_NO_NUL)]
-AttrValue = Annotated[str, msgspec.Meta(max_length=256, pattern=_NO_NUL)]
+NO_NUL = r"^[^\x00]*\Z"
+Text32 = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=NO_NUL)]
+Reference = Annotated[str, msgspec.Meta(max_length=2048, pattern=NO_NUL)]
+AttrKey = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=NO_NUL)]
+AttrValue = Annotated[str, msgspec.Meta(max_length=256, pattern=NO_NUL)]
 QualityName = Literal["good", "uncertain", "bad", "QUALITY_GOOD", "QUALITY_UNCERTAIN", "QUALITY_BAD"]
 
 

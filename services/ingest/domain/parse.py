@@ -1,8 +1,9 @@
 """Turn a request body into typed observations and per-item errors. Pure, no I/O.
 
 Accepted bodies: one JSON object, a JSON array of objects, or NDJSON (one object per line). The
-whole array is decoded in one call when it is valid (the common case); only when it is not are
-items decoded one by one, so each error names its item index and field.
+whole array is decoded in one call when it is valid (the common case), first the cheap way
+(screen.py); only when that finds anything wrong is it decoded the strict way, and items one by
+one, so each error names its item index and field.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from services.common.validation import locate
 from services.ingest.domain.checks import ItemError
 from services.ingest.domain.contract import ObservationIn
 from services.ingest.domain.explain import explain
+from services.ingest.domain.screen import MANY as _SCREENED_MANY
+from services.ingest.domain.screen import ONE as _SCREENED_ONE
+from services.ingest.domain.screen import screen
 
 _ONE = msgspec.json.Decoder(ObservationIn)
 _MANY = msgspec.json.Decoder(list[ObservationIn])
@@ -83,8 +87,21 @@ def parse_ndjson(body: bytes, max_items: int) -> Parsed:
         raise MalformedBody(_TOO_DEEP) from err
 
 
+def _screened(body: bytes, start: bytes, max_items: int) -> Parsed | None:
+    """The items of a valid body decoded the cheap way; None when anything is wrong with it."""
+    try:
+        items = [_SCREENED_ONE.decode(body)] if start == b"{" else _SCREENED_MANY.decode(body)
+    except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
+        return None
+    if len(items) > max_items or not screen(items):
+        return None
+    return Parsed(items=list(enumerate(items)), count=len(items))
+
+
 def _parse_json(body: bytes, max_items: int) -> Parsed:
     start = body.lstrip()[:1]
+    if start in (b"{", b"[") and (parsed := _screened(body, start, max_items)) is not None:
+        return parsed
     parsed = Parsed()
     if start == b"{":
         parsed.count = 1
