@@ -21,6 +21,7 @@ from tests.conftest import RunningHub, eventually
 from tests.integration.escalation_hub import (
     admin_key,
     an_incident,
+    call,
     create_endpoint,
     escalation_hub,
     faster,
@@ -104,3 +105,35 @@ async def test_an_incident_reaches_a_cap_endpoint_as_alert_update_and_cancel_ref
 
     listed = await settled(hub, key, f"?incident={incident.id}", count=6)
     assert {d["status"] for d in listed} == {"delivered"}
+
+
+async def test_an_escalation_step_to_a_cap_endpoint_is_an_update_and_the_cancel_names_every_alert(
+    hub: RunningHub, nc: NATS
+) -> None:
+    schema = xmlschema.XMLSchema(CAP_XSD)
+    key = await admin_key(hub)
+    async with receiving(Receiver()) as room:
+        created = await create_endpoint(hub, key, url=room.url, format="cap", language="en")
+        room.secret = created["secret"]
+        status, policy = await call(
+            hub,
+            "POST",
+            "/v1/policies",
+            key,
+            {"steps": [{"endpoints": [created["id"]], "waitS": 1, "repeat": 1}]},
+        )
+        assert status == 201, policy
+        incident = an_incident()
+        await publish_change(nc, incident, "opened", Status.OPEN)
+        await eventually(lambda: asyncio.sleep(0, len(room.received) == 2 or None), what="the step")
+        incident.resolution_code = "leak_isolated"
+        await publish_change(nc, incident, "resolved", Status.RESOLVED)
+        await eventually(lambda: asyncio.sleep(0, len(room.received) == 3 or None), what="the end")
+
+        alerts = [alert(schema, r.body) for r in room.received]
+        assert [a["msgType"] for a in alerts] == ["Alert", "Update", "Cancel"]
+        names = [f"{a['sender']},{a['identifier']},{a['sent']}" for a in alerts]
+        assert len(set(names)) == 3  # the step's alert is one of its own, not the opening's again
+        assert alerts[1]["references"] == names[0]
+        assert alerts[2]["references"] == f"{names[0]} {names[1]}"
+        assert room.unverified == 0 and set(room.by_id.values()) == {1}
