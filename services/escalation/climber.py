@@ -25,12 +25,12 @@ from services.common.db.pool import TRANSIENT_DB_ERRORS
 from services.common.errors import UnavailableError
 from services.common.logging import get_logger
 from services.escalation.adapters import deliveries_db, endpoints_db, policies_db
-from services.escalation.adapters.cloudevent import CONTENT_TYPE, cloudevent
 from services.escalation.adapters.deliveries_db import Queued
 from services.escalation.adapters.endpoints_db import EndpointRow
 from services.escalation.adapters.incident_change import ChangeMessage, change_of
 from services.escalation.adapters.policies_db import ClimbRow
 from services.escalation.domain import policy as climbing
+from services.escalation.render import Renderer
 
 log = get_logger(__name__)
 ESCALATED = "escalated"
@@ -56,8 +56,17 @@ def notification_id(incident_id: str, step: int, round_: int, endpoint_id: str, 
 
 
 def queued(
-    change: ChangeMessage, endpoint: EndpointRow, delivery_id: str, extra: dict[str, object]
+    renderer: Renderer,
+    change: ChangeMessage,
+    endpoint: EndpointRow,
+    delivery_id: str,
+    extra: dict[str, object],
+    *,
+    earlier: list[str] | None = None,
 ) -> Queued:
+    rendered = renderer.render(change, endpoint, delivery_id, extra or None, earlier or ())
+    if rendered.cap_reference is not None and earlier is not None:
+        earlier.append(rendered.cap_reference)
     return Queued(
         id=delivery_id,
         tenant=change.tenant,
@@ -66,9 +75,10 @@ def queued(
         site=change.site,
         change=change.change,
         event_type=f"org.safetyhub.incident.{change.change}.v1",
-        body=cloudevent(change, delivery_id, endpoint.language, extra or None),
-        content_type=CONTENT_TYPE,
+        body=rendered.body,
+        content_type=rendered.content_type,
         created_at=change.at,
+        cap_reference=rendered.cap_reference,
     )
 
 
@@ -76,11 +86,13 @@ class Climber:
     def __init__(
         self,
         pool: asyncpg.Pool,
+        renderer: Renderer,
         *,
         poll_interval_s: float,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._pool = pool
+        self._renderer = renderer
         self._poll = poll_interval_s
         self._clock = clock
         self._stopping = asyncio.Event()
@@ -137,7 +149,13 @@ class Climber:
                             # gets it once.
                             extra = {"escalationpolicy": chosen.id, "escalationstep": 0, "escalationround": 0}
                             out.append(
-                                queued(change, endpoint, webhook_id(change.id, endpoint.id, change.at), extra)
+                                queued(
+                                    self._renderer,
+                                    change,
+                                    endpoint,
+                                    webhook_id(change.id, endpoint.id, change.at),
+                                    extra,
+                                )
                             )
                     log.info(
                         "climb_started", incident_id=change.incident_id, site=change.site, policy=chosen.id
@@ -181,6 +199,12 @@ class Climber:
             policies = await policies_db.policies_by_id(conn, {(r.tenant, r.climb.policy_id) for r in due})
             endpoints = await endpoints_db.of_tenants(conn, sorted({r.tenant for r in due}))
             rows: list[Queued] = []
+            # The CAP alerts each endpoint has had of each incident, for the step's references.
+            earlier: dict[tuple[str, str], list[str]] = {}
+            for tenant in {r.tenant for r in due}:
+                if any(e.format == "cap" for e in endpoints.get(tenant, [])):
+                    incidents = sorted({r.climb.incident_id for r in due if r.tenant == tenant})
+                    earlier |= await deliveries_db.cap_references(conn, tenant, incidents)
             for row in due:
                 policy = policies.get((row.tenant, row.climb.policy_id))
                 row.climb, notify = climbing.advance(policy, row.climb, row.severity, now)
@@ -202,7 +226,8 @@ class Climber:
                     delivery_id = notification_id(
                         row.climb.incident_id, notify.step, notify.round, endpoint.id, now
                     )
-                    rows.append(queued(change, endpoint, delivery_id, extra))
+                    refs = earlier.setdefault((row.climb.incident_id, endpoint.id), [])
+                    rows.append(queued(self._renderer, change, endpoint, delivery_id, extra, earlier=refs))
                 log.info(
                     "climb_stepped",
                     incident_id=row.climb.incident_id,

@@ -8,6 +8,7 @@ import msgspec
 
 from services.common.settings import Positive, PositiveFloat
 from services.escalation.domain.retry import STANDARD_SCHEDULE_S
+from services.escalation.formats import CapOrigin
 
 # The incident changes there are (proto/safetyhub/v1/incident.proto, TimelineEntry.change): a name
 # outside them in the config stops start-up with file, line and key instead of matching nothing.
@@ -60,3 +61,6 @@ class EscalationConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, 
     batch_wait_ms: Positive = 5
     max_ack_pending: Positive = 10_000
     ack_wait_s: PositiveFloat = 30.0
+    # Who CAP alerts come from: <sender> (an address or URN, no spaces or commas), <senderName>
+    # (the site's name when empty) and <web> ("{incident_id}" stands for the incident's id).
+    cap: CapOrigin = msgspec.field(default_factory=lambda: CapOrigin(sender="safetyhub@localhost"))

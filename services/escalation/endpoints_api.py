@@ -52,9 +52,8 @@ from services.escalation.permissions import MANAGE_ENDPOINTS
 from services.incidents.read_json import rfc3339
 
 MAX_BODY_BYTES = 64 * 1024
-# CAP 1.2 rendering is not in this release: a `cap` endpoint is refused (422) rather than sent
-# JSON it did not ask for. Adding "cap" here is all the API needs once the renderer is wired.
-SUPPORTED_FORMATS = ("json",)
+# The formats rendered (render.py): a CloudEvent in JSON, or a CAP 1.2 alert.
+SUPPORTED_FORMATS = ("json", "cap")
 ENDPOINT_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}\Z")
 
 

@@ -13,7 +13,7 @@ consumer is acked only after the commit.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import asyncpg
@@ -24,14 +24,15 @@ from services.common.contracts import incident_change_type
 from services.common.logging import get_logger
 from services.common.outbox import Outbox
 from services.common.outbox.unit_of_work import UnitOfWork
+from services.common.sites.registry import SiteRegistry
 from services.escalation import metrics
 from services.escalation.adapters import deliveries_db, endpoints_db
-from services.escalation.adapters.cloudevent import CONTENT_TYPE, cloudevent
 from services.escalation.adapters.deliveries_db import Queued
 from services.escalation.adapters.incident_change import ChangeMessage, read_change
 from services.escalation.climber import Climber, webhook_id
 from services.escalation.config import EscalationConfig
 from services.escalation.engine import DeliveryEngine
+from services.escalation.render import Renderer
 from services.incidents.channel import INCIDENT_CHANNEL
 
 log = get_logger(__name__)
@@ -40,8 +41,15 @@ DURABLE = "escalation"
 
 
 class EscalationService:
-    def __init__(self, pool: asyncpg.Pool, js: JetStreamContext, config: EscalationConfig) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        js: JetStreamContext,
+        config: EscalationConfig,
+        sites: Callable[[], SiteRegistry],
+    ) -> None:
         self._config = config
+        self._renderer = Renderer(config.cap, sites)
         self._changes = frozenset(config.changes)
         self.outbox = Outbox(pool, SERVICE)
         spec = ConsumerSpec(
@@ -58,7 +66,7 @@ class EscalationService:
             js, spec, read_change, self._queue, self.outbox, skip_processed=False
         )
         self.engine = DeliveryEngine(pool, config)
-        self.climber = Climber(pool, poll_interval_s=config.poll_interval_s)
+        self.climber = Climber(pool, self._renderer, poll_interval_s=config.poll_interval_s)
         self.consuming = False
 
     async def start(self) -> None:
@@ -84,8 +92,15 @@ class EscalationService:
             by_tenant[c.tenant].append(c.incident_id)
         heard = {(r.incident_id, r.endpoint_id) for r in rows}
         queued_ids = {r.id for r in rows}
+        # The CAP alerts each endpoint has had of each incident, for the next one's references.
+        earlier: dict[tuple[str, str], list[str]] = {}
         for tenant, incidents in by_tenant.items():
             heard |= await deliveries_db.notified(conn, tenant, incidents)
+            if any(e.format == "cap" for e in endpoints[tenant]):
+                earlier |= await deliveries_db.cap_references(conn, tenant, incidents)
+        for row in rows:
+            if row.cap_reference is not None:
+                earlier.setdefault((row.incident_id, row.endpoint_id), []).append(row.cap_reference)
         for change in wanted:
             for endpoint in endpoints[change.tenant]:
                 if not endpoint.enabled:
@@ -100,6 +115,10 @@ class EscalationService:
                 delivery_id = webhook_id(change.id, endpoint.id, change.at)
                 if delivery_id in queued_ids:
                     continue  # its policy's first step has it already
+                pair = (change.incident_id, endpoint.id)
+                rendered = self._renderer.render(change, endpoint, delivery_id, earlier=earlier.get(pair, ()))
+                if rendered.cap_reference is not None:
+                    earlier.setdefault(pair, []).append(rendered.cap_reference)
                 rows.append(
                     Queued(
                         id=delivery_id,
@@ -109,9 +128,10 @@ class EscalationService:
                         site=change.site,
                         change=change.change,
                         event_type=incident_change_type(change.change),
-                        body=cloudevent(change, delivery_id, endpoint.language),
-                        content_type=CONTENT_TYPE,
+                        body=rendered.body,
+                        content_type=rendered.content_type,
                         created_at=change.at,
+                        cap_reference=rendered.cap_reference,
                     )
                 )
         queued = await deliveries_db.queue(conn, rows, datetime.now(UTC))

@@ -17,6 +17,7 @@ import functools
 import json
 import os
 import shlex
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -33,6 +34,7 @@ from services.feed.app import FEED
 from services.feed.config import SitePolicy
 from services.feed.domain.policy import Level
 from services.hub.bootstrap import Endpoints, Hub, load_sites
+from services.hub.demo_control_room import control_room
 from services.hub.incident_view import IncidentFeed
 from services.hub.runtime import hub_endpoints, write_runtime_file
 from services.simulator.plant import PlantSimulator
@@ -41,6 +43,7 @@ from services.simulator.responder import run_responder
 
 log = get_logger(__name__)
 KEYS_FILE = "demo-keys.json"
+CONTROL_ROOM_FILE = "demo-control-room.json"
 # The simulated field responder: a person's token subject, as the incidents' owner shows it.
 RESPONDER = "demo-responder"
 RESPONDER_TTL_S = 8 * 3600.0
@@ -81,6 +84,10 @@ async def _demo_keys(hub: Hub, registry: SiteRegistry, data_dir: Path) -> dict[s
             keys[f"gateway:{tenant}"] = await create_key(
                 hub.pool, tenant=tenant, role="gateway", description="demo simulator"
             )
+    if tenants and f"admin:{tenants[0]}" not in keys:
+        keys[f"admin:{tenants[0]}"] = await create_key(
+            hub.pool, tenant=tenants[0], role="admin", description="demo control room"
+        )
     if tenants and f"viewer:{tenants[0]}" not in keys:
         keys[f"viewer:{tenants[0]}"] = await create_key(
             hub.pool, tenant=tenants[0], role="viewer", description="demo viewer"
@@ -89,6 +96,26 @@ async def _demo_keys(hub: Hub, registry: SiteRegistry, data_dir: Path) -> dict[s
     with os.fdopen(fd, "w") as out:
         json.dump(keys, out, indent=2)
     return keys
+
+
+@contextlib.asynccontextmanager
+async def _control_room(hub: Hub, data_dir: Path, keys: dict[str, str]) -> AsyncIterator[None]:
+    """The first tenant's incidents notified to a receiver the demo runs (demo_control_room.py);
+    its endpoint and policy kept in the data dir for the next run."""
+    admin = next((v for k, v in keys.items() if k.startswith("admin:")), None)
+    if admin is None:
+        yield
+        return
+    path = data_dir / CONTROL_ROOM_FILE
+    stored: dict[str, str] = {}
+    if path.exists():
+        with contextlib.suppress(ValueError):
+            stored = dict(json.loads(await asyncio.to_thread(path.read_text)))
+    async with control_room(hub.http_url, admin, stored):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(stored, out, indent=2)
+        yield
 
 
 def post_example(http_url: str, key: str, registry: SiteRegistry, tenant: str) -> str | None:
@@ -186,7 +213,8 @@ async def run_demo(config: HubConfig, base: Path, data_dir: Path, *, live: bool 
                 write_runtime_file(data_dir, http_url=hub.http_url, endpoints=endpoints)
                 keys = await _demo_keys(hub, registry, data_dir)
                 info = _info(hub, data_dir, endpoints, registry, keys)
-                await _run(hub, registry, keys, info, stop, live=live)
+                async with _control_room(hub, data_dir, keys):
+                    await _run(hub, registry, keys, info, stop, live=live)
             finally:
                 await hub.stop()
     finally:

@@ -95,7 +95,8 @@ async def test_the_printed_commands_work_and_the_gas_release_raises_its_alarms(w
         assert status == 200 and "/openapi.json" in body
 
         await the_gas_release_raises_its_alarms(info)
-        await the_responder_resolves_its_incident(info)
+        incident_id = await the_responder_resolves_its_incident(info)
+        await the_control_room_heard_of_it(log, incident_id)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -134,7 +135,7 @@ async def the_gas_release_raises_its_alarms(info: dict[str, Any]) -> None:
     assert transition.new.value == "UNACK"
 
 
-async def the_responder_resolves_its_incident(info: dict[str, Any]) -> None:
+async def the_responder_resolves_its_incident(info: dict[str, Any]) -> str:
     """The release's incident: opened by fusion, raised when the camera confirmed it, then
     acknowledged, dispatched and resolved by the simulated responder through the API."""
     viewer = info["viewer_key_(ulsan-refining)"]
@@ -166,3 +167,24 @@ async def the_responder_resolves_its_incident(info: dict[str, Any]) -> None:
     assert ("system", "raised") in changes  # the camera's smoke confirmed the gas
     by_responder = [change for actor, change in changes if actor == RESPONDER]
     assert by_responder == ["acknowledged", "dispatched", "resolved"]
+    return str(opened["id"])
+
+
+async def the_control_room_heard_of_it(log: Path, incident_id: str) -> None:
+    """The demo's own receiver got the incident's opening, was paged again before the responder
+    acknowledged (the demo's escalation policy), and heard of the resolution; every delivery
+    verified with its endpoint's secret."""
+
+    async def heard() -> list[str] | None:
+        types = []
+        for line in (await asyncio.to_thread(log.read_text)).splitlines():
+            if '"control_room_' in line:
+                event = json.loads(line)
+                assert event["event"] != "control_room_unverified", event
+                if event["event"] == "control_room_received" and event.get("incident_id") == incident_id:
+                    types.append(event["type"].split(".")[3])
+        return types if "resolved" in types else None
+
+    types = await eventually(heard, timeout=60, what="the control room hearing of the resolution")
+    assert types[0] == "opened" and "escalated" in types
+    assert types.index("escalated") < types.index("acknowledged") < types.index("resolved")

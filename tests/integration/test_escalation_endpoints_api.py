@@ -93,7 +93,6 @@ REFUSED: list[tuple[dict[str, object], str, str]] = [
     ({"url": "ftp://example.org/x"}, "url", "http or https"),
     ({"url": "https://user:pw@example.org/"}, "url", "credentials"),
     ({"url": "https://example.org/", "format": "xml"}, "format", "xml"),
-    ({"url": "https://example.org/", "format": "cap"}, "format", "not yet supported"),
     ({"url": "https://example.org/", "language": "fr"}, "language", "fr"),
     ({"url": "https://example.org/", "secret": "plain-text"}, "secret", "whsec_"),
     ({"url": "https://example.org/", "secret": "whsec_c2hvcnQ="}, "secret", "24 to 64 bytes"),

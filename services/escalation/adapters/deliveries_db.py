@@ -22,12 +22,13 @@ NOTIFY_CHANNEL = "escalation_due"
 _QUEUE = """
 WITH queued AS (
     INSERT INTO escalation_deliveries (id, tenant, endpoint_id, incident_id, site, change, event_type,
-                                       body, content_type, status, due_at, created_at)
+                                       body, content_type, status, due_at, created_at, cap_reference)
     SELECT q.id, q.tenant, q.endpoint_id, q.incident_id, q.site, q.change, q.event_type, q.body,
-           q.content_type, 'pending', $11, q.created_at
+           q.content_type, 'pending', $11, q.created_at, q.cap_reference
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                $8::bytea[], $9::text[], $10::timestamptz[])
-         AS q(id, tenant, endpoint_id, incident_id, site, change, event_type, body, content_type, created_at)
+                $8::bytea[], $9::text[], $10::timestamptz[], $13::text[])
+         AS q(id, tenant, endpoint_id, incident_id, site, change, event_type, body, content_type, created_at,
+              cap_reference)
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 )
@@ -85,6 +86,8 @@ class Queued:
     body: bytes
     content_type: str
     created_at: datetime
+    # A CAP alert's own reference ("sender,identifier,sent"), for the alerts after it.
+    cap_reference: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,14 +134,34 @@ async def queue(conn: asyncpg.Connection, rows: Sequence[Queued], now: datetime)
                     r.body,
                     r.content_type,
                     r.created_at,
+                    r.cap_reference,
                 )
                 for r in rows
             ),
             strict=True,
         )
     )
-    result = await conn.fetchrow(_QUEUE, *map(list, columns), now, NOTIFY_CHANNEL)
+    *values, references = map(list, columns)
+    result = await conn.fetchrow(_QUEUE, *values, now, NOTIFY_CHANNEL, references)
     return int(result["queued"]) if result is not None else 0
+
+
+async def cap_references(
+    conn: asyncpg.Connection, tenant: str, incident_ids: Sequence[str]
+) -> dict[tuple[str, str], list[str]]:
+    """The CAP alerts queued so far per (incident, endpoint), oldest first: what the next alert
+    to that endpoint about that incident references."""
+    rows = await conn.fetch(
+        "SELECT incident_id, endpoint_id, cap_reference FROM escalation_deliveries"
+        " WHERE tenant = $1 AND incident_id = ANY($2::text[]) AND cap_reference IS NOT NULL"
+        " ORDER BY seq",
+        tenant,
+        list(incident_ids),
+    )
+    out: dict[tuple[str, str], list[str]] = {}
+    for r in rows:
+        out.setdefault((r["incident_id"], r["endpoint_id"]), []).append(r["cap_reference"])
+    return out
 
 
 async def notified(
