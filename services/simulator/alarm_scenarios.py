@@ -4,7 +4,7 @@ alarm system is judged on (ISA-18.2), beside the plant's random upsets.
 - A gas release in the FCC 2 zone: two of the three LEL detectors of the zone's 2oo3 voting group
   rise past the 20 %LEL high alarm (below the 40 %LEL high-high), the third goes silent (stale:
   its comm-loss alarm, and the group degrades to 1oo2), and the zone's camera sees the vapour
-  cloud (`vision.smoke` detections, confident enough and often enough for the camera rule).
+  cloud (`video.smoke` detections, confident enough for the camera rule).
 - A chattering pump: the vibration of crude charge pump P-101A crosses its high set-point back and
   forth, each swing long enough for the rule's on- and off-delays, so it raises and clears more
   than 5 times in 5 minutes.
@@ -30,7 +30,7 @@ RELEASE_RISING: tuple[tuple[str, float], ...] = (("gd-fcc2-201", 32.0), ("gd-fcc
 RELEASE_SILENT = "gd-fcc2-204"
 RELEASE_CAMERA = "cam-fcc2-201"
 RELEASE_KIND = "gas.lel"
-CAMERA_KIND = "vision.smoke"
+CAMERA_KIND = "video.smoke"
 RELEASE_RAMP_S = 20.0
 RELEASE_FADE_S = 30.0
 SILENT_AFTER_S = 10.0  # the third detector stops answering this long into the release

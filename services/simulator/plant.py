@@ -382,7 +382,9 @@ def _channel(device: Device, measure: Measure, rng: random.Random) -> _Channel:
         return _Channel(device, measure, 0.2, 0.1, 0.05, 0.0, 1.0)
     if kind == "flame" or kind.startswith("flame."):
         return _Channel(device, measure, 0.0, 0.0, 0.0, 0.0, 0.0)
-    if kind.startswith("vision."):  # camera analytics confidence: a quiet scene scores near 0
+    if kind == "video.camera_health":  # the camera's condition: 0, the picture is fine
+        return _Channel(device, measure, 0.0, 0.0, 0.0, 0.0, 0.0)
+    if kind.startswith("video."):  # camera analytics confidence: a quiet scene scores near 0
         return _Channel(device, measure, 0.02, 0.01, 0.01, 0.0, 0.1)
     if kind == "vibration":
         low, high = _VIBRATION_BAND

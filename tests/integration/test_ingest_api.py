@@ -387,7 +387,7 @@ async def test_the_stored_row_keeps_detection_details(running_hub: RunningHub, d
         "id": "det-1",
         "site": SITE,
         "device": "cam-tf-501",
-        "kind": "vision.smoke",
+        "kind": "video.smoke",
         "confidence": 0.87,
         "box": {"x": 0.1, "y": 0.2, "width": 0.3, "height": 0.25},
         "snapshot": "s3://snapshots/cam-tf-501/det-1.jpg",

@@ -81,7 +81,7 @@ async def test_the_same_id_in_two_tenants_is_two_observations_each_seen_by_its_t
         "id": "shared-id-1",
         "site": SITE,
         "device": "cam-tf-501",
-        "kind": "vision.smoke",
+        "kind": "video.smoke",
         "confidence": 0.91,
         "time": moment,
     }
@@ -96,7 +96,7 @@ async def test_the_same_id_in_two_tenants_is_two_observations_each_seen_by_its_t
     ours = await items(running_hub)
     theirs = await items(running_hub, key="mipo_viewer")
     assert [(i["id"], i["tenant"], i["device"], i["kind"]) for i in ours] == [
-        ("shared-id-1", "ulsan-refining", "cam-tf-501", "vision.smoke")
+        ("shared-id-1", "ulsan-refining", "cam-tf-501", "video.smoke")
     ]
     assert [(i["id"], i["tenant"], i["device"], i["value"]) for i in theirs] == [
         ("shared-id-1", "mipo-petrochem", "gd-btx-101", 3.0)

@@ -446,10 +446,21 @@ def test_the_shipped_rules_validate_against_the_shipped_sites(demo: tuple[SiteRe
     for site in registry.sites:
         for device in site.devices:
             ref = DeviceRef(site.id, device.zone, device.type, device.id)
+            if device.type == "camera":
+                # Its condition is watched through its health, not through silence.
+                assert "video.camera_health" in {m.kind for m in device.measures}, device.id
             for measure in device.measures:
-                if device.type in {"gas_detector", "flame_detector", "heat_detector", "camera", "vibration"}:
-                    conditions = {r.condition for r in rules.resolve(ref, measure.kind)}
-                    # Every safety detector, camera and machine sensor has an alarm, a comm-loss
+                conditions = {r.condition for r in rules.resolve(ref, measure.kind)}
+                if device.type == "camera":
+                    # A camera publishes a detection only when its rule fires: silence is normal,
+                    # so no detection kind has a comm-loss rule; its health has a high alarm.
+                    if measure.kind == "video.camera_health":
+                        assert conditions == {ConditionType.HIGH}, device.id
+                    else:
+                        assert ConditionType.DETECTION in conditions, (device.id, measure.kind)
+                        assert ConditionType.STALE not in conditions, (device.id, measure.kind)
+                elif device.type in {"gas_detector", "flame_detector", "heat_detector", "vibration"}:
+                    # Every safety detector and machine sensor has an alarm, a comm-loss
                     # and a fault rule.
                     assert {ConditionType.STALE, ConditionType.BAD_QUALITY} < conditions, (
                         device.id,

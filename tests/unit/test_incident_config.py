@@ -17,12 +17,12 @@ GOOD = """\
 incidents:
   fusion_rules:
     - type: gas_release
-      kinds: ["gas.*", vision.vapour]
+      kinds: ["gas.*", video.vapour]
       opens_on: ["gas.*"]
       window_s: 300
       radius_m: 80
       resolve_on: all
-      confirm_by: [["gas.*"], [vision.vapour]]
+      confirm_by: [["gas.*"], [video.vapour]]
       actions: [{ko: 바람 방향 확인, en: Check the wind}]
 """
 

@@ -111,7 +111,7 @@ def test_a_camera_seeing_vapour_confirms_the_gas_release() -> None:
         [
             alarm(
                 "cam-fcc2-201",
-                "vision.smoke",
+                "video.smoke",
                 at_s=30,
                 zone="fcc-2",
                 position=FCC2,
@@ -132,7 +132,7 @@ def test_a_fire_confirmed_by_flame_heat_and_camera() -> None:
         [
             alarm(
                 "cam-tf-501",
-                "vision.flame",
+                "video.fire",
                 at_s=0,
                 zone="tank-farm",
                 position=TANK,
@@ -159,18 +159,60 @@ def test_a_confirmed_voting_group_alarm_is_observed() -> None:
     assert incident.severity is Severity.EXTREME
 
 
-def test_a_fall_then_stillness_is_a_confirmed_person_down() -> None:
+def test_a_person_down_seen_by_the_video_service_opens_a_possible_person_down() -> None:
     fusion, state = Fusion(DEFAULT_RULES), SiteState()
-    # Stillness alone opens nothing: a person may simply stand still.
-    fusion.apply(state, [alarm("cam-sru-1", "vision.no_motion", at_s=-100, zone="sru", position=FCC2)])
-    assert state.incidents == []
-    fusion.apply(state, [alarm("cam-sru-1", "vision.fall", at_s=0, zone="sru", position=FCC2, rule="fall")])
-    fusion.apply(
-        state, [alarm("cam-sru-1", "vision.no_motion", at_s=30, zone="sru", position=FCC2, rule="still")]
-    )
+    down = alarm(
+        "cam-fcc2-201", "video.person_down", at_s=0, zone="fcc-2", position=FCC2,
+        condition=ConditionType.DETECTION, rule="camera-person-down",
+    )  # fmt: skip
+    fusion.apply(state, [down])
     [incident] = state.incidents
     assert incident.type is IncidentType.PERSON_DOWN
-    assert incident.certainty is Certainty.OBSERVED
+    # One camera's verdict: possible until something else agrees.
+    assert (incident.certainty, incident.severity) == (Certainty.POSSIBLE, Severity.SEVERE)
+
+
+def test_a_fall_then_the_person_still_down_is_a_confirmed_person_down() -> None:
+    fusion, state = Fusion(DEFAULT_RULES), SiteState()
+    fusion.apply(state, [alarm("cam-sru-1", "video.fall", at_s=0, zone="sru", position=FCC2, rule="fall")])
+    [incident] = state.incidents
+    assert incident.type is IncidentType.PERSON_DOWN and incident.certainty is Certainty.POSSIBLE
+    fusion.apply(
+        state, [alarm("cam-sru-1", "video.person_down", at_s=30, zone="sru", position=FCC2, rule="down")]
+    )
+    assert len(state.incidents) == 1 and len(incident.members) == 2
+    assert (incident.certainty, incident.severity) == (Certainty.OBSERVED, Severity.EXTREME)
+
+
+def test_a_camera_that_goes_blind_is_an_equipment_fault_not_a_sighting() -> None:
+    fusion, state = Fusion(DEFAULT_RULES), SiteState()
+    blind = alarm(
+        "cam-tf-501", "video.camera_health", at_s=0, zone="tank-farm", position=TANK,
+        priority=Priority.MEDIUM, alarm_class=AlarmClass.SYSTEM, rule="camera-health",
+    )  # fmt: skip
+    fusion.apply(state, [blind])
+    [incident] = state.incidents
+    assert incident.type is IncidentType.EQUIPMENT_FAULT
+    # The camera's own report of its picture is a fact, not a camera's guess at a scene.
+    assert incident.certainty is Certainty.LIKELY
+
+
+def test_intrusion_loitering_and_line_crossing_make_one_intrusion_and_ppe_its_own() -> None:
+    fusion, state = Fusion(DEFAULT_RULES), SiteState()
+    seen = [
+        alarm("cam-tf-501", kind, at_s=n * 20, zone="tank-farm", position=TANK, rule=kind,
+              condition=ConditionType.DETECTION, priority=Priority.MEDIUM)
+        for n, kind in enumerate(("video.intrusion", "video.loitering", "video.line_crossing"))
+    ]  # fmt: skip
+    ppe = alarm(
+        "cam-lr-401", "video.ppe_violation", at_s=70, zone="loading-rack", position=CDU1,
+        condition=ConditionType.DETECTION, priority=Priority.LOW, rule="camera-ppe",
+    )  # fmt: skip
+    fusion.apply(state, [*seen, ppe])
+    assert sorted((i.type, len(i.members)) for i in state.incidents) == [
+        (IncidentType.INTRUSION, 3),
+        (IncidentType.PPE_VIOLATION, 1),
+    ]
 
 
 def test_a_redelivered_alarm_changes_nothing() -> None:
@@ -256,18 +298,19 @@ def test_create_on_all_waits_for_each_kind() -> None:
     rules = (
         FusionRule(
             type=IncidentType.INTRUSION,
-            kinds=("vision.person", "door.open"),
+            kinds=("video.intrusion", "door.open"),
             create_on="all",
             window_s=60,
             radius_m=50,
         ),
     )
     fusion, state = Fusion(rules), SiteState()
-    fusion.apply(state, [alarm("cam-gate", "vision.person", at_s=0, zone="gate", position=TANK)])
+    fusion.apply(state, [alarm("cam-gate", "video.intrusion", at_s=0, zone="gate", position=TANK)])
     assert state.incidents == []
     fusion.apply(state, [alarm("door-gate", "door.open", at_s=200, zone="gate", position=TANK)])
     assert state.incidents == []  # too late for the camera's alarm
-    fusion.apply(state, [alarm("cam-gate", "vision.person", at_s=230, zone="gate", position=TANK, rule="p2")])
+    again = alarm("cam-gate", "video.intrusion", at_s=230, zone="gate", position=TANK, rule="p2")
+    fusion.apply(state, [again])
     [incident] = state.incidents
     assert len(incident.members) == 2
 

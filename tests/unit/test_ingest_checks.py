@@ -78,7 +78,7 @@ def test_a_registered_reading_passes(registry: SiteRegistry) -> None:
 
 
 def test_a_detection_with_a_confidence_and_no_value_passes(registry: SiteRegistry) -> None:
-    item = observation(device="cam-tf-501", kind="vision.flame", unit="1", value=None, confidence=0.8)
+    item = observation(device="cam-tf-501", kind="video.fire", unit="1", value=None, confidence=0.8)
 
     assert refused_field(item, registry) is None
 
@@ -339,6 +339,6 @@ def test_a_quality_the_client_sent_as_not_good_is_kept_with_the_reason(
 
 
 def test_a_detection_is_not_range_checked_on_its_confidence(registry: SiteRegistry) -> None:
-    item = observation(device="cam-tf-501", kind="vision.flame", unit="1", value=None, confidence=0.8)
+    item = observation(device="cam-tf-501", kind="video.fire", unit="1", value=None, confidence=0.8)
 
     assert passed(item, registry) is item

@@ -77,7 +77,7 @@ def test_the_payload_round_trips_a_reading() -> None:
 def test_the_payload_round_trips_a_detection_with_box_and_position() -> None:
     item = observation(
         device="cam-tf-501",
-        kind="vision.flame",
+        kind="video.fire",
         unit="1",
         value=None,
         confidence=0.875,

@@ -103,7 +103,7 @@ def test_the_camera_reports_detections_with_confidence_and_the_silent_detector_s
     sim = PlantSimulator(registry, scenarios=ScenarioConfig(**{**OFF, "gas_release_first_s": 0.0}))
     for s in range(60):
         out = sim.tick(T0 + timedelta(seconds=s))[SITE]
-    smoke = next(r for r in out if r["device"] == "cam-fcc2-201" and r["kind"] == "vision.smoke")
+    smoke = next(r for r in out if r["device"] == "cam-fcc2-201" and r["kind"] == "video.smoke")
     assert "value" not in smoke and 0.6 <= float(smoke["confidence"]) <= 0.9  # type: ignore[arg-type]
     assert not [r for r in out if r["device"] == "gd-fcc2-204"]
     assert [u.kind for u in sim.upsets(T0 + timedelta(seconds=59))] == ["gas_release"]

@@ -69,7 +69,7 @@ def test_a_detection_keeps_confidence_snapshot_and_its_details() -> None:
     stored = row(
         message(
             device="cam-tf-501",
-            kind="vision.flame",
+            kind="video.fire",
             unit="1",
             value=None,
             confidence=0.875,

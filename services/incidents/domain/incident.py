@@ -17,6 +17,7 @@ from services.incidents.domain.model import (
     Status,
     Text,
     Urgency,
+    seen_by_camera,
 )
 from services.incidents.domain.rules import FusionRule, kind_matches
 
@@ -113,7 +114,7 @@ class Incident(msgspec.Struct, kw_only=True):
         self.severity = worst.raised() if self.confirmed else worst
         if self.confirmed:
             self.certainty = Certainty.OBSERVED
-        elif any(not (m.kind or "").startswith("vision.") for m in self.members):
+        elif any(not seen_by_camera(m.kind) for m in self.members):
             self.certainty = Certainty.LIKELY
         else:
             # A camera alone can be fooled (steam, glare): possible until a second principle agrees.

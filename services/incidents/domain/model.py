@@ -16,6 +16,15 @@ import msgspec
 
 from services.alarms.domain.model import AlarmClass, ConditionType, Priority
 
+# A camera's own condition (the video service's `video.camera_health`) is a fact about the
+# camera, not something it saw.
+_CAMERA_HEALTH = "video.camera_health"
+
+
+def seen_by_camera(kind: str | None) -> bool:
+    """Whether the alarm's kind is a camera's detection (`video.<rule>`, services/video)."""
+    return kind is not None and kind.startswith("video.") and kind != _CAMERA_HEALTH
+
 
 class IncidentType(enum.StrEnum):
     GAS_RELEASE = "gas_release"
@@ -121,4 +130,4 @@ class Signal(msgspec.Struct, frozen=True, kw_only=True):
     def source(self) -> str:
         """The sensing principle: cameras see, detectors measure (cross-source confirmation
         needs two principles)."""
-        return "camera" if (self.kind or "").startswith("vision.") else "sensor"
+        return "camera" if seen_by_camera(self.kind) else "sensor"

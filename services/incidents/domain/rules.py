@@ -89,41 +89,48 @@ _PROCESS_CONDITIONS = (
 DEFAULT_RULES: tuple[FusionRule, ...] = (
     FusionRule(
         type=IncidentType.GAS_RELEASE,
-        kinds=("gas.*", "vision.smoke", "vision.vapour"),
+        # A camera's smoke (or a model's vapour class) over a gas alarm is the cloud seen.
+        kinds=("gas.*", "video.smoke", "video.vapour"),
         conditions=_PROCESS_CONDITIONS,
         opens_on=("gas.*",),
         window_s=900,
         radius_m=150,
         resolve_on="never",  # a release is closed by a person who saw the source isolated
-        confirm_by=(("gas.*",), ("vision.smoke", "vision.vapour")),
+        confirm_by=(("gas.*",), ("video.smoke", "video.vapour")),
         actions=(Text(ko="풍향 확인 후 풍상 방향에서 접근", en="Check the wind and approach from upwind"),),
     ),
     FusionRule(
         type=IncidentType.FIRE,
-        kinds=("flame", "temperature", "vision.flame", "vision.smoke"),
+        kinds=("flame", "temperature", "video.fire", "video.smoke"),
         conditions=_PROCESS_CONDITIONS,
         window_s=600,
         radius_m=100,
         resolve_on="never",
-        confirm_by=(("flame",), ("temperature",), ("vision.flame", "vision.smoke")),
+        confirm_by=(("flame",), ("temperature",), ("video.fire", "video.smoke")),
         actions=(Text(ko="소방대 출동 여부 확인", en="Confirm the fire brigade is on its way"),),
     ),
     FusionRule(
         type=IncidentType.PERSON_DOWN,
-        kinds=("vision.fall", "vision.no_motion"),
-        opens_on=("vision.fall",),
+        # video.person_down is the video service's rule: down (a fall model's class, or a box
+        # turned horizontal) and not up again for its `seconds`; it opens the incident alone.
+        # video.fall is a fall model's raw class as a gateway may post it: a fall, then the
+        # person still down, is what confirms it.
+        kinds=("video.person_down", "video.fall"),
         window_s=300,
         radius_m=30,
         resolve_on="never",
-        confirm_by=(("vision.fall",), ("vision.no_motion",)),
+        confirm_by=(("video.fall",), ("video.person_down",)),
         actions=(Text(ko="구조 인원 현장 급파", en="Send a rescuer to the person now"),),
     ),
     FusionRule(
-        type=IncidentType.INTRUSION, kinds=("vision.person", "vision.intrusion"), window_s=300, radius_m=50
+        type=IncidentType.INTRUSION,
+        kinds=("video.intrusion", "video.loitering", "video.line_crossing"),
+        window_s=300,
+        radius_m=50,
     ),
     FusionRule(
         type=IncidentType.PPE_VIOLATION,
-        kinds=("vision.no_helmet", "vision.no_vest", "vision.ppe"),
+        kinds=("video.ppe_violation",),
         window_s=300,
         urgency=Urgency.EXPECTED,
     ),

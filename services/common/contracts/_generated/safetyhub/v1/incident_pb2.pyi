@@ -175,7 +175,7 @@ class IncidentMember(_message.Message):
     device: _builtins.str
     rule: _builtins.str
     kind: _builtins.str
-    """The measured kind (gas.h2s, vision.smoke); empty when unknown."""
+    """The measured kind (gas.h2s, video.smoke); empty when unknown."""
     zone: _builtins.str
     alarm_class: _alarm_pb2.AlarmClass.ValueType
     priority: _alarm_pb2.AlarmPriority.ValueType
