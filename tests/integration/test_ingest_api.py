@@ -373,6 +373,10 @@ async def test_health_readiness_and_metrics(running_hub: RunningHub) -> None:
             "incidents.incident_rules": "ok",
             "incidents.incident_consumer": "ok",
             "incidents.incident_live_stream": "ok",
+            "escalation.escalation_consumer": "ok",
+            "escalation.delivery_engine": "ok",
+            "escalation.escalation_timer": "ok",
+            "feed.feed_consumer": "ok",
         }
         assert (await resp.json())["checks"] == checks
     await post(running_hub, [reading(0, id="m-1")])
