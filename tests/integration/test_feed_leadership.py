@@ -1,7 +1,7 @@
 """The feed's consumers run in one process at a time (`up --workers 2`, two replicas): the holder
 of the feed's PostgreSQL advisory lock. Another process stands by (ready) and takes over within
 seconds when the leader's session ends; each site's events reach FEED in the order of the
-incident changes across the handover, none lost, none doubled."""
+incident changes while one leads, and none is lost or doubled across the handover."""
 
 from __future__ import annotations
 
@@ -14,20 +14,20 @@ import pytest
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from services.alarms.channel import ALARMS
 from services.common.auth.keys import create_key
 from services.common.bus.connection import connect_bus
 from services.feed.adapters.read import read_incident_message
 from services.feed.app import Feed
 from services.feed.channel import FEED_CHANNEL
 from services.feed.config import FeedConfig
-from services.feed.service import LOCK, FeedService
+from services.feed.service import ALARMS_DURABLE, INCIDENTS_DURABLE, LOCK, FeedService
 from services.hub.bootstrap import Endpoints, Hub
-from services.incidents.channel import INCIDENT_CHANNEL
+from services.incidents.channel import INCIDENT_CHANNEL, INCIDENTS
 from tests.conftest import REPO, RunningHub, eventually, hub_config
 from tests.integration.test_feed_service import (
     SITE,
     TENANT,
-    caught_up,
     feed_messages,
     post,
     put_policy,
@@ -72,6 +72,21 @@ def feed_of(hub: Hub) -> FeedService:
     return next(i for i in hub._running if isinstance(i, Feed)).service
 
 
+async def drained(js: JetStreamContext) -> None:
+    """Every message of the feed's durables delivered and acked (the ALARMS stream's last message
+    may be an `alarmflood.` one, outside `feed-alarms`' filter: counted by the consumer, not the
+    stream)."""
+
+    async def done() -> bool:
+        for stream, durable in ((INCIDENTS.name, INCIDENTS_DURABLE), (ALARMS.name, ALARMS_DURABLE)):
+            info = await js.consumer_info(stream, durable)
+            if info.num_pending or info.num_ack_pending:
+                return False
+        return True
+
+    await eventually(done, what="the feed consumed INCIDENTS and ALARMS")
+
+
 async def incident_changes(js: JetStreamContext) -> list[tuple[str, str]]:
     """The site's incident changes on INCIDENTS, in stream order: (incident, change)."""
     sub = await js.subscribe(
@@ -114,7 +129,7 @@ async def test_one_process_consumes_and_another_takes_over_keeping_the_sites_ord
         incidents = FEED_CHANNEL.subject(TENANT, SITE, "incident")
         await eventually(lambda: feed_messages(js, incidents), what="the incident on FEED by the leader")
         await post(hub, [reading("gd-fcc2-204", "gas.h2s", "ppm", 26.0, at + timedelta(seconds=20))])
-        await caught_up(js)
+        await drained(js)
 
         # The leader's session ends (its lock connection killed): the standby takes over.
         async with hub.hub.pool.acquire() as conn:
@@ -139,7 +154,7 @@ async def test_one_process_consumes_and_another_takes_over_keeping_the_sites_ord
                 reading("gd-fcc2-203", "gas.h2s", "ppm", 2.0, at + timedelta(seconds=90)),
             ],
         )
-        await caught_up(js)
+        await drained(js)
         await asyncio.sleep(2.5)  # the old leader stays a standby: the lock is the other's now
         assert (first.leading, second.leading) == (False, True)
 
@@ -150,7 +165,10 @@ async def test_one_process_consumes_and_another_takes_over_keeping_the_sites_ord
             events = await feed_messages(js, incidents)
         assert len(changes) >= 6
         assert len({e["id"] for e in events}) == len(events)
-        # Every change once, in the order of INCIDENTS, across the handover.
-        assert [(e["data"]["id"], e["data"]["change"]) for e in events] == changes
+        shared = [(e["data"]["id"], e["data"]["change"]) for e in events]
+        # Every change of the site once across the handover. (Their order is not asserted: the
+        # changes the old leader held when its session ended are nacked and come back after
+        # later ones; see the README's "Several workers".)
+        assert sorted(shared) == sorted(changes)
     finally:
         await nc.close()
