@@ -45,7 +45,10 @@ class Feed(ServiceInstance):
 
     def readiness_checks(self) -> Mapping[str, ReadinessCheck]:
         async def consumer_running() -> str | None:
-            return None if self.service.consuming else "feed consumers not running"
+            # A standby is ready: it takes over the consumers when the leader goes.
+            if self.service.consuming or self.service.standing_by:
+                return None
+            return "feed consumers not running"
 
         return {"feed_consumer": consumer_running}
 

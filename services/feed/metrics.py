@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 EXPORTS = Counter("safetyhub_feed_exports", "Events that left on FEED, by kind and level", ["kind", "level"])
 WITHHELD = Counter(
@@ -20,4 +20,8 @@ NGSI = Counter(
     "safetyhub_feed_ngsi_entities",
     "Alert entities sent to the NGSI-LD context broker, by outcome (upserted, refused, retried)",
     ["outcome"],
+)
+LEADER = Gauge(
+    "safetyhub_feed_leader",
+    "1 while this process runs the feed's consumers and timers (holds the lock), 0 while it stands by",
 )

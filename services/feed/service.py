@@ -13,12 +13,20 @@ Two consumers share one outbox ("feed") and its relay:
   restart, once.
 With a context broker configured, each shared incident's NGSI-LD `Alert` is queued in the same
 unit of work as its export (ngsi_export.py sends it).
+
+The consumers and the timers run in one process of a deployment at a time (`up --workers N`, more
+replicas): the one holding the feed's PostgreSQL advisory lock. Two processes pulling batches of
+one site from the same durables would commit them in either order, and the relay publishes in
+commit order; one consuming process keeps each site's events in the order of the changes. The
+others stand by, trying the lock every `STANDBY_S`, and take over when the holder stops or its
+session ends. Every process serves the API and runs the relay (which elects its own leader).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from collections import Counter as Tally
 from collections import defaultdict
@@ -69,6 +77,23 @@ RELAY_GRACE_S = 0.1
 # rows stay due for the next start, so a hung database holds the shutdown no longer.
 TIMERS_GRACE_S = 0.5
 TIMER_BATCH = 500
+# The lock held by the process that consumes (a key class of its own among the advisory locks).
+LOCK = (
+    0x5AFE_0D,
+    int.from_bytes(hashlib.blake2b(b"feed.consumers", digest_size=4).digest(), "big", signed=True),
+)
+# A standby tries the lock this often; the leader checks its session this often (a session lost
+# has lost the lock: it stops consuming, as another process may have taken over).
+STANDBY_S = 1.0
+CHECK_S = 1.0
+# Whether the session `$3` still holds the lock: checked in each unit of work, so a leader whose
+# session ended (another may consume already) commits nothing more; its batch is redelivered.
+_HOLDS_LOCK = (
+    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = $1"
+    " AND objid = $2 AND objsubid = 2 AND pid = $3 AND granted)"
+)
+# How long start() waits for the first try at the lock, so a lone process consumes when it is up.
+FIRST_TRY_S = 10.0
 Clock = Callable[[], datetime]
 
 
@@ -99,7 +124,7 @@ class FeedService:
         self._publisher = JetStreamPublisher(nc)
         self._relay = OutboxRelay(pool, self._publisher, SERVICE)
         self._alarms = AlarmReader(sites)
-        specs = {
+        self._specs = {
             durable: ConsumerSpec(
                 stream=channel.stream.name,
                 durable=durable,
@@ -112,38 +137,124 @@ class FeedService:
             )
             for channel, durable in ((INCIDENT_CHANNEL, INCIDENTS_DURABLE), (ALARM_CHANNEL, ALARMS_DURABLE))
         }
-        self._consumers: list[DurableConsumer[IncidentFacts] | DurableConsumer[AlarmRead]] = [
-            DurableConsumer[IncidentFacts].in_units_of_work(
-                js, specs[INCIDENTS_DURABLE], read_incident_message, self._share_incidents, self.outbox
-            ),
-            DurableConsumer[AlarmRead].in_units_of_work(
-                js, specs[ALARMS_DURABLE], self._alarms.read, self._share_alarms, self.outbox
-            ),
-        ]
+        self._js = js
+        self._consumers: list[DurableConsumer[IncidentFacts] | DurableConsumer[AlarmRead]] = []
         self._stopping = asyncio.Event()
         self._timers: asyncio.Task[None] | None = None
+        # Set when this process stops or stands down: the timers stop with the consumers.
+        self._timers_stopping = asyncio.Event()
+        self._leadership: asyncio.Task[None] | None = None
+        self._first_try = asyncio.Event()
         self.consuming = False
+        self.leading = False
+        self._lock_pid = 0  # the server pid of the session holding the lock while leading
+
+    @property
+    def standing_by(self) -> bool:
+        """Whether this process waits to take over (the lock is another's): ready, not a fault."""
+        task = self._leadership
+        return task is not None and not task.done() and not self.leading
 
     async def start(self) -> None:
         await self._publisher.start()
         self._relay.start()
-        for consumer in self._consumers:
-            await consumer.start()
-        self.consuming = True
-        self._timers = asyncio.create_task(self._run_timers(), name="feed-timers")
+        metrics.LEADER.set(0)
+        self._leadership = asyncio.create_task(self._lead(), name="feed-leadership")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._first_try.wait(), FIRST_TRY_S)
 
     async def stop(self) -> None:
         self._stopping.set()
+        if self._leadership is not None:
+            # The leader drains its consumers before it lets the lock go (see _lead).
+            await asyncio.wait([self._leadership])
+        await self._relay.stop(grace=RELAY_GRACE_S)
+        await self._publisher.close()
+
+    # ------------------------------------------------------------------ leadership
+
+    async def _lead(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                async with self._pool.acquire() as conn:
+                    if not await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *LOCK):
+                        self._first_try.set()
+                        await self._pause(STANDBY_S)
+                        continue
+                    try:
+                        self._lock_pid = conn.get_server_pid()
+                        self.leading = True
+                        metrics.LEADER.set(1)
+                        log.info("feed_leading")
+                        await self._start_consuming()
+                        self._first_try.set()
+                        while not self._stopping.is_set():
+                            await self._pause(CHECK_S)
+                            await conn.fetchval("SELECT 1")  # a lost session has lost the lock
+                    finally:
+                        # Drained before the lock is let go: the next leader starts after the
+                        # last batch of this one is committed.
+                        await self._stop_consuming()
+                        self.leading = False
+                        metrics.LEADER.set(0)
+                        with contextlib.suppress(Exception):
+                            await conn.execute("SELECT pg_advisory_unlock($1, $2)", *LOCK)
+                        log.info("feed_standing_down")
+            except (
+                OSError,
+                TimeoutError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                UnavailableError,
+            ) as err:
+                log.warning("feed_lead_lost", error=repr(err))
+                self._first_try.set()
+                await self._pause(STANDBY_S)
+            except Exception:  # a bug: the feed must come back, not stay off until a restart
+                log.exception("feed_lead_error")
+                self._first_try.set()
+                await self._pause(STANDBY_S)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _still_leading(self, uow: UnitOfWork) -> None:
+        """Raise UnavailableError (the batch is nacked, nothing committed) unless this process's
+        lock session still holds the lock."""
+        key = (LOCK[0] & 0xFFFFFFFF, LOCK[1] & 0xFFFFFFFF)  # pg_locks shows the keys as oids
+        if not self.leading or not await uow.connection.fetchval(_HOLDS_LOCK, *key, self._lock_pid):
+            raise UnavailableError("the feed's lock is no longer this process's")
+
+    async def _start_consuming(self) -> None:
+        # Fresh consumers each time: a stopped DurableConsumer does not start again.
+        js = self._js
+        self._consumers = [
+            DurableConsumer[IncidentFacts].in_units_of_work(
+                js, self._specs[INCIDENTS_DURABLE], read_incident_message, self._share_incidents, self.outbox
+            ),
+            DurableConsumer[AlarmRead].in_units_of_work(
+                js, self._specs[ALARMS_DURABLE], self._alarms.read, self._share_alarms, self.outbox
+            ),
+        ]
+        for consumer in self._consumers:
+            await consumer.start()
+        self.consuming = True
+        self._timers_stopping.clear()
+        self._timers = asyncio.create_task(self._run_timers(), name="feed-timers")
+
+    async def _stop_consuming(self) -> None:
+        self._timers_stopping.set()
         if self._timers is not None:
             _, pending = await asyncio.wait([self._timers], timeout=TIMERS_GRACE_S)
             for task in pending:
                 task.cancel()
                 await asyncio.wait([task], timeout=TIMERS_GRACE_S)
+            self._timers = None
         for consumer in self._consumers:
             await consumer.stop()
+        self._consumers = []
         self.consuming = False
-        await self._relay.stop(grace=RELAY_GRACE_S)
-        await self._publisher.close()
 
     # ------------------------------------------------------------------ consumers
 
@@ -163,6 +274,7 @@ class FeedService:
         started = time.perf_counter()
         if not items:
             return ()
+        await self._still_leading(uow)
         now = self._clock()
         policies = await repository.policies_in_force(uow.connection, {(t, s) for _, _, t, s in items})
         registry = self._sites()
@@ -282,9 +394,9 @@ class FeedService:
 
     async def _run_timers(self) -> None:
         every = self._config.timer_poll_ms / 1000
-        while not self._stopping.is_set():
+        while not self._timers_stopping.is_set():
             try:
-                while await self.fire_due(self._clock()) and not self._stopping.is_set():
+                while await self.fire_due(self._clock()) and not self._timers_stopping.is_set():
                     pass
             except TRANSIENT_DB_ERRORS as err:
                 log.warning("feed_timers_unavailable", error=str(err))
@@ -293,12 +405,13 @@ class FeedService:
             except Exception:  # never let the timers die: the rows stay due, the next pass tries again
                 log.exception("feed_timers_failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), every)
+                await asyncio.wait_for(self._timers_stopping.wait(), every)
 
     async def fire_due(self, now: datetime) -> int:
         """Release the delayed events and close the site-hours due by `now`; returns how many
         rows were taken (0: nothing was due)."""
         async with self.outbox.unit_of_work() as uow:
+            await self._still_leading(uow)
             pending = await repository.take_due_pending(uow.connection, now, TIMER_BATCH)
             hours = await repository.take_due_hours(uow.connection, now, TIMER_BATCH)
             keys = {(p.export.tenant, p.export.site) for p in pending} | {(h.tenant, h.site) for h in hours}
