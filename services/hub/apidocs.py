@@ -9,6 +9,7 @@ script and style are served by the hub itself, so the page works without interne
 from __future__ import annotations
 
 import asyncio
+import functools
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -63,10 +64,16 @@ def swagger_ui_dir() -> Path:
     return Path(swagger_ui_bundle.swagger_ui_path)
 
 
+@functools.cache
 def load_document() -> bytes:
-    """The shipped YAML description as compact JSON (blocking: run it in a thread)."""
+    """The shipped YAML description as compact JSON (blocking: run it in a thread).
+
+    Read once per process: the packaged file does not change while it runs, and parsing its
+    4,000 lines costs a noticeable part of a hub's start (libyaml's parser where PyYAML has it).
+    """
     text = resources.files("services.hub").joinpath("openapi.yaml").read_text(encoding="utf-8")
-    document: Any = yaml.safe_load(text)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    document: Any = yaml.load(text, Loader=loader)
     return msgspec.json.encode(document)
 
 
