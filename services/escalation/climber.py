@@ -33,6 +33,9 @@ from services.escalation.domain import policy as climbing
 from services.escalation.render import Renderer
 
 log = get_logger(__name__)
+# How long `stop` lets the loop finish its pass before cancelling it: a pass cut short rolls back
+# and its rows stay due for the next start, and a frozen database must not hold the shutdown.
+STOP_WAIT_S = 0.5
 ESCALATED = "escalated"
 # Changes after which nobody need be paged any more.
 STOPS = {
@@ -106,7 +109,7 @@ class Climber:
     async def stop(self) -> None:
         self._stopping.set()
         if self._task is not None:
-            await asyncio.wait([self._task], timeout=2.0)
+            await asyncio.wait([self._task], timeout=STOP_WAIT_S)
             self._task.cancel()
         self.running = False
 

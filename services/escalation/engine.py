@@ -34,6 +34,9 @@ from services.escalation.config import EscalationConfig
 from services.escalation.domain.retry import Verdict, next_attempt
 
 log = get_logger(__name__)
+# How long `stop` lets the loop finish its pass before cancelling it: a pass cut short rolls back
+# and its rows stay due for the next start, and a frozen database must not hold the shutdown.
+STOP_WAIT_S = 0.5
 # The database away: the pass, or the recording of an outcome, is tried again later.
 _UNAVAILABLE: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, UnavailableError)
 # A claimed delivery not finished this long after its attempt's total timeout is another's to take.
@@ -81,7 +84,7 @@ class DeliveryEngine:
         self._stopping.set()
         self._wake.set()
         if self._runner is not None:
-            await asyncio.wait([self._runner], timeout=2.0)
+            await asyncio.wait([self._runner], timeout=STOP_WAIT_S)
             self._runner.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=STOP_GRACE_S)

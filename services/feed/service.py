@@ -76,6 +76,12 @@ RELAY_GRACE_S = 0.1
 # A timer pass in hand at a stop is cancelled after this: its unit of work rolls back and its
 # rows stay due for the next start, so a hung database holds the shutdown no longer.
 TIMERS_GRACE_S = 0.5
+# How long the leader's session check and its unlock may wait on PostgreSQL, and how long `stop`
+# waits for the leader to stand down before it cancels it: a frozen database must not hold the
+# hub's shutdown (the lock goes with the session when the pool is terminated anyway).
+LEAD_GRACE_S = 0.5
+# A lock session that does not answer its check within this is taken as lost.
+CHECK_TIMEOUT_S = 10.0
 TIMER_BATCH = 500
 # The lock held by the process that consumes (a key class of its own among the advisory locks).
 LOCK = (
@@ -167,7 +173,10 @@ class FeedService:
         self._stopping.set()
         if self._leadership is not None:
             # The leader drains its consumers before it lets the lock go (see _lead).
-            await asyncio.wait([self._leadership])
+            _, pending = await asyncio.wait([self._leadership], timeout=LEAD_GRACE_S + 2 * TIMERS_GRACE_S)
+            for task in pending:
+                task.cancel()
+                await asyncio.wait([task], timeout=LEAD_GRACE_S)
         await self._relay.stop(grace=RELAY_GRACE_S)
         await self._publisher.close()
 
@@ -190,7 +199,8 @@ class FeedService:
                         self._first_try.set()
                         while not self._stopping.is_set():
                             await self._pause(CHECK_S)
-                            await conn.fetchval("SELECT 1")  # a lost session has lost the lock
+                            if not self._stopping.is_set():  # a lost session has lost the lock
+                                await asyncio.wait_for(conn.fetchval("SELECT 1"), CHECK_TIMEOUT_S)
                     finally:
                         # Drained before the lock is let go: the next leader starts after the
                         # last batch of this one is committed.
@@ -198,7 +208,9 @@ class FeedService:
                         self.leading = False
                         metrics.LEADER.set(0)
                         with contextlib.suppress(Exception):
-                            await conn.execute("SELECT pg_advisory_unlock($1, $2)", *LOCK)
+                            await asyncio.wait_for(
+                                conn.execute("SELECT pg_advisory_unlock($1, $2)", *LOCK), LEAD_GRACE_S
+                            )
                         log.info("feed_standing_down")
             except (
                 OSError,

@@ -19,6 +19,9 @@ from services.alarms.service import RELAY_GRACE_S as ALARMS_RELAY_GRACE_S
 from services.common.auth.keys import create_key
 from services.common.http.long_lived import LEAVE_GRACE_S, long_lived
 from services.common.lifecycle import SHUTDOWN_BOUNDS
+from services.escalation.climber import STOP_WAIT_S as CLIMBER_STOP_WAIT_S
+from services.escalation.engine import STOP_WAIT_S as DELIVERY_STOP_WAIT_S
+from services.feed.service import LEAD_GRACE_S as FEED_LEAD_GRACE_S
 from services.feed.service import RELAY_GRACE_S as FEED_RELAY_GRACE_S
 from services.feed.service import TIMERS_GRACE_S as FEED_TIMERS_GRACE_S
 from services.hub.bootstrap import Endpoints, Hub
@@ -100,10 +103,12 @@ async def test_a_frozen_postgresql_holds_the_shutdown_no_longer_than_the_databas
 
     # The database stage holds to its bound. Before it, a frozen database costs only the services'
     # own short waits on it: each outbox relay's grace, twice (its pass, then its cancellation),
-    # the alarm engine's timer pass (1 s) and the feed's (its grace, twice); so each service added
+    # the alarm engine's timer pass (1 s) and the feed's (its grace, twice), and the feed leader's
+    # standing down (its grace, twice: the wait, then its cancellation); so each service added
     # with an outbox adds its own.
     frozen_waits = 2 * (ALARMS_RELAY_GRACE_S + INCIDENTS_RELAY_GRACE_S + FEED_RELAY_GRACE_S) + 1.0
-    frozen_waits += 2 * FEED_TIMERS_GRACE_S
+    frozen_waits += 2 * FEED_TIMERS_GRACE_S + 2 * FEED_LEAD_GRACE_S
+    frozen_waits += CLIMBER_STOP_WAIT_S + DELIVERY_STOP_WAIT_S  # escalation's timer and delivery loops
     (complete,) = [e for e in logs if e["event"] == "shutdown_complete"]
     assert complete["stages"]["database"] < SHUTDOWN_BOUNDS.database + SLACK_S, complete
     assert complete["stages"]["consumers"] < frozen_waits + SLACK_S, complete
