@@ -223,6 +223,8 @@ def reload_running(store: Path) -> bool:
 
 
 def _reload_once(pid: int, log: Path) -> bool:
+    # Blocking by design: callers in the hub run reload_running in a thread (asyncio.to_thread),
+    # the CLI outside any event loop.
     offset = log_offset(log)
     try:
         os.kill(pid, signal.SIGHUP)
