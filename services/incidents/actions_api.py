@@ -85,6 +85,19 @@ def invalid_field(field: str, detail: str) -> Problem:
     )
 
 
+def required_if_match(request: web.Request) -> str:
+    """The request's If-Match; 428 without one: a change must name the version it saw."""
+    if_match = request.headers.get("If-Match")
+    if if_match is None:
+        raise Problem(
+            428,
+            "Precondition required",
+            "send the incident's ETag in If-Match: a change must name the version it saw",
+            slug="precondition-required",
+        )
+    return if_match
+
+
 def matches(if_match: str, version: int) -> bool:
     """RFC 9110 If-Match: `*`, or a list of entity tags compared strongly (a weak one never matches)."""
     if if_match.strip() == "*":
@@ -149,14 +162,7 @@ class IncidentActionsApi:
             site = await repository.incident_site(conn, principal.tenant, incident_id)
             if site is None or site not in readable:
                 raise not_found(incident_id)
-            if_match = request.headers.get("If-Match")
-            if if_match is None:
-                raise Problem(
-                    428,
-                    "Precondition required",
-                    "send the incident's ETag in If-Match: a change must name the version it saw",
-                    slug="precondition-required",
-                )
+            if_match = required_if_match(request)
             # The site first, as fusion does: the two never deadlock.
             await repository.lock_sites(conn, [(principal.tenant, site)])
             incident = await repository.lock_incident(conn, principal.tenant, incident_id)

@@ -34,7 +34,7 @@ from services.common.http.middleware import principal_of
 from services.common.http.problem import Problem, invalid_query
 from services.common.logging import get_logger
 from services.incidents import repository
-from services.incidents.actions_api import matches
+from services.incidents.actions_api import matches, required_if_match
 from services.incidents.domain.lifecycle import Action, decide
 from services.incidents.domain.photo import MAX_PHOTO_BYTES, PHOTO_TYPES, NotAPhoto, Photo, inspect_photo
 from services.incidents.domain.timeline import CHANGE_OF_ACTION, Entry
@@ -119,14 +119,7 @@ class IncidentAttachmentsApi:
                 site = await repository.incident_site(conn, principal.tenant, incident_id)
             if site is None or site not in readable:
                 raise not_found(incident_id)
-            if_match = request.headers.get("If-Match")
-            if if_match is None:
-                raise Problem(
-                    428,
-                    "Precondition required",
-                    "send the incident's ETag in If-Match: a change must name the version it saw",
-                    slug="precondition-required",
-                )
+            if_match = required_if_match(request)
             upload = await self._upload(request)
             try:
                 # Decoding and hashing 10 MB take tens of milliseconds: off the loop.
