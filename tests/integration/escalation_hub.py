@@ -16,6 +16,7 @@ from services.common.auth.keys import create_key
 from services.common.bus.publisher import JetStreamPublisher
 from services.common.contracts.ids import new_id
 from services.escalation.config import EscalationConfig
+from services.escalation.service import DURABLE
 from services.hub.bootstrap import Endpoints, Hub
 from services.incidents.adapters.messages import change_message
 from services.incidents.domain.incident import Incident, Member
@@ -157,6 +158,18 @@ async def publish_same(nc: Any, incident: Incident, entry: Entry, *, msg_id: str
         await publisher.publish([message])
     finally:
         await publisher.close()
+
+
+async def consumed(nc: Any) -> None:
+    """Once escalation's consumer has taken and acknowledged everything on INCIDENTS: what a test
+    published has been decided on (queued or not), however slow the machine."""
+    js = nc.jetstream()
+
+    async def probe() -> bool | None:
+        info = await js.consumer_info("INCIDENTS", DURABLE)
+        return True if info.num_pending == 0 and info.num_ack_pending == 0 else None
+
+    await eventually(probe, what="escalation's consumer caught up")
 
 
 async def settled(hub: RunningHub, key: str, query: str = "", *, count: int = 1) -> list[dict[str, Any]]:
