@@ -15,7 +15,6 @@ matching none runs with no rules and says so in the log.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from services.common.logging import get_logger
 from services.common.sites.alert_devices import DEVICE_TYPE as ALERT_DEVICE_TYPE
 from services.common.sites.alert_devices import is_alert_device
 from services.common.sites.registry import SiteRegistry
-from services.common.sites.reload import fingerprint
+from services.common.watch import Watcher, fingerprint
 
 log = get_logger(__name__)
 
@@ -79,12 +78,13 @@ def device_lookup(
     return lookup
 
 
-class Rules:
+class Rules(Watcher):
     """The rule set in use and the engine built on it with the registry it was checked against."""
 
     def __init__(
         self, patterns: list[Path], sites: Callable[[], SiteRegistry], *, explicit: bool = True
     ) -> None:
+        super().__init__(name="alarm-rules-reloader")
         self._patterns = patterns
         self._sites = sites
         self._explicit = explicit
@@ -92,7 +92,6 @@ class Rules:
         self._registry: SiteRegistry | None = None
         self._loaded: str | None = None
         self._engine = Engine(EMPTY, lambda *_: None)
-        self._task: asyncio.Task[None] | None = None
         self.ready = False
 
     def rules(self) -> RuleSet:
@@ -116,22 +115,7 @@ class Rules:
 
     def start(self, interval: float) -> None:
         if interval > 0:
-            self._task = asyncio.create_task(self._run(interval), name="alarm-rules-reloader")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.check()
-            except Exception:  # never let the watcher die: the next tick tries again
-                log.exception("alarm_rules_reload_check_failed")
+            self.watch(interval)
 
     async def check(self) -> bool:
         """Reload if the files or the site registry changed; True when new rules are in use."""

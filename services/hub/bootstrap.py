@@ -39,7 +39,8 @@ from services.common.logging import get_logger
 from services.common.settings import HubConfig, site_files, site_patterns
 from services.common.sites.api import SitesApi
 from services.common.sites.registry import SiteRegistry
-from services.common.sites.reload import SiteReloader, fingerprint
+from services.common.sites.reload import SiteReloader
+from services.common.watch import fingerprint
 from services.hub.apidocs import add_api_docs
 from services.hub.registry import REGISTRY, Registry
 

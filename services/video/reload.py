@@ -11,8 +11,6 @@ configured before: a typo must not switch a plant's cameras off.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from prometheus_client import Counter
 from services.common.errors import ConfigError
 from services.common.logging import get_logger
 from services.common.settings import HubConfig, load_config
+from services.common.watch import Watcher, fingerprint
 from services.video.config import VideoConfig
 
 log = get_logger(__name__)
@@ -30,19 +29,12 @@ RELOADS = Counter(
 )
 
 
-def _fingerprint(path: Path) -> str:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError as err:  # vanished or unreadable: a change all the same, reported when loaded
-        return f"unreadable: {err.strerror}"
-
-
 def video_section(config: HubConfig) -> VideoConfig:
     section = getattr(config, "video", None)
     return section if isinstance(section, VideoConfig) else VideoConfig()
 
 
-class VideoConfigReloader:
+class VideoConfigReloader(Watcher):
     def __init__(
         self,
         path: Path,
@@ -53,36 +45,21 @@ class VideoConfigReloader:
     ) -> None:
         """`schema` is the hub's composed config type (the file is checked whole, as at start-up);
         `apply` puts a new, valid section in use."""
+        super().__init__(name="video-config-reloader")
+        self._interval = interval
         self._path = path
         self._schema = schema
         self._apply = apply
-        self._interval = interval
         self._loaded: str | None = None
-        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         # What is in use now is what the file holds now (read at start-up).
-        self._loaded = await asyncio.to_thread(_fingerprint, self._path)
-        self._task = asyncio.create_task(self._run(), name="video-config-reloader")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.check()
-            except Exception:  # never let the watcher die: the next tick tries again
-                log.exception("video_config_reload_check_failed")
+        self._loaded = await asyncio.to_thread(fingerprint, [self._path])
+        self.watch(self._interval)
 
     async def check(self) -> bool:
         """Reload if the file changed; True when a new section was put in use."""
-        current = await asyncio.to_thread(_fingerprint, self._path)
+        current = await asyncio.to_thread(fingerprint, [self._path])
         if current == self._loaded:
             return False
         # Remembered before loading: a bad edit is reported once, not every tick.

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from services.common.sites.registry import SiteRegistry
-from services.common.sites.reload import RELOADS, SiteReloader, fingerprint
+from services.common.sites.reload import RELOADS, SiteReloader
+from services.common.watch import fingerprint
 from tests.builders import add_east_detector, copy_site_files, replace_in
 
 

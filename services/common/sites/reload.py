@@ -1,8 +1,7 @@
 """Reload the site files when they change, so adding a detector does not need a restart.
 
 Every `interval` seconds the configured site paths are expanded again (a new file matching a glob
-counts) and fingerprinted by content; content, not modification time, because a Kubernetes
-ConfigMap update swaps a symlink and a copy can keep its mtime. On a change the files are loaded and
+counts) and fingerprinted by content (services/common/watch.py). On a change the files are loaded and
 validated exactly as at start-up. A file that no longer validates is logged with its file, line and
 key, counted, and the hub goes on with the last good registry: a typo in a site file must not take
 intake down for the whole park.
@@ -11,8 +10,6 @@ intake down for the whole park.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +18,7 @@ from prometheus_client import Counter, Gauge
 from services.common.errors import ConfigError
 from services.common.logging import get_logger
 from services.common.sites.registry import SiteRegistry
+from services.common.watch import Watcher, fingerprint
 
 log = get_logger(__name__)
 
@@ -32,20 +30,7 @@ LOADED_AT = Gauge(
 )
 
 
-def fingerprint(files: list[Path]) -> str:
-    """A digest of which site files there are and what they hold."""
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(str(path).encode() + b"\0")
-        try:
-            digest.update(path.read_bytes())
-        except OSError as err:  # vanished between the glob and the read: a change all the same
-            digest.update(f"unreadable: {err.strerror}".encode())
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
-class SiteReloader:
+class SiteReloader(Watcher):
     def __init__(
         self,
         files: Callable[[], list[Path]],
@@ -56,30 +41,15 @@ class SiteReloader:
     ) -> None:
         """`files` expands the configured paths; `install` puts a new registry in use; `loaded`
         is the fingerprint of what is in use now (None: unknown, so the first check reloads)."""
+        super().__init__(name="site-reloader")
+        self._interval = interval
         self._files = files
         self._install = install
-        self._interval = interval
         self._loaded = loaded
-        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         LOADED_AT.set_to_current_time()
-        self._task = asyncio.create_task(self._run(), name="site-reloader")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.check()
-            except Exception:  # never let the watcher die: the next tick tries again
-                log.exception("sites_reload_check_failed")
+        self.watch(self._interval)
 
     async def check(self) -> bool:
         """Reload if the files changed; True when a new registry was put in use."""
