@@ -44,7 +44,7 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench_hub import cpu_seconds, create_key, start_hub
+from scripts.bench_hub import cpu_spent, create_key, start_hub, tree_cpu
 from services.common.contracts import AlarmTransition
 
 TENANT = "ulsan-refining"
@@ -191,7 +191,7 @@ async def _flat_out(
         evaluated0 = await _metric(session, url, "safetyhub_alarms_observations_evaluated_total")
         stored0 = await conn.fetchval("SELECT count(*) FROM observations")
         started = time.monotonic()
-        cpu0 = cpu_seconds(hub_pid)
+        cpu0 = tree_cpu(hub_pid)
         run = f"flat{int(time.time())}"
         accepted, posting_s, _ = await _post_for(
             url, key, args, run, seconds=args.seconds, rate=0.0, crossing=False
@@ -211,7 +211,7 @@ async def _flat_out(
                 if stored >= accepted:
                     stored_done = now
             await asyncio.sleep(0.2)
-        cpu1 = cpu_seconds(hub_pid)
+        cpu1 = tree_cpu(hub_pid)
     await conn.close()
     if evaluated_done is None or stored_done is None:
         raise SystemExit("the engine or the store did not catch up within 300 s")
@@ -219,12 +219,12 @@ async def _flat_out(
     stored_per_s = accepted / (stored_done - started)
     # Polled every 0.2 s after the work is done: an idle hub's timers and probes in that time are
     # in the figure too, a small excess.
-    cpu_us = {name: (cpu1[name] - cpu0.get(name, 0.0)) * 1e6 / accepted for name in cpu1}
+    cpu_us = {part: seconds * 1e6 / accepted for part, seconds in cpu_spent(cpu0, cpu1).items()}
     return {
         "cpu_us_per_obs": sum(cpu_us.values()),
-        "cpu_us_per_obs_python": cpu_us.get("python", 0.0),
-        "cpu_us_per_obs_nats": cpu_us.get("nats-server", 0.0),
-        "cpu_us_per_obs_postgres": cpu_us.get("postgres", 0.0),
+        "cpu_us_per_obs_python": cpu_us["hub"],
+        "cpu_us_per_obs_nats": cpu_us["nats"],
+        "cpu_us_per_obs_postgres": cpu_us["postgres"],
         "accepted": accepted,
         "accepted_per_s": accepted / posting_s,
         "evaluated_per_s": evaluated_per_s,
@@ -245,19 +245,19 @@ async def _latency(
 
     await nc.subscribe("alarm.>", cb=on_transition)
     run = f"lat{int(time.time())}"
-    cpu0 = cpu_seconds(hub_pid)
+    cpu0 = tree_cpu(hub_pid)
     accepted, _, accepted_at = await _post_for(
         info["http_url"], key, args, run, seconds=args.latency_seconds, rate=args.rate, crossing=True
     )
     await asyncio.sleep(5)
     # At a fixed rate the batches are alike whatever the machine's load, so this figure compares
     # releases better than the flat-out one (the 5 s the hub idles after are in it too).
-    cpu1 = cpu_seconds(hub_pid)
+    cpu1 = tree_cpu(hub_pid)
     await nc.close()
     lat = sorted((published[i] - t) * 1000 for i, t in accepted_at.items() if i in published)
     crossing = sum(1 for i in accepted_at if i in published)
     return {
-        "cpu_us_per_obs": (sum(cpu1.values()) - sum(cpu0.values())) * 1e6 / max(accepted, 1),
+        "cpu_us_per_obs": sum(cpu_spent(cpu0, cpu1).values()) * 1e6 / max(accepted, 1),
         "transitions": crossing,
         "p50_ms": statistics.median(lat) if lat else float("nan"),
         "p99_ms": lat[max(0, int(len(lat) * 0.99) - 1)] if lat else float("nan"),

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import time
@@ -98,33 +97,3 @@ def cpu_spent(before: dict[tuple[int, str], float], after: dict[tuple[int, str],
     for (pid, part), seconds in after.items():
         spent[part] += seconds - before.get((pid, part), 0.0)
     return spent
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
-
-
-def cpu_seconds(root: int) -> dict[str, float]:
-    """CPU seconds (user + system) used so far by `root` and every process under it, summed by
-    program (`python`, `nats-server`, `postgres`): rates swing with a shared machine's load, the
-    CPU an observation costs much less. Linux only (/proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    totals: dict[str, float] = {}
-    todo = [root]
-    while todo:
-        pid = todo.pop()
-        todo += _children(pid)
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                stat = f.read()
-        except OSError:  # exited meanwhile
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        program = "python" if name.startswith("python") else name
-        totals[program] = totals.get(program, 0.0) + (int(fields[11]) + int(fields[12])) / tick
-    return totals

@@ -44,7 +44,7 @@ from nats.js.api import StorageType, StreamConfig
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench_hub import create_key, start_hub
+from scripts.bench_hub import cpu_spent, create_key, start_hub, tree_cpu
 from services.common.sites.registry import SiteRegistry
 from services.ingest.domain.contract import ObservationIn
 from services.ingest.encode import to_message
@@ -189,28 +189,6 @@ async def _load(url: str, key: str, points: list[tuple[str, str, str]], args: ar
     return accepted, elapsed, latencies, failures
 
 
-def _tree_cpu(root: psutil.Process) -> dict[tuple[int, str], float]:
-    """CPU seconds (user and system) each process of the hub's tree has used so far, by pid and
-    part: the hub (supervisor and workers), its nats-server, its PostgreSQL (server and backends).
-    Unlike a rate, this hardly changes when other programs share the machine."""
-    used: dict[tuple[int, str], float] = {}
-    for process in [root, *root.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):
-            name = process.name()
-            part = "postgres" if "postgres" in name else "nats" if "nats-server" in name else "hub"
-            times = process.cpu_times()
-            used[(process.pid, part)] = times.user + times.system
-    return used
-
-
-def _cpu_spent(before: dict[tuple[int, str], float], after: dict[tuple[int, str], float]) -> dict[str, float]:
-    """CPU seconds each part spent between two readings (a process started since counts whole)."""
-    spent = {"hub": 0.0, "nats": 0.0, "postgres": 0.0}
-    for (pid, part), seconds in after.items():
-        spent[part] += seconds - before.get((pid, part), 0.0)
-    return spent
-
-
 async def _wait_stored(dsn: str, run: str, expected: int, deadline_s: float = 120.0) -> asyncpg.Record:
     conn = await asyncpg.connect(dsn)
     try:
@@ -271,10 +249,10 @@ async def main() -> None:
         key = await asyncio.to_thread(create_key, workdir, TENANT, "gateway")
         baseline = await _baseline(info["nats_url"], points, args.baseline_count)
         run = f"bench{int(time.time())}"
-        cpu_before = _tree_cpu(hub)
+        cpu_before = tree_cpu(hub.pid)
         accepted, elapsed, latencies, failures = await _load(info["http_url"], key, points, args, run)
         row = await _wait_stored(info["database_url"], run, accepted)
-        cpu = _cpu_spent(cpu_before, _tree_cpu(hub))
+        cpu = cpu_spent(cpu_before, tree_cpu(hub.pid))
     finally:
         sampling = False
         await sampler
