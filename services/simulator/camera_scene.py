@@ -88,9 +88,11 @@ VAPOUR_SOURCE = (125, 196)  # the compressor's seal, in pixels
 # The wind turns from gust to gust (pixels a frame sideways): each cloud drifts over yard the
 # one before did not cover.
 _WIND = (1.0, -0.7, 0.3)
-VAPOUR_OPACITY = 0.65  # where the cloud is thickest
-# A thin cloud is seen from the first whiff: opacity grows with the level from this share.
-OPACITY_FLOOR = 0.3
+VAPOUR_OPACITY = 0.65  # at level 1, where the cloud is thickest
+# The level from which the vapour is thick enough to see: half way up, after the zone's gas
+# detectors have alarmed (20 %LEL at 0.63 of the scripted release's 32 %LEL peak is close), so the
+# camera's smoke joins the gas release's incident rather than opening one of its own.
+VISIBLE_FROM = 0.5
 _SKY_TOP = (120, 70, 40)  # BGR: a dusk sky, too blue to be taken for smoke
 _SKY_HORIZON = (150, 115, 80)
 _HORIZON = 118
@@ -143,8 +145,8 @@ def unit(label: str = "", width: int = WIDTH, height: int = HEIGHT) -> Image:
 
 def vapour(frame: Image, level: float, index: int) -> None:
     """The gust of grey vapour at frame `index` of the stream, for a release at `level` (0 to 1):
-    none at 0; thicker, rising faster and spreading wider as the level rises."""
-    if level <= 0.0:
+    none below VISIBLE_FROM; thicker, rising faster and spreading wider as the level rises."""
+    if level < VISIBLE_FROM:
         return
     age = index % GUST_FRAMES
     if age >= GUST_GROW + GUST_FADE:
@@ -162,7 +164,7 @@ def vapour(frame: Image, level: float, index: int) -> None:
         sway = 4 * math.sin(0.6 * (k + 7 * gust))
         centre = (round(sx + scale * wind * puff_age + sway), round(sy - scale * 1.7 * puff_age))
         cv2.circle(layer, centre, round(5 + scale * 0.6 * puff_age), 1.0, -1)
-    opacity = VAPOUR_OPACITY * min(1.0, OPACITY_FLOOR + level) * thinning
+    opacity = VAPOUR_OPACITY * min(level, 1.0) * thinning
     alpha = opacity * np.clip(cv2.GaussianBlur(layer, (0, 0), 3), 0, 1)[:, :, None]
     blended = frame.astype(np.float32) * (1 - alpha) + np.array(GREY, np.float32) * alpha
     frame[:] = blended.astype(np.uint8)
@@ -170,7 +172,7 @@ def vapour(frame: Image, level: float, index: int) -> None:
 
 def unit_view(level: float, index: int, rng: np.random.Generator, *, label: str = "") -> Image:
     """Frame `index` of the demo camera: the unit with sensor noise, and the vapour of a release
-    at `level` (0: a quiet yard)."""
+    at `level` (0: a quiet yard). The gusts count from `index` 0."""
     frame = unit(label)
     noise = rng.integers(-8, 9, (frame.shape[0], frame.shape[1], 1), dtype=np.int16)
     frame[:] = np.clip(frame.astype(np.int16) + noise, 0, 255).astype(np.uint8)

@@ -20,7 +20,7 @@ import numpy as np
 from aiohttp import web
 
 from services.common.logging import get_logger
-from services.simulator.camera_scene import STREAM_FPS, unit_view
+from services.simulator.camera_scene import STREAM_FPS, VISIBLE_FROM, unit_view
 
 log = get_logger(__name__)
 BOUNDARY = "frame"
@@ -45,8 +45,8 @@ class FrameMaker:
         self._level = 0.0
 
     def next(self, level: float) -> bytes:
-        if level > 0.0 >= self._level:
-            # The gusts count from the release's start: the first grows as the release does.
+        if level >= VISIBLE_FROM > self._level:
+            # The gusts count from when the vapour shows: the first is seen growing from nothing.
             self.index = 0
         self._level = level
         image = unit_view(level, self.index, self._rng, label=self._label)

@@ -20,6 +20,7 @@ from services.simulator.camera_scene import (
     GUST_FRAMES,
     GUST_GROW,
     HEIGHT,
+    VISIBLE_FROM,
     WIDTH,
     Image,
     unit,
@@ -55,8 +56,10 @@ def test_a_release_draws_vapour_growing_through_a_gust_and_thicker_at_a_higher_l
     full = [vapour_pixels(unit_view(1.0, index, rng, label="CAM")) for index in (early, late)]
     assert 0 < full[0] < full[1]  # a gust grows
     assert full[1] > 0.05 * WIDTH * HEIGHT
-    thin = vapour_pixels(unit_view(0.2, late, rng, label="CAM"))
+    thin = vapour_pixels(unit_view(0.6, late, rng, label="CAM"))
     assert 0 < thin < full[1]
+    # Early in a release the vapour is too thin to see: the gas detectors alarm first.
+    assert vapour_pixels(unit_view(VISIBLE_FROM - 0.1, late, rng, label="CAM")) == 0
     # Between gusts the yard clears, so the next one is seen growing again.
     assert vapour_pixels(unit_view(1.0, GUST_GROW + GUST_FADE + 1, rng, label="CAM")) == 0
 
