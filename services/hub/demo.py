@@ -5,7 +5,9 @@ the real ingest API (with one gateway key per tenant), and every few minutes a g
 vibration or a detector fault. A simulated responder (services/simulator/responder.py) works the
 first tenant's incidents through the incident API with a person's token signed by the hub's own
 key: it acknowledges, goes on scene and resolves once the alarms have returned. Keys are made on
-first run and kept in the data dir, so a second demo on the same data dir reuses them. Logs go to
+first run and kept in the data dir, so a second demo on the same data dir reuses them. The FCC 2
+camera is a simulated IP camera the demo serves (demo_camera.py), watched by the video service:
+its smoke is seen in its pictures of the gas release. Logs go to
 `<data dir>/logs/hub.log` while the live view owns the terminal.
 """
 
