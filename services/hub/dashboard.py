@@ -6,8 +6,9 @@ or by the store) or in flight. The pure parts (`snapshot`, `rates`, `render`) ar
 the refresh loop so they can be tested without a terminal. Below the flow, the alarm summary per
 site (alarm_view.py: active alarms by priority, the flood state and the alarm load against its
 ISA-18.2 targets), the open incidents with severity, age and owner (incident_view.py, read from
-the API), then each running service shows the rows its declaration lists
-(`Service.panel`): a new service appears without an edit here.
+the API), the cameras with their state, analysis rate and newest detection (camera_view.py), then
+each running service shows the rows its declaration lists (`Service.panel`): a new service
+appears without an edit here.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from services.common.bus.consumer import CONSUMER_LAG
 from services.common.bus.deadletter import DEADLETTERED
 from services.common.kernel import Service
 from services.hub.alarm_view import SiteAlarms, alarm_table, site_alarms
+from services.hub.camera_view import CameraFeed, CameraStatus, camera_metrics, camera_statuses, camera_table
 from services.hub.incident_view import OpenIncident, incident_table
 from services.hub.registry import REGISTRY as SERVICES
 from services.ingest import metrics as ingest
@@ -221,9 +223,10 @@ def render(
     alarms: Sequence[SiteAlarms] = (),
     *,
     incidents: Listed | None = None,
+    cameras: Sequence[CameraStatus] = (),
 ) -> RenderableType:
     """The whole view: where things are, the flow table, the alarms per site, the open incidents
-    (as read at the moment given), the services' panels, and how to stop."""
+    (as read at the moment given), the cameras, the services' panels, and how to stop."""
     header = Table.grid(padding=(0, 2))
     header.add_column(style="bold cyan", no_wrap=True)
     header.add_column(overflow="fold")
@@ -257,6 +260,8 @@ def render(
         parts.append(alarm_table(alarms))
     if incidents is not None:
         parts.append(incident_table(*incidents))
+    if cameras:
+        parts.append(camera_table(cameras, incidents[1] if incidents is not None else datetime.now(UTC)))
     if panels:
         services = Table(title="Services", title_justify="left", expand=False)
         for column in ("service", "", "total", "detail"):
@@ -284,16 +289,29 @@ async def run_dashboard(
     registry: CollectorRegistry = REGISTRY,
     services: Sequence[Service[Any]] | None = None,
     incidents: Callable[[], Awaitable[Sequence[OpenIncident]]] | None = None,
+    cameras: CameraFeed | None = None,
 ) -> None:
     """Shows the live view on `console` (the terminal by default) until `stop` is set; the
-    panels of `services` (every registered service by default) below the flow, and the open
-    incidents `incidents` reads (none without it)."""
+    panels of `services` (every registered service by default) below the flow, the open
+    incidents `incidents` reads (none without it) and the cameras `cameras` reads (none
+    without it)."""
     shown = SERVICES.services if services is None else services
 
     async def view(cur: FlowSnapshot, flow: FlowRates) -> RenderableType:
         families = list(registry.collect())
         listed = (await incidents(), datetime.now(UTC)) if incidents is not None else None
-        return render(info, cur, flow, panel_lines(families, shown), site_alarms(families), incidents=listed)
+        statuses: list[CameraStatus] = []
+        if cameras is not None:
+            statuses = camera_statuses(cameras.cameras, camera_metrics(families), await cameras.fetch())
+        return render(
+            info,
+            cur,
+            flow,
+            panel_lines(families, shown),
+            site_alarms(families),
+            incidents=listed,
+            cameras=statuses,
+        )
 
     loop = asyncio.get_running_loop()
     prev, prev_at = snapshot(registry), loop.time()

@@ -5,7 +5,9 @@ the real ingest API (with one gateway key per tenant), and every few minutes a g
 vibration or a detector fault. A simulated responder (services/simulator/responder.py) works the
 first tenant's incidents through the incident API with a person's token signed by the hub's own
 key: it acknowledges, goes on scene and resolves once the alarms have returned. Keys are made on
-first run and kept in the data dir, so a second demo on the same data dir reuses them. Logs go to
+first run and kept in the data dir, so a second demo on the same data dir reuses them. The FCC 2
+camera is a simulated IP camera the demo serves (demo_camera.py), watched by the video service:
+its smoke is seen in its pictures of the gas release. Logs go to
 `<data dir>/logs/hub.log` while the live view owns the terminal.
 """
 
@@ -34,6 +36,7 @@ from services.feed.app import FEED
 from services.feed.config import SitePolicy
 from services.feed.domain.policy import Level
 from services.hub.bootstrap import Endpoints, Hub, load_sites
+from services.hub.demo_camera import camera_stream, demo_camera, gas_level, with_demo_camera
 from services.hub.demo_control_room import control_room
 from services.hub.incident_view import IncidentFeed
 from services.hub.runtime import hub_endpoints, write_runtime_file
@@ -204,17 +207,28 @@ async def run_demo(config: HubConfig, base: Path, data_dir: Path, *, live: bool 
         sites = await load_sites(config, base)
         registry = sites.registry
         config = with_demo_sharing(config, registry)
+        camera = demo_camera(config, registry)
+        filmed = [(camera.site, camera.device)] if camera is not None else []
+        simulator = PlantSimulator(registry, filmed=filmed)
         stop = asyncio.Event()
         install_stop_signals(stop)
-        async with hub_endpoints(data_dir, config) as endpoints:
+        async with contextlib.AsyncExitStack() as stack:
+            stream = None
+            if camera is not None:
+                # Streaming before the hub starts, so the video service finds it at once.
+                stream = await stack.enter_async_context(camera_stream(camera, gas_level(simulator, camera)))
+                config = with_demo_camera(config, camera, stream)
+            endpoints = await stack.enter_async_context(hub_endpoints(data_dir, config))
             hub = Hub(config, base, endpoints, sites=sites)
             try:
                 await hub.start()
                 write_runtime_file(data_dir, http_url=hub.http_url, endpoints=endpoints)
                 keys = await _demo_keys(hub, registry, data_dir)
                 info = _info(hub, data_dir, endpoints, registry, keys)
+                if stream is not None:
+                    info = {**info, "Camera": stream}
                 async with _control_room(hub, data_dir, keys):
-                    await _run(hub, registry, keys, info, stop, live=live)
+                    await _run(hub, registry, keys, info, stop, simulator=simulator, live=live)
             finally:
                 await hub.stop()
     finally:
@@ -230,6 +244,7 @@ async def _run(
     info: dict[str, str],
     stop: asyncio.Event,
     *,
+    simulator: PlantSimulator,
     live: bool,
 ) -> None:
     gateway_keys = {name.split(":", 1)[1]: key for name, key in keys.items() if name.startswith("gateway:")}
@@ -237,7 +252,7 @@ async def _run(
     stats = PosterStats()
     tasks = [
         asyncio.create_task(
-            run_simulator(hub.http_url, gateway_keys, PlantSimulator(registry), registry, stop, stats=stats),
+            run_simulator(hub.http_url, gateway_keys, simulator, registry, stop, stats=stats),
             name="simulator",
         )
     ]
@@ -249,10 +264,18 @@ async def _run(
     else:
         log.info("demo_responder_off", reason="auth.jwt.hub_tokens is off: no token to sign in with")
     if live:
+        from services.hub.camera_view import CameraFeed
         from services.hub.dashboard import run_dashboard
+        from services.video.app import VIDEO
 
         feed = IncidentFeed(hub.http_url, viewer)
-        tasks.append(asyncio.create_task(run_dashboard(info, stop, incidents=feed.fetch), name="dashboard"))
+        names = [camera.name for camera in VIDEO.section(hub.config).cameras]
+        cameras = CameraFeed(hub.http_url, viewer, names) if names else None
+        tasks.append(
+            asyncio.create_task(
+                run_dashboard(info, stop, incidents=feed.fetch, cameras=cameras), name="dashboard"
+            )
+        )
     else:
         log.info("demo_ready", **{k.lower().replace(" ", "_"): v for k, v in info.items()})
     await stop.wait()

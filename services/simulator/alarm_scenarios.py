@@ -4,7 +4,8 @@ alarm system is judged on (ISA-18.2), beside the plant's random upsets.
 - A gas release in the FCC 2 zone: two of the three LEL detectors of the zone's 2oo3 voting group
   rise past the 20 %LEL high alarm (below the 40 %LEL high-high), the third goes silent (stale:
   its comm-loss alarm, and the group degrades to 1oo2), and the zone's camera sees the vapour
-  cloud (`video.smoke` detections, confident enough for the camera rule).
+  cloud (`video.smoke` detections, confident enough for the camera rule). The demo films that
+  camera instead (services/hub/demo_camera.py): its detections come from pictures of the release.
 - A chattering pump: the vibration of crude charge pump P-101A crosses its high set-point back and
   forth, each swing long enough for the rule's on- and off-delays, so it raises and clears more
   than 5 times in 5 minutes.

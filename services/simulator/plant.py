@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -144,14 +145,27 @@ class PlantSimulator:
     """Readings for every device measure of every site in `registry`, one `tick(now)` at a time."""
 
     def __init__(
-        self, registry: SiteRegistry, *, seed: int = 7, scenarios: ScenarioConfig | None = None
+        self,
+        registry: SiteRegistry,
+        *,
+        seed: int = 7,
+        scenarios: ScenarioConfig | None = None,
+        filmed: Collection[tuple[str, str]] = (),
     ) -> None:
+        """`filmed`: the (site, device) cameras whose pictures a real video pipeline analyses;
+        their `video.*` kinds come from it, so they get no simulated reading here."""
         self._seed = seed
         self._cfg = scenarios or ScenarioConfig()
         self._rng = random.Random(seed)
         sites = registry.sites
         self._plans = [
-            _plan(site, seed, self._cfg.release_period_s * i / len(sites)) for i, site in enumerate(sites)
+            _plan(
+                site,
+                seed,
+                self._cfg.release_period_s * i / len(sites),
+                filmed={device for at, device in filmed if at == site.id},
+            )
+            for i, site in enumerate(sites)
         ]
         self._start: datetime | None = None
         self._last: datetime | None = None
@@ -329,11 +343,12 @@ class PlantSimulator:
         )
 
 
-def _plan(site: Site, seed: int, offset: float) -> _SitePlan:
+def _plan(site: Site, seed: int, offset: float, *, filmed: Collection[str] = ()) -> _SitePlan:
     channels = tuple(
         _channel(device, measure, random.Random(f"{seed}/{site.id}/{device.id}/{measure.kind}"))
         for device in site.devices
         for measure in device.measures
+        if not (device.id in filmed and measure.kind.startswith("video."))
     )
     scripted = alarm_scenarios.has_targets(site)
     groups: dict[str, list[Device]] = {}

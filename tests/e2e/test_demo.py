@@ -1,7 +1,8 @@
 """`safetyhub demo` as a newcomer runs it: the commands it prints work when pasted, the
-scripted gas release raises its alarms, and only those, in the first minute, and opens an
-incident that the camera's confirmation raises and the simulated responder acknowledges, takes
-on scene and resolves once the release is over."""
+scripted gas release raises its alarms, and only those, in the first minute (the camera's smoke
+seen in the pictures of the demo's own MJPEG camera, through the video service), and opens an
+incident that the 2oo3 group's confirmation raises, the camera's alarm joins, and the simulated
+responder acknowledges, takes on scene and resolves once the release is over."""
 
 from __future__ import annotations
 
@@ -95,6 +96,7 @@ async def test_the_printed_commands_work_and_the_gas_release_raises_its_alarms(w
         assert status == 200 and "/openapi.json" in body
 
         await the_gas_release_raises_its_alarms(info)
+        await the_camera_saw_it(info)
         incident_id = await the_responder_resolves_its_incident(info)
         await the_control_room_heard_of_it(log, incident_id)
     finally:
@@ -135,6 +137,21 @@ async def the_gas_release_raises_its_alarms(info: dict[str, Any]) -> None:
     assert transition.new.value == "UNACK"
 
 
+async def the_camera_saw_it(info: dict[str, Any]) -> None:
+    """The camera's smoke is a detection of its pictures: in its newest observations with a
+    snapshot, whose blurred copy the viewer key reads."""
+    viewer = info["viewer_key_(ulsan-refining)"]
+    assert info["camera"].startswith("http://127.0.0.1:")
+    latest = f"{info['http_api']}/v1/devices/{alarm_scenarios.RELEASE_CAMERA}/latest?site={SITE}"
+    status, body = await run_pasted(f"curl -sS -H 'Authorization: Bearer {viewer}' '{latest}'")
+    assert status == 200, body
+    (smoke,) = [item for item in json.loads(body)["items"] if item["kind"] == "video.smoke"]
+    assert smoke["attributes"]["camera"] == alarm_scenarios.RELEASE_CAMERA and smoke["confidence"] >= 0.5
+    snapshot = f"{info['http_api']}{smoke['snapshot']}/blurred"
+    status, _ = await run_pasted(f"curl -sS -o /dev/null -H 'Authorization: Bearer {viewer}' '{snapshot}'")
+    assert status == 200
+
+
 async def the_responder_resolves_its_incident(info: dict[str, Any]) -> str:
     """The release's incident: opened by fusion, raised when the camera confirmed it, then
     acknowledged, dispatched and resolved by the simulated responder through the API."""
@@ -164,7 +181,14 @@ async def the_responder_resolves_its_incident(info: dict[str, Any]) -> str:
     assert detail["incident"]["assignee"] == RESPONDER
     changes = [(entry["actor"], entry["change"]) for entry in detail["timeline"]]
     assert changes[0] == ("system", "opened")
-    assert ("system", "raised") in changes  # the camera's smoke confirmed the gas
+    assert ("system", "raised") in changes  # the 2oo3 group confirmed the gas
+    # The camera saw the vapour after the detectors alarmed: its alarm joined the release's
+    # incident rather than opening a fire of its own.
+    members = {member["alarmId"] for member in detail["members"]}
+    assert f"{alarm_scenarios.RELEASE_CAMERA}--camera-smoke" in members
+    fires = f"{info['http_api']}/v1/incidents?type=fire&site={SITE}"
+    status, body = await run_pasted(f"curl -sS -H 'Authorization: Bearer {viewer}' '{fires}'")
+    assert status == 200 and json.loads(body)["items"] == [], body
     by_responder = [change for actor, change in changes if actor == RESPONDER]
     assert by_responder == ["acknowledged", "dispatched", "resolved"]
     return str(opened["id"])
