@@ -45,7 +45,6 @@ ORDER BY k.n
 """
 
 
-
 def find_device(
     registry: SiteRegistry, principal: Principal, device_id: str, site_id: str | None
 ) -> tuple[Site, Device]:

@@ -25,7 +25,6 @@ BASE = RECENT
 KST = timezone(timedelta(hours=9))
 
 
-
 async def post(
     hub: RunningHub,
     body: Any,
