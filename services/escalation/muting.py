@@ -21,7 +21,6 @@ from services.escalation import metrics
 from services.escalation.adapters import maintenance_db
 from services.escalation.adapters.deliveries_db import Queued
 from services.escalation.adapters.incident_change import ChangeMessage
-from services.escalation.domain.maintenance import DEFAULT_HORIZON
 from services.escalation.domain.muting import NEVER_HELD, Held, Subject, hold, safety_class
 
 log = get_logger(__name__)
@@ -68,7 +67,7 @@ async def mute(
             continue
         out.append(replace(row, status="muted", reason=held.reason))
         timers[key] = maintenance_db.Held(
-            row.tenant, row.incident_id, subject.site, subject.zones, held.until or now + DEFAULT_HORIZON
+            row.tenant, row.incident_id, subject.site, subject.zones, held.look_again(now)
         )
         log.info(
             "notification_muted",

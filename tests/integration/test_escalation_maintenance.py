@@ -222,3 +222,49 @@ async def test_the_api_names_the_wrong_field_hides_other_tenants_windows_and_aud
         "maintenance_window.updated",
         "maintenance_window.deleted",
     ]
+
+
+async def test_a_climb_during_the_window_is_muted_step_by_step_and_an_acknowledged_incident_stays_quiet(
+    hub: RunningHub, nc: NATS
+) -> None:
+    key = await admin_key(hub)
+    async with receiving(Receiver()) as manager:
+        # Filters that take nothing: whatever the manager would hear comes from the policy.
+        created = await create_endpoint(hub, key, url=manager.url, types=["intrusion"])
+        manager.secret = created["secret"]
+        status, _ = await call(
+            hub,
+            "POST",
+            "/v1/policies",
+            key,
+            {"steps": [{"endpoints": [created["id"]], "waitS": 0.3, "repeat": 20}]},
+        )
+        assert status == 201
+        now = datetime.now(UTC)
+        end = now + timedelta(seconds=4)
+        await create_window(hub, key, {"site": SITE, "zone": "fcc-2", "schedule": once(now, end)})
+
+        fault = a_fault()
+        await publish_change(nc, fault, "opened", Status.OPEN)
+
+        async def steps_muted() -> list[dict[str, Any]] | None:
+            found = await deliveries(hub, key, f"?incident={fault.id}")
+            return found if sum(d["change"] == "escalated" for d in found) >= 2 else None
+
+        muted = await eventually(steps_muted, what="two muted climb steps")
+        assert {d["status"] for d in muted} == {"muted"}
+        await publish_change(nc, fault, "acknowledged", Status.ACKNOWLEDGED)
+        await consumed(nc)
+
+        async def over() -> bool | None:
+            held = await hub.hub.pool.fetchval(
+                "SELECT count(*) FROM escalation_held WHERE incident_id = $1", fault.id
+            )
+            return True if datetime.now(UTC) > end and held == 0 else None
+
+        await eventually(over, what="the window over and the fault looked at again", timeout=20)
+        # Acknowledged during the window: nobody is paged about it after (the site's endpoint
+        # had the window's ending reminder only).
+        assert [e["type"] for e in manager.events()] == ["org.safetyhub.maintenance.ending.v1"]
+        statuses = {d["status"] for d in await deliveries(hub, key, f"?incident={fault.id}")}
+        assert statuses == {"muted"}

@@ -244,6 +244,9 @@ WITH latest AS (
 UPDATE escalation_deliveries d SET status = 'pending', due_at = $3, last_error = ''
 FROM latest
 WHERE d.id = latest.id AND latest.status = 'muted'
+  -- A deleted endpoint's held notifications stay as they are: nobody is there to send them to.
+  AND EXISTS (SELECT 1 FROM escalation_endpoints e
+              WHERE e.tenant = d.tenant AND e.id = d.endpoint_id AND e.deleted_at IS NULL)
   AND NOT EXISTS (SELECT 1 FROM state WHERE change IN ('acknowledged', 'dispatched', 'resolved', 'closed'))
 RETURNING d.id
 """

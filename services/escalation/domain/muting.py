@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from services.escalation.domain.maintenance import (
     MaintenanceWindow,
@@ -25,6 +25,10 @@ NEVER_HELD = frozenset({"resolved", "closed"})
 # Incident types that are safety-class whatever their alarms say (gas, fire, person down: as the
 # alarm classes call safety): a maintenance window never silences them.
 SAFETY_TYPES = frozenset({"gas_release", "fire", "person_down"})
+# How far ahead the end of a muting is looked for. A held incident is looked at again then at the
+# latest (no harm in looking early); a year ahead over dozens of recurring windows would take a
+# consumer's batch hundreds of milliseconds per incident.
+LOOK_AHEAD = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +42,8 @@ class Subject:
 
 @dataclass(frozen=True, slots=True)
 class Held:
-    """A notification held back: by which windows, and when the muting may end (None: not
-    within the horizon looked at)."""
+    """A notification held back: by which windows, and when the muting ends (None: not within
+    LOOK_AHEAD)."""
 
     windows: tuple[str, ...]
     until: datetime | None
@@ -47,8 +51,12 @@ class Held:
     @property
     def reason(self) -> str:
         names = ", ".join(self.windows)
-        until = f" until {self.until.isoformat()}" if self.until is not None else ""
-        return f"muted by maintenance window {names}{until}"
+        until = f"until {self.until.isoformat()}" if self.until is not None else "for a day or more"
+        return f"muted by maintenance window {names} {until}"
+
+    def look_again(self, at: datetime) -> datetime:
+        """When the held incident's timer is due: the end of the muting, or LOOK_AHEAD on."""
+        return self.until if self.until is not None else at + LOOK_AHEAD
 
 
 def hold(windows: Sequence[MaintenanceWindow], subject: Subject, change: str, at: datetime) -> Held | None:
@@ -58,7 +66,9 @@ def hold(windows: Sequence[MaintenanceWindow], subject: Subject, change: str, at
     if not is_muted(windows, site=subject.site, zone=subject.zones, safety_class=False, at=at):
         return None
     running = active_windows(windows, subject.site, subject.zones, at)
-    until = next_change(windows, site=subject.site, zone=subject.zones, safety_class=False, at=at)
+    until = next_change(
+        windows, site=subject.site, zone=subject.zones, safety_class=False, at=at, horizon=LOOK_AHEAD
+    )
     return Held(tuple(sorted({o.window.id for o in running})), until)
 
 
