@@ -268,3 +268,32 @@ async def test_a_climb_during_the_window_is_muted_step_by_step_and_an_acknowledg
         assert [e["type"] for e in manager.events()] == ["org.safetyhub.maintenance.ending.v1"]
         statuses = {d["status"] for d in await deliveries(hub, key, f"?incident={fault.id}")}
         assert statuses == {"muted"}
+
+
+async def test_a_reminder_and_a_held_opening_due_while_the_hub_is_down_are_sent_once_after_it_restarts(
+    nats_url: str, database_url: str, nc: NATS
+) -> None:
+    async with receiving(Receiver()) as room:
+        async with escalation_hub(nats_url, database_url) as first:
+            key = await admin_key(first)
+            room.secret = (await create_endpoint(first, key, url=room.url, sites=[SITE]))["secret"]
+            now = datetime.now(UTC)
+            end = now + timedelta(seconds=15)
+            reminder_due = end - timedelta(seconds=8)
+            await create_window(
+                first, key, {"site": SITE, "zone": "fcc-2", "schedule": once(now, end), "reminderLeadS": 8}
+            )
+            fault = a_fault()
+            await publish_change(nc, fault, "opened", Status.OPEN)
+            await consumed(nc)
+            (held,) = await deliveries(first, key, f"?incident={fault.id}")
+            assert held["status"] == "muted"
+        # Both timers fall due while no hub runs: they are rows, not sleeping tasks.
+        assert datetime.now(UTC) < reminder_due, "the first hub took too long to stop for this test"
+        assert room.received == []
+        async with escalation_hub(nats_url, database_url) as second:
+            ending = await eventually(lambda: heard(room, "ending"), what="the reminder", timeout=20)
+            opened = await eventually(lambda: heard(room, "opened"), what="the held opening", timeout=25)
+            assert [e["subject"] for e in opened] == [fault.id] and len(ending) == 1
+            assert max(room.by_id.values()) == 1
+            assert (await deliveries(second, key, f"?incident={fault.id}"))[0]["status"] == "delivered"
