@@ -135,7 +135,9 @@ async def _bridge_received(http_url: str, metric: str = "safetyhub_bridge_receiv
     `safetyhub_bridge_published_total`, the readings JetStream has accepted from it."""
     async with aiohttp.ClientSession() as session, session.get(http_url + "/metrics") as resp:
         text = await resp.text()
-    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(metric)))
+    return int(
+        sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(metric))
+    )
 
 
 PUBLISHED = "safetyhub_bridge_published_total"
@@ -375,7 +377,9 @@ async def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="safetyhub-bench-"))
     os.chmod(workdir, 0o755)  # the embedded PostgreSQL runs unprivileged when we are root
     opcua, opcua_bare = await _opcua_server(points, args.opcua_count)
-    config = _config(workdir, args.broker, points, opcua.file(workdir) if opcua else None, args.protocol)
+    config = _config(
+        workdir, args.broker, points, opcua.file(workdir) if opcua else None, args.protocol
+    )
     url = (
         args.broker
         or f"mqtt://127.0.0.1:{json.loads(config.read_text())['ingest']['mqtt']['broker']['port']}"

@@ -110,7 +110,8 @@ async def follow(args: argparse.Namespace) -> int:
             await js.consumer_info(STREAM, durable)
         except nats.js.errors.NotFoundError:
             print(
-                f"city_consumer: FEED has no consumer {durable!r} yet; the hub creates it (ask its operator)",
+                f"city_consumer: FEED has no consumer {durable!r} yet; the hub creates it"
+                " (ask its operator)",
                 file=sys.stderr,
             )
             return 1

@@ -22,6 +22,7 @@ from services.store.query import MAX_LIMIT, BadCursor, ObservationQuery, decode_
 _PARAMS = frozenset({"site", "device", "kind", "since", "until", "limit", "cursor"})
 
 
+
 # An unescaped "+" in a query string arrives as a space. In an RFC 3339 time a space followed by
 # the offset's digits can only have been that "+", so it is read as one instead of refused.
 _SPACED_OFFSET = re.compile(r"^(?P<moment>.+\d) (?P<offset>\d{2}:\d{2})\Z")

@@ -45,6 +45,7 @@ ORDER BY k.n
 """
 
 
+
 def find_device(
     registry: SiteRegistry, principal: Principal, device_id: str, site_id: str | None
 ) -> tuple[Site, Device]:

@@ -19,6 +19,7 @@ from tests.e2e.test_hub_process import HubProcess, _post, _readings, _stored_ids
 pytestmark = pytest.mark.e2e
 
 
+
 def _server_pid(hub: HubProcess, name: str) -> int:
     if name == "nats-server":
         return int((hub.data_dir / "nats" / "nats-server.pid").read_text().strip())

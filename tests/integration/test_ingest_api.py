@@ -25,6 +25,7 @@ BASE = RECENT
 KST = timezone(timedelta(hours=9))
 
 
+
 async def post(
     hub: RunningHub,
     body: Any,

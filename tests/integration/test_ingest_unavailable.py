@@ -111,13 +111,8 @@ async def test_a_503_while_the_bus_is_frozen_says_the_request_may_have_been_stor
             # With an id but no time: stamped on arrival, so the retry has another time; the
             # stream drops it as a duplicate within its window all the same.
             + [
-                {
-                    "id": f"untimed-{n}",
-                    "site": "ulsan-refinery",
-                    "device": "gd-cdu1-103",
-                    "kind": "gas.co",
-                    "value": float(n),
-                }
+                {"id": f"untimed-{n}", "site": "ulsan-refinery", "device": "gd-cdu1-103",
+                 "kind": "gas.co", "value": float(n)}
                 for n in range(6)
             ]
         )

@@ -254,7 +254,9 @@ async def test_creating_and_revoking_a_key_are_audit_events_without_the_secret(p
         await revoke_key(pool, key_id(token))
 
     audit = [entry for entry in logs if entry["event"] == "audit"]
-    assert [(entry["action"], entry["key_id"], entry["tenant"], entry["role"]) for entry in audit] == [
+    assert [
+        (entry["action"], entry["key_id"], entry["tenant"], entry["role"]) for entry in audit
+    ] == [
         ("key_created", key_id(token), "acme", "operator"),
         ("key_revoked", key_id(token), "acme", "operator"),
     ]

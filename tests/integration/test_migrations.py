@@ -39,15 +39,7 @@ async def test_a_fresh_database_gets_every_table_and_each_version_recorded_once(
     wanted = REGISTRY.migrations()
     components = {m.component for m in wanted}
     assert components == {
-        "auth",
-        "store",
-        "outbox",
-        "audit",
-        "alarms",
-        "incidents",
-        "escalation",
-        "video",
-        "feed",
+        "auth", "store", "outbox", "audit", "alarms", "incidents", "escalation", "video", "feed"
     }
 
     applied = await migrations.apply(pool, wanted)

@@ -226,7 +226,9 @@ async def test_a_broker_that_is_down_is_reported_and_the_rest_of_the_hub_serves(
         probe.bind(("127.0.0.1", 0))
         dead = f"mqtt://127.0.0.1:{probe.getsockname()[1]}"
     async with bridged_hub(nats_url, database_url, mqtt_config(dead, prefix, client_id)) as hub:
-        body = await eventually(lambda: _reported_down(hub), what="the bridge reported down", timeout=10)
+        body = await eventually(
+            lambda: _reported_down(hub), what="the bridge reported down", timeout=10
+        )
 
     assert body["http_status"] == 200
     assert body["status"] == "ready"
@@ -386,7 +388,9 @@ async def test_sparkplug_births_data_by_alias_gaps_and_deaths_through_the_broker
             ]
             # An alias never born is a message the hub cannot use: dead-lettered.
             async with sensor(mqtt_url) as edge:
-                await edge.publish(f"{node}/NBIRTH/edge-1", spb(0, {"name": "bdSeq", "long_value": 5}), qos=1)
+                await edge.publish(
+                    f"{node}/NBIRTH/edge-1", spb(0, {"name": "bdSeq", "long_value": 5}), qos=1
+                )
                 await edge.publish(f"{node}/NDATA/edge-1", spb(1, {"alias": 77, "double_value": 1.0}), qos=1)
             [(_, headers, _)] = await dead_letters(nats_url, 1)
             assert headers[REASON_HEADER] == "alias 77 was never born"

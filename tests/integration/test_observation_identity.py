@@ -24,6 +24,7 @@ SITE = "ulsan-refinery"
 BASE = RECENT
 
 
+
 async def post(hub: RunningHub, body: Any, *, key: str = "gateway") -> tuple[int, dict[str, Any]]:
     headers = {**hub.auth(key), "Content-Type": "application/json"}
     data = io.BytesIO(msgspec.json.encode(body))

@@ -68,14 +68,7 @@ async def test_up_runs_the_toy_with_its_config_stream_table_routes_permission_an
     toy_hub: Hub, nats_url: str, database_url: str
 ) -> None:
     assert toy_hub.services == (
-        "ingest",
-        "store",
-        "alarms",
-        "incidents",
-        "escalation",
-        "video",
-        "feed",
-        "toy",
+        "ingest", "store", "alarms", "incidents", "escalation", "video", "feed", "toy"
     )
     viewer = await create_key(toy_hub.pool, tenant="ulsan-refining", role="viewer")
     gateway = await create_key(toy_hub.pool, tenant="ulsan-refining", role="gateway")

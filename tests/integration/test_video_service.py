@@ -320,10 +320,9 @@ async def test_fire_and_smoke_in_a_looping_clip_reach_the_store_as_their_own_obs
             status, content_type, _ = await running.get(found[kind]["snapshot"], "viewer")
             assert (status, content_type) == (200, "image/jpeg")
         # A fire that burns on is reported once per track, not once per frame.
-        assert (
-            await running.hub.pool.fetchval("SELECT count(*) FROM observations WHERE kind = 'video.fire'")
-            <= 2
-        )
+        assert await running.hub.pool.fetchval(
+            "SELECT count(*) FROM observations WHERE kind = 'video.fire'"
+        ) <= 2
     finally:
         await running.session.close()
         await running.hub.stop()

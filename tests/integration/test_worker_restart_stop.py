@@ -41,9 +41,7 @@ class FlakyWorkers(Supervisor):
 
 async def test_a_stop_during_a_worker_restart_ends_the_supervision_at_once(reachable_dir: Path) -> None:
     started = reachable_dir / "second-worker-started"
-    plan = WorkerPlan(
-        1, "127.0.0.1", 0, reachable_dir, None, Endpoints("nats://unused", "postgresql://unused")
-    )
+    plan = WorkerPlan(1, "127.0.0.1", 0, reachable_dir, None, Endpoints("nats://unused", "postgresql://unused"))
     supervisor = FlakyWorkers(plan, started)
     await supervisor.start()
     stop = asyncio.Event()

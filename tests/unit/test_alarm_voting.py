@@ -65,7 +65,9 @@ def test_2oo3_confirms_as_its_policy_says_and_names_every_unreadable_member(
     verdict = vote(group(GAS.id, GAS.m, DEVICES, policy), dict(zip(DEVICES, states, strict=True)))
 
     active = tuple(m for m, s in zip(DEVICES, states, strict=True) if s is Member.ACTIVE)
-    unreadable = tuple(m for m, s in zip(DEVICES, states, strict=True) if s in (Member.FAULTY, Member.STALE))
+    unreadable = tuple(
+        m for m, s in zip(DEVICES, states, strict=True) if s in (Member.FAULTY, Member.STALE)
+    )
     assert verdict.confirmed is EXPECTED[policy][(len(active), len(unreadable))]
     assert verdict.active == active
     # Whatever the policy, a faulty or stale member raises its own fault alarm.

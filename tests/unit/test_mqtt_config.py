@@ -136,13 +136,8 @@ def test_the_bridge_is_off_by_default(tmp_path: Path) -> None:
         (FRIGATE.replace("frigate:\n", "frigate:\n      topic_prefix: a/b\n"), 5, "topic_prefix", "regex"),
         (FRIGATE.replace("frigate:\n", "frigate:\n      url: ftp://x\n"), 4, "mqtt.frigate", "http(s)"),
         (FRIGATE.replace("{bund_t501: tank-farm}", "{}"), 10, "cameras[0].zones", "length >= 1"),
-        (
-            FRIGATE + "        - {name: tank_farm_sw, site: s, device: d, detect: {width: 1, height: 1},"
-            " zones: {a: b}}\n",
-            4,
-            "ingest.mqtt.frigate",
-            "listed twice",
-        ),
+        (FRIGATE + "        - {name: tank_farm_sw, site: s, device: d, detect: {width: 1, height: 1},"
+         " zones: {a: b}}\n", 4, "ingest.mqtt.frigate", "listed twice"),
     ],
 )
 def test_a_bad_bridge_config_names_file_line_and_key(

@@ -29,7 +29,9 @@ def registry() -> SiteRegistry:
     )
 
 
-def mapped(registry: SiteRegistry, topic: str, payload: Any, *templates: TopicTemplate) -> Mapped:
+def mapped(
+    registry: SiteRegistry, topic: str, payload: Any, *templates: TopicTemplate
+) -> Mapped:
     data = payload if isinstance(payload, bytes) else msgspec.json.encode(payload)
     return TopicMap(templates or (PLANT,)).map(topic, data, registry, NOW, LIMITS)
 

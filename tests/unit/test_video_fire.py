@@ -182,3 +182,4 @@ def test_fire_persisting_seconds_in_the_zone_fires_once_and_a_flash_does_not() -
             for f in rules.evaluate(tracker.update([Detection(box, 0.8, "fire")], now), 100, 100, now)
         ]
     assert fired == [(RuleKind.FIRE, 13.5, "fire")]
+

@@ -87,7 +87,11 @@ class TopicTemplate(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_
         _check_pattern(self.pattern)
         named = set(re.findall(r"\{([a-z_]+)\}", self.pattern))
         for field in ("site", "device", "kind"):
-            if field not in named and getattr(self, field) is None and getattr(self, f"{field}_path") is None:
+            if (
+                field not in named
+                and getattr(self, field) is None
+                and getattr(self, f"{field}_path") is None
+            ):
                 raise ValueError(
                     f"topic pattern {self.pattern!r} names no {{{field}}}: give '{field}' (a fixed"
                     f" value) or '{field}_path' (a JSON path into the payload)"
@@ -175,7 +179,8 @@ class MqttConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
             raise ValueError("tls: a client certificate needs both cert_file and key_file")
         if self.enabled and not self.topics and self.sparkplug is None and self.frigate is None:
             raise ValueError(
-                "topics: the bridge is on but maps no topic; add a template, a sparkplug or a frigate section"
+                "topics: the bridge is on but maps no topic; add a template, a sparkplug or a"
+                " frigate section"
             )
 
     @property
