@@ -12,7 +12,13 @@ from services.escalation import metrics
 from services.escalation.config import EscalationConfig
 from services.escalation.deliveries_api import DeliveriesApi
 from services.escalation.endpoints_api import MAX_BODY_BYTES, EndpointsApi
-from services.escalation.permissions import MANAGE_DELIVERIES, MANAGE_ENDPOINTS, MANAGE_POLICIES
+from services.escalation.maintenance_api import MaintenanceApi
+from services.escalation.permissions import (
+    MANAGE_DELIVERIES,
+    MANAGE_ENDPOINTS,
+    MANAGE_MAINTENANCE,
+    MANAGE_POLICIES,
+)
 from services.escalation.policies_api import PoliciesApi
 from services.escalation.service import EscalationService
 from services.incidents.channel import INCIDENTS as INCIDENTS_STREAM
@@ -24,11 +30,13 @@ class Escalation(ServiceInstance):
         self._endpoints = EndpointsApi(context.pool, context.sites)
         self._deliveries = DeliveriesApi(context.pool)
         self._policies = PoliciesApi(context.pool, context.sites)
+        self._maintenance = MaintenanceApi(context.pool, context.sites)
 
     def add_routes(self, app: web.Application) -> None:
         self._endpoints.add_routes(app)
         self._deliveries.add_routes(app)
         self._policies.add_routes(app)
+        self._maintenance.add_routes(app)
 
     @property
     def max_body_bytes(self) -> int:
@@ -42,7 +50,8 @@ class Escalation(ServiceInstance):
             return None if self.service.engine.running else "delivery engine not running"
 
         async def climber_running() -> str | None:
-            return None if self.service.climber.running else "escalation timer not running"
+            running = self.service.climber.running and self.service.maintenance.running
+            return None if running else "escalation timer not running"
 
         return {
             "escalation_consumer": consumer_running,
@@ -64,7 +73,7 @@ ESCALATION: Service[EscalationConfig] = Service(
     factory=Escalation,
     consumes=(INCIDENTS_STREAM,),
     migrations="services.escalation",
-    permissions=(MANAGE_ENDPOINTS, MANAGE_DELIVERIES, MANAGE_POLICIES),
+    permissions=(MANAGE_ENDPOINTS, MANAGE_DELIVERIES, MANAGE_POLICIES, MANAGE_MAINTENANCE),
     panel=(
         PanelRow("Deliveries queued", metrics.QUEUED),
         PanelRow("Delivery attempts", metrics.ATTEMPTS, by="outcome"),

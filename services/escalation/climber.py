@@ -7,7 +7,8 @@ an acknowledgement, a resolution or a closing stops the climb. `run` finds the d
 `poll_interval_s`, each pass one transaction that locks them (`FOR UPDATE SKIP LOCKED`: any number
 of workers, each climb advanced once), reads their policies as they are now, queues the next
 notification (`org.safetyhub.incident.escalated.v1`, the incident as of its latest change) and
-moves the timer, committed together.
+moves the timer, committed together. A step during a maintenance window that mutes the incident
+is recorded as held (muting.py), and the climb's timer moves on all the same.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from services.escalation.adapters.endpoints_db import EndpointRow
 from services.escalation.adapters.incident_change import ChangeMessage, change_of
 from services.escalation.adapters.policies_db import ClimbRow
 from services.escalation.domain import policy as climbing
+from services.escalation.domain.muting import Subject
+from services.escalation.muting import mute, subject_of
 from services.escalation.render import Renderer
 
 log = get_logger(__name__)
@@ -202,6 +205,7 @@ class Climber:
             policies = await policies_db.policies_by_id(conn, {(r.tenant, r.climb.policy_id) for r in due})
             endpoints = await endpoints_db.of_tenants(conn, sorted({r.tenant for r in due}))
             rows: list[Queued] = []
+            subjects: dict[tuple[str, str], Subject] = {}
             # The CAP alerts each endpoint has had of each incident, for the step's references.
             earlier: dict[tuple[str, str], list[str]] = {}
             for tenant in {r.tenant for r in due}:
@@ -216,6 +220,7 @@ class Climber:
                     log.info("climb_ended", incident_id=row.climb.incident_id, why=row.climb.stopped)
                     continue
                 change = change_of(IncidentChange.FromString(row.latest), change=ESCALATED, at=now)
+                subjects[(row.tenant, row.climb.incident_id)] = subject_of(change)
                 by_id = {e.id: e for e in endpoints.get(row.tenant, []) if e.enabled}
                 extra = {
                     "escalationpolicy": policy.id,
@@ -239,5 +244,6 @@ class Climber:
                     round=notify.round,
                     endpoints=len(notify.endpoints),
                 )
+            rows = await mute(conn, rows, subjects, now)
             await deliveries_db.queue(conn, rows, now)
         return len(due)

@@ -28,7 +28,7 @@ from services.escalation.adapters.deliveries_db import NOTIFY_CHANNEL
 from services.escalation.permissions import MANAGE_DELIVERIES
 from services.incidents.read_json import rfc3339
 
-STATUSES = ("pending", "sending", "delivered", "dead", "cancelled")
+STATUSES = ("pending", "sending", "delivered", "dead", "cancelled", "muted")
 _PARAMS = frozenset({"endpoint", "incident", "status", "limit", "cursor"})
 _ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}\Z")
 _DELIVERY_ID = re.compile(r"^msg_[0-9A-HJKMNP-TV-Z]{26}\Z")
@@ -46,7 +46,7 @@ def delivery_json(row: asyncpg.Record) -> dict[str, Any]:
     return {
         "id": row["id"],
         "endpoint": row["endpoint_id"],
-        "incident": row["incident_id"],
+        "incident": row["incident_id"] or None,  # none for a maintenance reminder
         "site": row["site"],
         "change": row["change"],
         "type": row["event_type"],

@@ -18,3 +18,7 @@ ATTEMPT_SECONDS = Histogram(
     "Time of one attempt, request sent to answer read",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0),
 )
+MUTED = Counter("safetyhub_escalation_muted", "Notifications held back by a maintenance window")
+REMINDERS = Counter(
+    "safetyhub_escalation_maintenance_reminders", "Maintenance-ending reminders queued, one per endpoint"
+)

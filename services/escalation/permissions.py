@@ -24,3 +24,11 @@ MANAGE_POLICIES = Permission(
     frozenset({"admin"}),
     "manage escalation policies: their steps, waits, repeats and acknowledgement deadlines",
 )
+
+# When a site's non-safety notifications are muted: the tenant's administrators (a key limited to
+# sites, for those sites only).
+MANAGE_MAINTENANCE = Permission(
+    "escalation.maintenance",
+    frozenset({"admin"}),
+    "manage maintenance windows: when a site's or zone's non-safety notifications are muted",
+)

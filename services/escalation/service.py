@@ -32,6 +32,8 @@ from services.escalation.adapters.incident_change import ChangeMessage, read_cha
 from services.escalation.climber import Climber, webhook_id
 from services.escalation.config import EscalationConfig
 from services.escalation.engine import DeliveryEngine
+from services.escalation.maintenance_timer import MaintenanceTimer
+from services.escalation.muting import mute, subject_of
 from services.escalation.render import Renderer
 from services.incidents.channel import INCIDENT_CHANNEL
 
@@ -67,17 +69,20 @@ class EscalationService:
         )
         self.engine = DeliveryEngine(pool, config)
         self.climber = Climber(pool, self._renderer, poll_interval_s=config.poll_interval_s)
+        self.maintenance = MaintenanceTimer(pool, poll_interval_s=config.poll_interval_s)
         self.consuming = False
 
     async def start(self) -> None:
         await self.engine.start()
         await self.climber.start()
+        await self.maintenance.start()
         await self._consumer.start()
         self.consuming = True
 
     async def stop(self) -> None:
         await self._consumer.stop()
         self.consuming = False
+        await self.maintenance.stop()
         await self.climber.stop()
         await self.engine.stop()
 
@@ -134,6 +139,9 @@ class EscalationService:
                         cap_reference=rendered.cap_reference,
                     )
                 )
+        # A maintenance window holds back what it mutes (recorded, not sent).
+        subjects = {(c.tenant, c.incident_id): subject_of(c) for c in changes}
+        rows = await mute(conn, rows, subjects, datetime.now(UTC))
         queued = await deliveries_db.queue(conn, rows, datetime.now(UTC))
         if queued:
             metrics.QUEUED.inc(queued)

@@ -74,6 +74,8 @@ async def test_a_fresh_database_gets_every_table_and_each_version_recorded_once(
         "escalation_deliveries",
         "escalation_policies",
         "escalation_climbs",
+        "escalation_maintenance_windows",
+        "escalation_held",
         "video_snapshots",
         "feed_policies",
         "feed_exports",

@@ -70,6 +70,7 @@ MAY = {
         "escalation.endpoints",
         "escalation.deliveries",
         "escalation.policies",
+        "escalation.maintenance",
     },
     "platform": set(),
 }

@@ -298,6 +298,7 @@ def test_a_recurrence_running_into_its_next_occurrence_is_reminded_before_the_la
         ),
         ('{"kind":"cron","cron":"0 22 * * 1-5","duration":"-PT1H"}', "schedule.duration", "positive"),
         ('{"kind":"cron","cron":"61 * * * *","duration":"PT1H"}', "schedule.cron", "minute"),
+        ('{"kind":"cron","cron":"*/5 * * * *","duration":"PT1H"}', "schedule.cron", "at most hourly"),
         ('{"kind":"cron","cron":"0 0 30 2 *","duration":"PT1H"}', "schedule.cron", "day-of-month"),
         ('{"kind":"cron","cron":"0 0 * * * *","duration":"PT1H"}', "schedule.cron", "5 fields"),
         ('{"kind":"cron","cron":"@daily","duration":"PT1H"}', "schedule.cron", "5 fields"),

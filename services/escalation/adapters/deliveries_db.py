@@ -22,13 +22,14 @@ NOTIFY_CHANNEL = "escalation_due"
 _QUEUE = """
 WITH queued AS (
     INSERT INTO escalation_deliveries (id, tenant, endpoint_id, incident_id, site, change, event_type,
-                                       body, content_type, status, due_at, created_at, cap_reference)
+                                       body, content_type, status, due_at, created_at, cap_reference,
+                                       last_error)
     SELECT q.id, q.tenant, q.endpoint_id, q.incident_id, q.site, q.change, q.event_type, q.body,
-           q.content_type, 'pending', $11, q.created_at, q.cap_reference
+           q.content_type, q.status, $11, q.created_at, q.cap_reference, q.reason
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                $8::bytea[], $9::text[], $10::timestamptz[], $13::text[])
+                $8::bytea[], $9::text[], $10::timestamptz[], $13::text[], $14::text[], $15::text[])
          AS q(id, tenant, endpoint_id, incident_id, site, change, event_type, body, content_type, created_at,
-              cap_reference)
+              cap_reference, status, reason)
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 )
@@ -88,6 +89,9 @@ class Queued:
     created_at: datetime
     # A CAP alert's own reference ("sender,identifier,sent"), for the alerts after it.
     cap_reference: str | None = None
+    # `pending`, or `muted`: held back by a maintenance window, `reason` saying which.
+    status: str = "pending"
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,14 +139,16 @@ async def queue(conn: asyncpg.Connection, rows: Sequence[Queued], now: datetime)
                     r.content_type,
                     r.created_at,
                     r.cap_reference,
+                    r.status,
+                    r.reason,
                 )
                 for r in rows
             ),
             strict=True,
         )
     )
-    *values, references = map(list, columns)
-    result = await conn.fetchrow(_QUEUE, *values, now, NOTIFY_CHANNEL, references)
+    *values, references, statuses, reasons = map(list, columns)
+    result = await conn.fetchrow(_QUEUE, *values, now, NOTIFY_CHANNEL, references, statuses, reasons)
     return int(result["queued"]) if result is not None else 0
 
 
@@ -154,7 +160,8 @@ async def cap_references(
     rows = await conn.fetch(
         "SELECT incident_id, endpoint_id, cap_reference FROM escalation_deliveries"
         " WHERE tenant = $1 AND incident_id = ANY($2::text[]) AND cap_reference IS NOT NULL"
-        " ORDER BY seq",
+        # A held alert was never sent: the next one does not reference it.
+        " AND status <> 'muted' ORDER BY seq",
         tenant,
         list(incident_ids),
     )

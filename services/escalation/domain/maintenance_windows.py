@@ -255,6 +255,11 @@ def _cron(expression: str) -> str:
     fields = expression.split()
     if len(fields) != 5:
         raise InvalidWindow("schedule.cron", f"5 fields (minute hour day month weekday), not {len(fields)}")
+    if not fields[0].isdigit():
+        # One minute of the hour: a list, range or step there would start windows more often.
+        raise InvalidWindow(
+            "schedule.cron", "a maintenance window recurs at most hourly: the minute is one number"
+        )
     text = " ".join(fields)
     try:
         CronSim(text, datetime(2000, 1, 1))
