@@ -11,9 +11,9 @@ use answers 410 naming who used it and when. An incident acknowledged, dispatche
 already is told plainly (200) and consumes nothing.
 
 A forged, expired or otherwise unusable token, or one naming an incident that is not there, is
-one answer: 404 "not valid". It tells a guesser nothing. Answers are HTML pages (a person follows
-the link), or problem+json for a client that asks for JSON and not HTML. The token never reaches a
-log or a problem's `instance`.
+one answer: 404 "not valid". It tells a guesser nothing. Pages are HTML (a person follows the
+link); a refusal is an HTML page to a browser (Accept: text/html) and problem+json to any other.
+The token never reaches a log or a problem's `instance`.
 """
 
 from __future__ import annotations
@@ -223,8 +223,8 @@ class AckLinkApi:
 
 
 def _wants_json(request: web.Request) -> bool:
-    accept = request.headers.get("Accept", "").lower()
-    return "json" in accept and "text/html" not in accept
+    # A browser asks for HTML; any other client gets the problem+json every refusal of the API is.
+    return "text/html" not in request.headers.get("Accept", "").lower()
 
 
 def _not_valid(request: web.Request, reason: str) -> web.Response:

@@ -79,7 +79,12 @@ def on_hub(hub: RunningHub, url: str) -> str:
     return hub.url + url[len(PUBLIC) :]
 
 
+BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
 async def follow(hub: RunningHub, method: str, url: str, **headers: str) -> tuple[int, str, dict[str, str]]:
+    """The link followed as a browser does (unless `headers` say otherwise)."""
+    headers.setdefault("Accept", BROWSER)
     async with hub.session.request(method, url, headers=headers) as response:
         return response.status, await response.text(), dict(response.headers)
 
@@ -154,7 +159,7 @@ async def refused_alike(hub: RunningHub, key: str, link: str, incident_id: str, 
         for method in ("GET", "POST"):
             status, page, _ = await follow(hub, method, bad)
             assert status == 404 and "not valid" in page, page
-    status, problem, headers = await follow(hub, "POST", tampered, Accept="application/json")
+    status, problem, headers = await follow(hub, "POST", tampered, Accept="*/*")
     assert status == 404 and headers["Content-Type"].startswith("application/problem+json")
     assert "/v1/ack/{token}" in problem and tampered.rsplit("/", 1)[1] not in problem
     assert (await incident(hub, key, incident_id))["incident"]["status"] == "open"
