@@ -202,11 +202,11 @@ class AckLinkApi:
         self, request: web.Request, conn: asyncpg.Connection, incident: Incident
     ) -> web.Response:
         by = await ack_links.acknowledged_by(conn, incident.tenant, incident.id)
-        who = f" by {by[0]} at {rfc3339(by[1])}" if by is not None else ""
+        who = f", acknowledged by {by[0]} at {rfc3339(by[1])}" if by is not None else ""
         return page(
             200,
             f"Already {incident.status}",
-            f"This incident was acknowledged already{who}; nothing was changed.",
+            f"This incident is {incident.status} already{who}; nothing was changed.",
             self._facts(request, incident),
         )
 
