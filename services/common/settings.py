@@ -33,6 +33,10 @@ class HttpConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     max_connections: Positive = 4096
     # An idle keep-alive connection is closed after this long (longer than clients keep theirs).
     keepalive_timeout_s: PositiveFloat = 75.0
+    # The hub's address as people reach it (behind a proxy, its public name): the base of the
+    # links it sends out, such as a notification's acknowledgement link. "" (the default): none
+    # is sent. `safetyhub demo` sets it to its own address when unset.
+    public_url: Annotated[str, msgspec.Meta(pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$")] = ""
 
 
 class StreamConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):

@@ -26,7 +26,9 @@ from services.incidents.channel import INCIDENTS as INCIDENTS_STREAM
 
 class Escalation(ServiceInstance):
     def __init__(self, context: ServiceContext, config: EscalationConfig) -> None:
-        self.service = EscalationService(context.pool, context.js, config, context.sites)
+        self.service = EscalationService(
+            context.pool, context.js, config, context.sites, public_url=context.config.http.public_url
+        )
         self._endpoints = EndpointsApi(context.pool, context.sites)
         self._deliveries = DeliveriesApi(context.pool)
         self._policies = PoliciesApi(context.pool, context.sites)

@@ -64,3 +64,6 @@ class EscalationConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, 
     # Who CAP alerts come from: <sender> (an address or URN, no spaces or commas), <senderName>
     # (the site's name when empty) and <web> ("{incident_id}" stands for the incident's id).
     cap: CapOrigin = msgspec.field(default_factory=lambda: CapOrigin(sender="safetyhub@localhost"))
+    # How long a notification's acknowledgement link stays usable, in hours (a link is made only
+    # when `http.public_url` is set).
+    ack_link_ttl_h: PositiveFloat = 24.0

@@ -17,6 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from services.common.contracts import IncidentChange
 from services.common.sites.model import LatLon, Site
 from services.common.sites.registry import SiteRegistry
+from services.escalation.ack_links import AckLinks
 from services.escalation.adapters.cloudevent import CONTENT_TYPE as JSON_CONTENT_TYPE
 from services.escalation.adapters.cloudevent import cloudevent
 from services.escalation.adapters.endpoints_db import EndpointRow
@@ -32,9 +33,12 @@ class Rendered:
 
 
 class Renderer:
-    def __init__(self, origin: CapOrigin, sites: Callable[[], SiteRegistry]) -> None:
+    def __init__(
+        self, origin: CapOrigin, sites: Callable[[], SiteRegistry], links: AckLinks | None = None
+    ) -> None:
         self._origin = origin
         self._sites = sites
+        self._links = links
 
     def render(
         self,
@@ -45,9 +49,12 @@ class Renderer:
         earlier: Sequence[str] = (),
     ) -> Rendered:
         """`earlier`: the references of the CAP alerts this endpoint was sent about this incident,
-        oldest first (ignored for JSON)."""
+        oldest first (ignored for JSON). A notification of an incident awaiting acknowledgement
+        carries its signed one-time acknowledgement link (ack_links.py) when the hub has a public URL."""
+        ack_url = self._links.url(change, endpoint, delivery_id) if self._links is not None else None
         if endpoint.format != "cap":
-            return Rendered(cloudevent(change, delivery_id, endpoint.language, extra), JSON_CONTENT_TYPE)
+            body = cloudevent(change, delivery_id, endpoint.language, extra, ack_url=ack_url)
+            return Rendered(body, JSON_CONTENT_TYPE)
         language: Language = "ko" if endpoint.language == "ko" else "en"
         alert = render_cap(
             _as_notified(change, delivery_id),
@@ -55,6 +62,7 @@ class Renderer:
             origin=self._origin,
             language=language,
             earlier=[CapReference.parse(ref) for ref in earlier],
+            ack_url=ack_url or "",
         )
         return Rendered(alert.xml, CAP_CONTENT_TYPE, str(alert.reference))
 

@@ -26,6 +26,7 @@ from services.common.outbox import Outbox
 from services.common.outbox.unit_of_work import UnitOfWork
 from services.common.sites.registry import SiteRegistry
 from services.escalation import metrics
+from services.escalation.ack_links import AckLinks
 from services.escalation.adapters import deliveries_db, endpoints_db
 from services.escalation.adapters.deliveries_db import Queued
 from services.escalation.adapters.incident_change import ChangeMessage, read_change
@@ -49,9 +50,13 @@ class EscalationService:
         js: JetStreamContext,
         config: EscalationConfig,
         sites: Callable[[], SiteRegistry],
+        *,
+        public_url: str = "",
     ) -> None:
         self._config = config
-        self._renderer = Renderer(config.cap, sites)
+        self._pool = pool
+        self._links = AckLinks(public_url, config.ack_link_ttl_h * 3600.0)
+        self._renderer = Renderer(config.cap, sites, self._links)
         self._changes = frozenset(config.changes)
         self.outbox = Outbox(pool, SERVICE)
         spec = ConsumerSpec(
@@ -73,6 +78,8 @@ class EscalationService:
         self.consuming = False
 
     async def start(self) -> None:
+        # The signing key before the first notification is rendered.
+        await self._links.load(self._pool)
         await self.engine.start()
         await self.climber.start()
         await self.maintenance.start()

@@ -225,11 +225,12 @@ class Hub:
         verifier = KeyVerifier(pool)
         max_body = max((i.max_body_bytes for i in instances), default=0) or _DEFAULT_MAX_BODY
         public = self._catalog.public_paths(self._services)
+        prefixes = ("/docs/", *self._catalog.public_prefixes(self._services))
         app = web.Application(
             client_max_size=max_body,
             middlewares=[
                 problem_middleware,
-                auth_middleware(verifier, public_paths=public, public_prefixes=("/docs/",), tokens=tokens),
+                auth_middleware(verifier, public_paths=public, public_prefixes=prefixes, tokens=tokens),
             ],
         )
         app[MAX_BODY_BYTES] = max_body

@@ -193,6 +193,18 @@ def with_demo_sharing(config: HubConfig, registry: SiteRegistry) -> HubConfig:
     return msgspec.structs.replace(config, feed=msgspec.structs.replace(section, policies=policies))
 
 
+def with_demo_public_url(config: HubConfig) -> HubConfig:
+    """The demo's notifications carry acknowledgement links: without `http.public_url`, the hub's
+    own address on this machine (its configured port; a port picked at start has no address yet)."""
+    http = config.http
+    if http.public_url or http.port == 0:
+        return config
+    host = "127.0.0.1" if http.host in ("0.0.0.0", "::", "") else http.host
+    host = f"[{host}]" if ":" in host else host
+    public = msgspec.structs.replace(http, public_url=f"http://{host}:{http.port}")
+    return msgspec.structs.replace(config, http=public)
+
+
 async def run_demo(config: HubConfig, base: Path, data_dir: Path, *, live: bool = True) -> int:
     from services.hub.cli import install_stop_signals
 
@@ -206,7 +218,7 @@ async def run_demo(config: HubConfig, base: Path, data_dir: Path, *, live: bool 
     try:
         sites = await load_sites(config, base)
         registry = sites.registry
-        config = with_demo_sharing(config, registry)
+        config = with_demo_public_url(with_demo_sharing(config, registry))
         camera = demo_camera(config, registry)
         filmed = [(camera.site, camera.device)] if camera is not None else []
         simulator = PlantSimulator(registry, filmed=filmed)

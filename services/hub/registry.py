@@ -100,6 +100,10 @@ class Registry:
         chosen = self.services if services is None else services
         return HUB_PUBLIC_PATHS.union(*(s.public_paths for s in chosen))
 
+    def public_prefixes(self, services: Sequence[Service[Any]] | None = None) -> tuple[str, ...]:
+        chosen = self.services if services is None else services
+        return tuple(prefix for s in chosen for prefix in s.public_prefixes)
+
     def permissions(self) -> tuple[Permission, ...]:
         kernel = tuple(p for k in self.kernel for p in k.permissions)
         return kernel + tuple(p for s in self.services for p in s.permissions)

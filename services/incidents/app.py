@@ -13,6 +13,8 @@ from services.alarms.rules_reload import Rules, rule_patterns
 from services.common.http.ops import ReadinessCheck
 from services.common.kernel import PanelRow, Service, ServiceContext, ServiceInstance
 from services.incidents import metrics
+from services.incidents.ack_api import PREFIX as ACK_PREFIX
+from services.incidents.ack_api import AckLinkApi
 from services.incidents.actions_api import MAX_BODY_BYTES, IncidentActionsApi
 from services.incidents.adapters.signals import SignalReader
 from services.incidents.attachments_api import MAX_ATTACHMENT_BODY, IncidentAttachmentsApi
@@ -41,6 +43,7 @@ class Incidents(ServiceInstance):
         self._reads = IncidentReadApi(context.pool, context.sites)
         self._actions = IncidentActionsApi(self.service, self._reads)
         self._attachments = IncidentAttachmentsApi(context.pool, self.service, self._reads)
+        self._ack_links = AckLinkApi(context.pool, self.service, context.sites)
         # One subscription per stream for every live client of this process.
         self._feed = LiveFeed(context.js, queue_max=config.stream_queue_max)
         self._stream = StreamApi(self._feed, context.pool, context.sites, config)
@@ -49,6 +52,7 @@ class Incidents(ServiceInstance):
         self._reads.add_routes(app)
         self._actions.add_routes(app)
         self._attachments.add_routes(app)
+        self._ack_links.add_routes(app)
         self._stream.add_routes(app)
 
     @property
@@ -94,6 +98,8 @@ INCIDENTS: Service[IncidentsConfig] = Service(
     consumes=(ALARMS_STREAM,),
     migrations="services.incidents",
     permissions=(READ_INCIDENTS, WORK_INCIDENTS, ASSIGN_INCIDENTS),
+    # The acknowledgement links: their signed token is their only credential (ack_api.py).
+    public_prefixes=(ACK_PREFIX,),
     panel=(
         PanelRow("Open incidents", metrics.OPEN, by="severity"),
         PanelRow("Incident changes", metrics.CHANGES),

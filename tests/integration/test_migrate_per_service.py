@@ -41,7 +41,7 @@ async def test_migrate_one_service_applies_the_kernels_and_that_services_migrati
 
     args = _parser().parse_args(["migrate", "--service", "ingest"])
     await commands.migrate(config, reachable_dir, args.service)
-    kernel_only = {"auth": 3, "outbox": 1, "audit": 3}
+    kernel_only = {"auth": 3, "outbox": 1, "audit": 4}
     assert await components(database_url) == kernel_only, "ingest has no tables; the store's wait"
 
     args = _parser().parse_args(["migrate", "--service", "store"])
@@ -49,7 +49,7 @@ async def test_migrate_one_service_applies_the_kernels_and_that_services_migrati
     assert await components(database_url) == {
         "auth": 3,
         "outbox": 1,
-        "audit": 3,
+        "audit": 4,
         "store": 3,
         "observations table": 1,
     }
@@ -65,6 +65,6 @@ async def test_a_process_running_ingest_is_ready_while_the_stores_migrations_are
             assert resp.status == 200, await resp.text()
     finally:
         await hub.stop()
-    assert await components(database_url) == {"auth": 3, "outbox": 1, "audit": 3}, (
+    assert await components(database_url) == {"auth": 3, "outbox": 1, "audit": 4}, (
         "`run ingest` migrated another service"
     )

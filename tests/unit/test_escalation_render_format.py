@@ -10,11 +10,17 @@ from pathlib import Path
 import msgspec
 import xmlschema
 
+from services.common.auth.hub_key import HubKey
+from services.common.contracts import IncidentChange
 from services.common.sites.registry import SiteRegistry
+from services.escalation.ack_links import AckLinks
 from services.escalation.adapters.endpoints_db import EndpointRow
 from services.escalation.adapters.incident_change import change_of, read_change
 from services.escalation.formats import CapOrigin
 from services.escalation.render import Renderer
+from services.incidents.ack_token import read_ack
+from services.incidents.adapters.messages import STATUS
+from services.incidents.domain.model import Status
 from tests.unit.test_escalation_render import opened
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,3 +86,52 @@ def test_a_cap_endpoint_gets_an_alert_then_an_update_naming_it() -> None:
     assert update["msgType"] == "Update" and update["references"] == first.cap_reference
     assert update["identifier"] != alert["identifier"] and update["sent"] > alert["sent"]
     assert change.message.entry.change == "opened"  # the message itself is left as it was
+
+
+def linked_renderer(public_url: str) -> tuple[Renderer, AckLinks]:
+    links = AckLinks(public_url, 3600.0, _key=HubKey("safetyhub-0a1b2c3d", b"k" * 32))
+    return Renderer(CapOrigin(sender="safetyhub@example.org"), lambda: REGISTRY, links), links
+
+
+def test_a_notification_awaiting_acknowledgement_carries_its_signed_link() -> None:
+    renderer, _ = linked_renderer("https://hub.example.org/")
+    change = read_change(opened()[0])
+    event = msgspec.json.decode(renderer.render(change, endpoint("json"), "msg_1").body)
+    url = event["data"]["ackUrl"]
+    assert url.startswith("https://hub.example.org/v1/ack/")
+    claims = read_ack(url.rsplit("/", 1)[1], b"k" * 32, now=change.at.timestamp())
+    assert (claims.tenant, claims.site, claims.incident_id) == (
+        change.tenant,
+        change.site,
+        change.incident_id,
+    )
+    assert (claims.jti, claims.endpoint_id) == ("msg_1", endpoint("json").id)
+    assert claims.expires_at == int(change.at.timestamp()) + 3600
+    # Rendered again: the same link (the same bytes for a retry or a redelivered change).
+    assert (
+        renderer.render(change, endpoint("json"), "msg_1").body
+        == renderer.render(change, endpoint("json"), "msg_1").body
+    )
+
+    # CAP: the link as the parameter safetyhub:ackUrl and as <web>; still valid CAP 1.2.
+    alert = decoded(renderer.render(change, endpoint("cap"), "msg_2").body)
+    [info] = alert["info"]
+    parameters = {p["valueName"]: p["value"] for p in info["parameter"]}
+    assert parameters["safetyhub:ackUrl"] == info["web"]
+    assert info["web"].startswith("https://hub.example.org/v1/ack/")
+
+
+def test_no_link_without_a_public_url_or_once_the_incident_is_acknowledged() -> None:
+    change = read_change(opened()[0])
+    renderer, _ = linked_renderer("")
+    assert (
+        "ackUrl" not in msgspec.json.decode(renderer.render(change, endpoint("json"), "msg_1").body)["data"]
+    )
+    renderer, _ = linked_renderer("https://hub.example.org")
+    acknowledged = IncidentChange()
+    acknowledged.CopyFrom(change.message)
+    acknowledged.incident.status = STATUS[Status.ACKNOWLEDGED]
+    later = change_of(acknowledged)
+    assert "ackUrl" not in msgspec.json.decode(renderer.render(later, endpoint("json"), "msg_3").body)["data"]
+    alert = decoded(renderer.render(later, endpoint("cap"), "msg_4").body)
+    assert "web" not in alert["info"][0]

@@ -31,7 +31,7 @@ from services.common.logging import get_logger
 
 log = get_logger(__name__)
 
-ActorKind = Literal["person", "key", "command", "service"]
+ActorKind = Literal["person", "key", "command", "service", "link"]
 
 _INSERT = """
 INSERT INTO audit_log (tenant, actor, actor_kind, action, target, reason, source, request_id, detail)

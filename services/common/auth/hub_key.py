@@ -112,3 +112,11 @@ def parse_ttl(text: str) -> float:
     if not 0 < seconds <= 366 * 86400:
         raise TokenRequestError("--ttl: between a second and a year")
     return seconds
+
+
+async def hub_key_of(conn: asyncpg.Connection | asyncpg.Pool, kid: str) -> HubKey | None:
+    """The current key if its id is `kid` (a token naming another kid was not signed by it)."""
+    row = await conn.fetchrow(
+        "SELECT kid, secret FROM hub_signing_keys WHERE kid = $1 AND retired_at IS NULL", kid
+    )
+    return None if row is None else HubKey(row["kid"], bytes(row["secret"]))

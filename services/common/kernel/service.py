@@ -112,6 +112,8 @@ class Service(Generic[C]):
     migrations: str | None = None  # the package holding `migrations/`; None: no tables
     permissions: tuple[Permission, ...] = ()
     public_paths: frozenset[str] = frozenset()
+    # Paths under these take no key or token: the route checks its own credential (a signed link).
+    public_prefixes: tuple[str, ...] = ()
     panel: tuple[PanelRow, ...] = ()
 
     def section(self, config: HubConfig) -> C:

@@ -5,7 +5,9 @@
      "type": "org.safetyhub.incident.opened.v1", "time": ..., "subject": <incident id>,
      "datacontenttype": "application/json", "data": {...incident...}}
 
-`id` is the delivery's webhook-id, so the event and the webhook carry one identity.
+`id` is the delivery's webhook-id, so the event and the webhook carry one identity. `data.ackUrl`:
+the notification's signed one-time acknowledgement link, while the incident awaits acknowledgement
+and the hub has a public URL (services/escalation/ack_links.py); absent otherwise.
 """
 
 from __future__ import annotations
@@ -22,8 +24,16 @@ CONTENT_TYPE = "application/cloudevents+json"
 
 
 def cloudevent(
-    change: ChangeMessage, webhook_id: str, lang: str, extra: dict[str, Any] | None = None
+    change: ChangeMessage,
+    webhook_id: str,
+    lang: str,
+    extra: dict[str, Any] | None = None,
+    *,
+    ack_url: str | None = None,
 ) -> bytes:
+    data = change.incident_json(lang)
+    if ack_url:
+        data["ackUrl"] = ack_url
     event: dict[str, Any] = {
         "specversion": "1.0",
         "id": webhook_id,
@@ -32,7 +42,7 @@ def cloudevent(
         "time": rfc3339(change.at),
         "subject": change.incident_id,
         "datacontenttype": "application/json",
-        "data": change.incident_json(lang),
+        "data": data,
     }
     if change.correlation_id:
         # A CloudEvents extension attribute: the causal chain from the first reading.

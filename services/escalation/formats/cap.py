@@ -133,6 +133,7 @@ def render_cap(
     origin: CapOrigin,
     language: Language,
     earlier: Sequence[CapReference] = (),
+    ack_url: str = "",
 ) -> CapAlert:
     """The CAP 1.2 alert for one incident change, in one language, for one endpoint.
 
@@ -141,7 +142,8 @@ def render_cap(
     written in the site's offset), name, zone outlines and device positions. `language`: "ko"
     (ko-KR) or "en" (en-US); texts missing in it are taken from the other language.
     `earlier`: the alerts this endpoint already received about this incident, oldest first;
-    empty for the first notice.
+    empty for the first notice. `ack_url`: the notification's signed one-time acknowledgement
+    link, given as the parameter `safetyhub:ackUrl` and as `web` when the origin names no page.
 
     The type is `Cancel` when the incident is resolved or closed (also with nothing earlier:
     the caller decides whether such a notice is sent), else `Alert` for the first notice and
@@ -175,7 +177,7 @@ def render_cap(
         _add(alert, "references", " ".join(references))
     if incident.incident_id:
         _add(alert, "incidents", _token(incident.incident_id))
-    _info(alert, change, site, origin=origin, language=language, zone=zone, ended=ended)
+    _info(alert, change, site, origin=origin, language=language, zone=zone, ended=ended, ack_url=ack_url)
 
     xml = ET.tostring(alert, encoding="UTF-8", xml_declaration=True, default_namespace=CAP_NAMESPACE)
     return CapAlert(
@@ -224,6 +226,7 @@ def _info(
     language: Language,
     zone: tzinfo,
     ended: bool,
+    ack_url: str,
 ) -> None:
     incident = change.incident
     info = ET.SubElement(alert, _tag("info"))
@@ -245,12 +248,18 @@ def _info(
     instruction = "" if ended else text.instruction(incident, language)
     if instruction:
         _add(info, "instruction", instruction)
+    # CAP's <web> is one hyperlink "for additional information": the origin's incident page, else
+    # the acknowledgement link (its page shows the incident before anything is acknowledged).
     if origin.web:
         _add(info, "web", origin.web_of(incident.incident_id))
+    elif ack_url:
+        _add(info, "web", ack_url)
     _value(info, "parameter", "safetyhub:status", text.STATUS_CODES.get(incident.status, "unspecified"))
     if change.entry.change:
         _value(info, "parameter", "safetyhub:change", change.entry.change)
     _value(info, "parameter", "safetyhub:version", str(incident.version))
+    if ack_url:
+        _value(info, "parameter", "safetyhub:ackUrl", ack_url)
 
     where = area(incident, site, radius_km=origin.circle_radius_km)
     block = ET.SubElement(info, _tag("area"))
