@@ -30,7 +30,12 @@ from services.common.db import migrations
 from services.common.db.pool import create_pool
 from services.common.errors import ConfigError
 from services.common.http.long_lived import install_long_lived
-from services.common.http.middleware import MAX_BODY_BYTES, auth_middleware, problem_middleware
+from services.common.http.middleware import (
+    CREDENTIAL_PREFIXES,
+    MAX_BODY_BYTES,
+    auth_middleware,
+    problem_middleware,
+)
 from services.common.http.ops import READINESS_BOUND_S, ReadinessCheck, add_ops_routes
 from services.common.http.server import GuardedSite, runner_options
 from services.common.kernel import ServiceContext, ServiceInstance
@@ -225,7 +230,9 @@ class Hub:
         verifier = KeyVerifier(pool)
         max_body = max((i.max_body_bytes for i in instances), default=0) or _DEFAULT_MAX_BODY
         public = self._catalog.public_paths(self._services)
-        prefixes = ("/docs/", *self._catalog.public_prefixes(self._services))
+        # A service's public prefix is public because the path carries its own credential.
+        credentials = self._catalog.public_prefixes(self._services)
+        prefixes = ("/docs/", *credentials)
         app = web.Application(
             client_max_size=max_body,
             middlewares=[
@@ -234,6 +241,7 @@ class Hub:
             ],
         )
         app[MAX_BODY_BYTES] = max_body
+        app[CREDENTIAL_PREFIXES] = credentials
         install_long_lived(app)  # streams end when shutdown starts, not after the HTTP drain
         checks = self._readiness_checks(expected)
         peers: dict[str, ReadinessCheck] = {}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import structlog
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
-from services.common.http.middleware import RefusalLog
+from services.common.http.middleware import CREDENTIAL_PREFIXES, RefusalLog, problem_middleware
 
 
 class Clock:
@@ -44,3 +46,19 @@ def test_many_distinct_callers_do_not_grow_the_log_state_without_bound() -> None
 
     assert len(logs) == 1_000  # each caller's first refusal is logged
     assert len(refusals._seen) <= 100
+
+
+async def test_a_refused_request_on_a_signed_link_logs_the_path_without_the_link_s_token() -> None:
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application(middlewares=[problem_middleware])
+    app[CREDENTIAL_PREFIXES] = ("/v1/ack/",)
+    app.router.add_get("/v1/ack/{token}", page)
+    token = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0.c2lnbmF0dXJl"
+    async with TestClient(TestServer(app)) as client:
+        with structlog.testing.capture_logs() as logs:
+            refused = await client.request("TRACE", f"/v1/ack/{token}")
+    assert refused.status == 405
+    assert [e["path"] for e in logs if e["event"] == "request_refused"] == ["/v1/ack/…"]
+    assert token not in repr(logs)

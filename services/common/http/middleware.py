@@ -21,6 +21,19 @@ log = get_logger(__name__)
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 MAX_BODY_BYTES: web.AppKey[int] = web.AppKey("max_body_bytes", int)
+# Paths under these carry a credential in the path (a signed link): logged cut at the prefix.
+CREDENTIAL_PREFIXES: web.AppKey[tuple[str, ...]] = web.AppKey("credential_prefixes", tuple)
+
+
+def loggable_path(request: web.Request) -> str:
+    """The request's path for a log line: never a credential the path carries, at most 200 chars."""
+    path = request.path
+    for prefix in request.app.get(CREDENTIAL_PREFIXES, ()):
+        if path.startswith(prefix):
+            return prefix + "…"
+    return path[:200]
+
+
 _HTTP_TITLES = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}
 # The key id of a presented key, `shk_<key id>_<secret>`; only the id is ever logged.
 _CLAIMED_KEY = re.compile(r"^\s*bearer\s+shk_([0-9a-f]{1,32})_", re.IGNORECASE)
@@ -80,7 +93,7 @@ def _log_refusal(request: web.Request, problem: Problem) -> None:
         reason=problem.slug,
         status=problem.status,
         method=request.method,
-        path=request.path[:200],
+        path=loggable_path(request),
         detail=problem.detail[:300],
         errors=len(errors) if isinstance(errors, list) else 0,
         **{k: v for k, v in problem.extensions.items() if k in ("items", "max_items")},
@@ -111,7 +124,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         _log_refusal(request, refused)
         return problem_response(refused, request.path)
     except Exception:
-        log.exception("unhandled_error", path=request.path, method=request.method)
+        log.exception("unhandled_error", path=loggable_path(request), method=request.method)
         return problem_response(
             Problem(500, "Internal error", "The hub failed to handle this request; it is logged."),
             request.path,
