@@ -21,7 +21,8 @@ from services.feed.adapters.read import read_incident_message
 from services.feed.app import Feed
 from services.feed.channel import FEED_CHANNEL
 from services.feed.config import FeedConfig
-from services.feed.service import ALARMS_DURABLE, INCIDENTS_DURABLE, LOCK, FeedService
+from services.feed.leadership import LOCK
+from services.feed.service import ALARMS_DURABLE, INCIDENTS_DURABLE, FeedService
 from services.hub.bootstrap import Endpoints, Hub
 from services.incidents.channel import INCIDENT_CHANNEL, INCIDENTS
 from tests.conftest import REPO, RunningHub, eventually, hub_config
