@@ -9,8 +9,8 @@ Two consumers share one outbox ("feed") and its relay:
   names the policy version that let the batch's events leave; committed, then acked.
 - the timer scheduler: every `timer_poll_ms` it releases delayed events that fell due (if the
   policy then in force still lets every field of them leave) and publishes the counts of the
-  site-hours that closed, in units of work, so a timer pending at a crash fires after the
-  restart, once.
+  site-hours that closed (due.py), in units of work, so a timer pending at a crash fires after
+  the restart, once.
 With a context broker configured, each shared incident's NGSI-LD `Alert` is queued in the same
 unit of work as its export (ngsi_export.py sends it).
 
@@ -46,7 +46,7 @@ from services.common.logging import get_logger
 from services.common.outbox import Outbox, OutboxRelay
 from services.common.outbox.unit_of_work import UnitOfWork
 from services.common.sites.registry import SiteRegistry
-from services.feed import metrics, ngsi_export, order, repository
+from services.feed import due, metrics, ngsi_export, order, repository
 from services.feed.adapters.events import Outgoing, feed_event
 from services.feed.adapters.read import AlarmRead, AlarmReader, places_of
 from services.feed.channel import FeedEvent
@@ -59,13 +59,12 @@ from services.feed.domain.projection import (
     hour_closes,
     hour_of,
     project_alarm,
-    project_counts,
     project_incident,
     release_at,
 )
 from services.feed.leadership import Handover, Leadership
 from services.feed.order import Versioned
-from services.feed.repository import CountedHour, ExportRow, Pending
+from services.feed.repository import ExportRow, Pending
 from services.incidents.channel import INCIDENT_CHANNEL
 
 log = get_logger(__name__)
@@ -355,59 +354,12 @@ class FeedService:
             by_site: dict[tuple[str, str], list[tuple[OutgoingMessage, ExportRow]]] = defaultdict(list)
             for item in pending:
                 key = (item.export.tenant, item.export.site)
-                released = self._release(item, policies[key])
+                released = due.release(item, policies[key])
                 if released is not None:
                     by_site[key].append((item.message, released))
             for hour in hours:
                 key = (hour.tenant, hour.site)
-                by_site[key].extend(self._counts(hour, policies[key]))
+                by_site[key].extend(due.counts(hour, policies[key]))
             for key, sent in sorted(by_site.items()):
                 await self._emit(uow, policies[key], sent)
         return len(pending) + len(hours)
-
-    @staticmethod
-    def _release(item: Pending, in_force: PolicyInForce) -> ExportRow | None:
-        """A delayed event leaves only if the policy now in force lets every field of it leave:
-        a policy tightened (or set to none) while it waited keeps it in."""
-        export = item.export
-        allowed = in_force.policy.allowed(Kind(export.kind))
-        if not set(export.fields) <= allowed:
-            metrics.WITHHELD.labels(export.kind, str(in_force.policy.level)).inc()
-            log.info(
-                "feed_delayed_withheld", tenant=export.tenant, site=export.site, event_id=export.event_id
-            )
-            return None
-        return export
-
-    @staticmethod
-    def _counts(hour: CountedHour, in_force: PolicyInForce) -> list[tuple[OutgoingMessage, ExportRow]]:
-        """One `kpi` event per zone of a closed hour, if the policy now in force shares counts."""
-        sent: list[tuple[OutgoingMessage, ExportRow]] = []
-        end = hour.hour + timedelta(hours=1)
-        for zone, (incidents, alarms) in sorted(hour.zones.items()):
-            shared = project_counts(zone, hour.hour, incidents, alarms, in_force.policy)
-            if shared is None:
-                metrics.WITHHELD.labels(str(Kind.KPI), str(in_force.policy.level)).inc()
-                continue
-            out = feed_event(
-                Kind.KPI,
-                shared,
-                tenant=hour.tenant,
-                site=hour.site,
-                source_id=f"{hour.hour.isoformat()}/{zone}",
-                at=end,
-                policy_version=in_force.version,
-            )
-            export = ExportRow(
-                out.id,
-                hour.tenant,
-                hour.site,
-                str(Kind.KPI),
-                zone,
-                in_force.version,
-                str(in_force.policy.level),
-                tuple(sorted(shared)),
-                end,
-            )
-            sent.append((out.message, export))
-        return sent
