@@ -209,13 +209,17 @@ class Handover:
         self._specs = specs
         self._within = within
         self._term = ""
+        # The last term of this process whose consumers gave everything back: when the lock comes
+        # back to it (its session was lost, then the database came back) there is nothing to wait
+        # for even if it could not say so.
+        self._given = ""
 
     async def take(self) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
         while True:
             row = await self._pool.fetchrow("SELECT holder, released FROM feed_handover")
-            if row is None or row["released"] or not await self._unacked():
+            if row is None or row["released"] or row["holder"] == self._given or not await self._unacked():
                 break
             if loop.time() - started >= self._within:
                 log.warning("feed_handover_not_given", holder=row["holder"], waited_s=self._within)
@@ -228,6 +232,7 @@ class Handover:
     async def give(self) -> None:
         """Say this term's messages are given back (the nacks sent first: a flush is a round
         trip). Bounded: a frozen database must not hold a shutdown; the next leader then waits."""
+        self._given = self._term
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._nc.flush(), LEAD_GRACE_S)
             await asyncio.wait_for(self._pool.execute(_GIVEN, self._term), LEAD_GRACE_S)
