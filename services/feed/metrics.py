@@ -11,6 +11,10 @@ WITHHELD = Counter(
     ["kind", "level"],
 )
 DELAYED = Counter("safetyhub_feed_delayed", "Events held back by a policy's delay, by kind", ["kind"])
+OUT_OF_ORDER = Counter(
+    "safetyhub_feed_out_of_order_dropped",
+    "Incident changes dropped because a newer version of the incident was already decided on",
+)
 BATCH_SECONDS = Histogram(
     "safetyhub_feed_batch_seconds",
     "Time to project and commit one unit of work",

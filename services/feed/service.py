@@ -9,24 +9,22 @@ Two consumers share one outbox ("feed") and its relay:
   names the policy version that let the batch's events leave; committed, then acked.
 - the timer scheduler: every `timer_poll_ms` it releases delayed events that fell due (if the
   policy then in force still lets every field of them leave) and publishes the counts of the
-  site-hours that closed, in units of work, so a timer pending at a crash fires after the
-  restart, once.
+  site-hours that closed (due.py), in units of work, so a timer pending at a crash fires after
+  the restart, once.
 With a context broker configured, each shared incident's NGSI-LD `Alert` is queued in the same
 unit of work as its export (ngsi_export.py sends it).
 
 The consumers and the timers run in one process of a deployment at a time (`up --workers N`, more
-replicas): the one holding the feed's PostgreSQL advisory lock. Two processes pulling batches of
-one site from the same durables would commit them in either order, and the relay publishes in
-commit order; one consuming process keeps each site's events in the order of the changes. The
-others stand by, trying the lock every `STANDBY_S`, and take over when the holder stops or its
-session ends. Every process serves the API and runs the relay (which elects its own leader).
+replicas): the holder of the feed's PostgreSQL advisory lock (leadership.py), so each incident's
+events reach FEED in the order of its changes, across a handover too; and whatever order its
+changes arrive in, none older than what FEED has of an incident leaves after it (order.py).
+Every process serves the API and runs the relay (which elects its own leader).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import time
 from collections import Counter as Tally
 from collections import defaultdict
@@ -48,9 +46,9 @@ from services.common.logging import get_logger
 from services.common.outbox import Outbox, OutboxRelay
 from services.common.outbox.unit_of_work import UnitOfWork
 from services.common.sites.registry import SiteRegistry
-from services.feed import metrics, ngsi_export, repository
+from services.feed import due, metrics, ngsi_export, order, repository
 from services.feed.adapters.events import Outgoing, feed_event
-from services.feed.adapters.read import AlarmRead, AlarmReader, places_of, read_incident_message
+from services.feed.adapters.read import AlarmRead, AlarmReader, places_of
 from services.feed.channel import FeedEvent
 from services.feed.config import FeedConfig
 from services.feed.domain.facts import AlarmFacts, IncidentFacts
@@ -61,11 +59,12 @@ from services.feed.domain.projection import (
     hour_closes,
     hour_of,
     project_alarm,
-    project_counts,
     project_incident,
     release_at,
 )
-from services.feed.repository import CountedHour, ExportRow, Pending
+from services.feed.leadership import Handover, Leadership
+from services.feed.order import Versioned
+from services.feed.repository import ExportRow, Pending
 from services.incidents.channel import INCIDENT_CHANNEL
 
 log = get_logger(__name__)
@@ -76,30 +75,7 @@ RELAY_GRACE_S = 0.1
 # A timer pass in hand at a stop is cancelled after this: its unit of work rolls back and its
 # rows stay due for the next start, so a hung database holds the shutdown no longer.
 TIMERS_GRACE_S = 0.5
-# How long the leader's session check and its unlock may wait on PostgreSQL, and how long `stop`
-# waits for the leader to stand down before it cancels it: a frozen database must not hold the
-# hub's shutdown (the lock goes with the session when the pool is terminated anyway).
-LEAD_GRACE_S = 0.5
-# A lock session that does not answer its check within this is taken as lost.
-CHECK_TIMEOUT_S = 10.0
 TIMER_BATCH = 500
-# The lock held by the process that consumes (a key class of its own among the advisory locks).
-LOCK = (
-    0x5AFE_0D,
-    int.from_bytes(hashlib.blake2b(b"feed.consumers", digest_size=4).digest(), "big", signed=True),
-)
-# A standby tries the lock this often; the leader checks its session this often (a session lost
-# has lost the lock: it stops consuming, as another process may have taken over).
-STANDBY_S = 1.0
-CHECK_S = 1.0
-# Whether the session `$3` still holds the lock: checked in each unit of work, so a leader whose
-# session ended (another may consume already) commits nothing more; its batch is redelivered.
-_HOLDS_LOCK = (
-    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = $1"
-    " AND objid = $2 AND objsubid = 2 AND pid = $3 AND granted)"
-)
-# How long start() waits for the first try at the lock, so a lone process consumes when it is up.
-FIRST_TRY_S = 10.0
 Clock = Callable[[], datetime]
 
 
@@ -144,106 +120,46 @@ class FeedService:
             for channel, durable in ((INCIDENT_CHANNEL, INCIDENTS_DURABLE), (ALARM_CHANNEL, ALARMS_DURABLE))
         }
         self._js = js
-        self._consumers: list[DurableConsumer[IncidentFacts] | DurableConsumer[AlarmRead]] = []
-        self._stopping = asyncio.Event()
+        self._handover = Handover(pool, nc, js, list(self._specs.values()), within=config.ack_wait_s)
+        self._consumers: list[DurableConsumer[Versioned] | DurableConsumer[AlarmRead]] = []
         self._timers: asyncio.Task[None] | None = None
         # Set when this process stops or stands down: the timers stop with the consumers.
         self._timers_stopping = asyncio.Event()
-        self._leadership: asyncio.Task[None] | None = None
-        self._first_try = asyncio.Event()
+        self._leadership = Leadership(
+            pool,
+            lead=self._start_consuming,
+            stand_down=self._stop_consuming,
+            stand_down_grace=2 * TIMERS_GRACE_S,
+        )
         self.consuming = False
-        self.leading = False
-        self._lock_pid = 0  # the server pid of the session holding the lock while leading
+
+    @property
+    def leading(self) -> bool:
+        return self._leadership.leading
 
     @property
     def standing_by(self) -> bool:
         """Whether this process waits to take over (the lock is another's): ready, not a fault."""
-        task = self._leadership
-        return task is not None and not task.done() and not self.leading
+        return self._leadership.standing_by
 
     async def start(self) -> None:
         await self._publisher.start()
         self._relay.start()
-        metrics.LEADER.set(0)
-        self._leadership = asyncio.create_task(self._lead(), name="feed-leadership")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._first_try.wait(), FIRST_TRY_S)
+        await self._leadership.start()
 
     async def stop(self) -> None:
-        self._stopping.set()
-        if self._leadership is not None:
-            # The leader drains its consumers before it lets the lock go (see _lead).
-            _, pending = await asyncio.wait([self._leadership], timeout=LEAD_GRACE_S + 2 * TIMERS_GRACE_S)
-            for task in pending:
-                task.cancel()
-                await asyncio.wait([task], timeout=LEAD_GRACE_S)
+        await self._leadership.stop()
         await self._relay.stop(grace=RELAY_GRACE_S)
         await self._publisher.close()
 
-    # ------------------------------------------------------------------ leadership
-
-    async def _lead(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                async with self._pool.acquire() as conn:
-                    if not await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *LOCK):
-                        self._first_try.set()
-                        await self._pause(STANDBY_S)
-                        continue
-                    try:
-                        self._lock_pid = conn.get_server_pid()
-                        self.leading = True
-                        metrics.LEADER.set(1)
-                        log.info("feed_leading")
-                        await self._start_consuming()
-                        self._first_try.set()
-                        while not self._stopping.is_set():
-                            await self._pause(CHECK_S)
-                            if not self._stopping.is_set():  # a lost session has lost the lock
-                                await asyncio.wait_for(conn.fetchval("SELECT 1"), CHECK_TIMEOUT_S)
-                    finally:
-                        # Drained before the lock is let go: the next leader starts after the
-                        # last batch of this one is committed.
-                        await self._stop_consuming()
-                        self.leading = False
-                        metrics.LEADER.set(0)
-                        with contextlib.suppress(Exception):
-                            await asyncio.wait_for(
-                                conn.execute("SELECT pg_advisory_unlock($1, $2)", *LOCK), LEAD_GRACE_S
-                            )
-                        log.info("feed_standing_down")
-            except (
-                OSError,
-                TimeoutError,
-                asyncpg.PostgresError,
-                asyncpg.InterfaceError,
-                UnavailableError,
-            ) as err:
-                log.warning("feed_lead_lost", error=repr(err))
-                self._first_try.set()
-                await self._pause(STANDBY_S)
-            except Exception:  # a bug: the feed must come back, not stay off until a restart
-                log.exception("feed_lead_error")
-                self._first_try.set()
-                await self._pause(STANDBY_S)
-
-    async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
-
-    async def _still_leading(self, uow: UnitOfWork) -> None:
-        """Raise UnavailableError (the batch is nacked, nothing committed) unless this process's
-        lock session still holds the lock."""
-        key = (LOCK[0] & 0xFFFFFFFF, LOCK[1] & 0xFFFFFFFF)  # pg_locks shows the keys as oids
-        if not self.leading or not await uow.connection.fetchval(_HOLDS_LOCK, *key, self._lock_pid):
-            raise UnavailableError("the feed's lock is no longer this process's")
-
     async def _start_consuming(self) -> None:
+        # What the leader before held comes back first: it gave it back before these take any.
+        await self._handover.take()
         # Fresh consumers each time: a stopped DurableConsumer does not start again.
         js = self._js
         self._consumers = [
-            DurableConsumer[IncidentFacts].in_units_of_work(
-                js, self._specs[INCIDENTS_DURABLE], read_incident_message, self._share_incidents, self.outbox
+            DurableConsumer[Versioned].in_units_of_work(
+                js, self._specs[INCIDENTS_DURABLE], order.read_versioned, self._share_incidents, self.outbox
             ),
             DurableConsumer[AlarmRead].in_units_of_work(
                 js, self._specs[ALARMS_DURABLE], self._alarms.read, self._share_alarms, self.outbox
@@ -264,20 +180,28 @@ class FeedService:
                 await asyncio.wait([task], timeout=TIMERS_GRACE_S)
             self._timers = None
         for consumer in self._consumers:
-            await consumer.stop()
+            # What is not committed goes back at once, in stream order: the next leader gets it
+            # before anything newer.
+            await consumer.stop(release=True)
         self._consumers = []
         self.consuming = False
+        await self._handover.give()
 
     # ------------------------------------------------------------------ consumers
 
-    async def _share_incidents(self, items: list[IncidentFacts], uow: UnitOfWork) -> Sequence[Rejection]:
-        return await self._share(uow, [(i, item, item.tenant, item.site) for i, item in enumerate(items)])
+    async def _share_incidents(self, items: list[Versioned], uow: UnitOfWork) -> Sequence[Rejection]:
+        await self._leadership.check(uow.connection)
+        kept = await order.admit(uow.connection, items)
+        return await self._share(
+            uow, [(i, items[i].facts, items[i].facts.tenant, items[i].facts.site) for i in kept]
+        )
 
     async def _share_alarms(self, items: list[AlarmRead], uow: UnitOfWork) -> Sequence[Rejection]:
         # Flood edges and transitions without their alarm are not shared (the counts count raises).
         facts = [
             (i, read.facts, read.facts.tenant, read.facts.site) for i, read in enumerate(items) if read.facts
         ]
+        await self._leadership.check(uow.connection)
         return await self._share(uow, facts)
 
     async def _share(
@@ -286,7 +210,6 @@ class FeedService:
         started = time.perf_counter()
         if not items:
             return ()
-        await self._still_leading(uow)
         now = self._clock()
         policies = await repository.policies_in_force(uow.connection, {(t, s) for _, _, t, s in items})
         registry = self._sites()
@@ -423,7 +346,7 @@ class FeedService:
         """Release the delayed events and close the site-hours due by `now`; returns how many
         rows were taken (0: nothing was due)."""
         async with self.outbox.unit_of_work() as uow:
-            await self._still_leading(uow)
+            await self._leadership.check(uow.connection)
             pending = await repository.take_due_pending(uow.connection, now, TIMER_BATCH)
             hours = await repository.take_due_hours(uow.connection, now, TIMER_BATCH)
             keys = {(p.export.tenant, p.export.site) for p in pending} | {(h.tenant, h.site) for h in hours}
@@ -431,59 +354,12 @@ class FeedService:
             by_site: dict[tuple[str, str], list[tuple[OutgoingMessage, ExportRow]]] = defaultdict(list)
             for item in pending:
                 key = (item.export.tenant, item.export.site)
-                released = self._release(item, policies[key])
+                released = due.release(item, policies[key])
                 if released is not None:
                     by_site[key].append((item.message, released))
             for hour in hours:
                 key = (hour.tenant, hour.site)
-                by_site[key].extend(self._counts(hour, policies[key]))
+                by_site[key].extend(due.counts(hour, policies[key]))
             for key, sent in sorted(by_site.items()):
                 await self._emit(uow, policies[key], sent)
         return len(pending) + len(hours)
-
-    @staticmethod
-    def _release(item: Pending, in_force: PolicyInForce) -> ExportRow | None:
-        """A delayed event leaves only if the policy now in force lets every field of it leave:
-        a policy tightened (or set to none) while it waited keeps it in."""
-        export = item.export
-        allowed = in_force.policy.allowed(Kind(export.kind))
-        if not set(export.fields) <= allowed:
-            metrics.WITHHELD.labels(export.kind, str(in_force.policy.level)).inc()
-            log.info(
-                "feed_delayed_withheld", tenant=export.tenant, site=export.site, event_id=export.event_id
-            )
-            return None
-        return export
-
-    @staticmethod
-    def _counts(hour: CountedHour, in_force: PolicyInForce) -> list[tuple[OutgoingMessage, ExportRow]]:
-        """One `kpi` event per zone of a closed hour, if the policy now in force shares counts."""
-        sent: list[tuple[OutgoingMessage, ExportRow]] = []
-        end = hour.hour + timedelta(hours=1)
-        for zone, (incidents, alarms) in sorted(hour.zones.items()):
-            shared = project_counts(zone, hour.hour, incidents, alarms, in_force.policy)
-            if shared is None:
-                metrics.WITHHELD.labels(str(Kind.KPI), str(in_force.policy.level)).inc()
-                continue
-            out = feed_event(
-                Kind.KPI,
-                shared,
-                tenant=hour.tenant,
-                site=hour.site,
-                source_id=f"{hour.hour.isoformat()}/{zone}",
-                at=end,
-                policy_version=in_force.version,
-            )
-            export = ExportRow(
-                out.id,
-                hour.tenant,
-                hour.site,
-                str(Kind.KPI),
-                zone,
-                in_force.version,
-                str(in_force.policy.level),
-                tuple(sorted(shared)),
-                end,
-            )
-            sent.append((out.message, export))
-        return sent

@@ -22,7 +22,7 @@ from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 
 from services.common.bus.connection import connect_bus
-from services.common.bus.consumer import ConsumerSpec, DurableConsumer, Poison, Rejection
+from services.common.bus.consumer import ConsumerSpec, DurableConsumer, Poison, Rejection, Released
 from services.common.bus.deadletter import CONSUMER_HEADER, REASON_HEADER, SEQUENCE_HEADER, SUBJECT_HEADER
 from services.common.bus.publisher import JetStreamPublisher, OutgoingMessage, PublishRejected
 from services.common.bus.streams import DEADLETTER, ensure_streams
@@ -137,6 +137,7 @@ async def start_consumer(
     batch_max: int = 5_000,
     batch_max_bytes: int = 4 * 1024 * 1024,
     batch_wait: float = 0.02,
+    ack_wait: float = ACK_WAIT,
 ) -> DurableConsumer[str]:
     spec = ConsumerSpec(
         stream=OBSERVATIONS,
@@ -145,7 +146,7 @@ async def start_consumer(
         batch_max=batch_max,
         batch_max_bytes=batch_max_bytes,
         batch_wait=batch_wait,
-        ack_wait=ACK_WAIT,
+        ack_wait=ack_wait,
         poison_after=poison_after,
     )
     consumer = DurableConsumer[str](bus.js, spec, decode, handler)
@@ -498,6 +499,39 @@ async def test_unacked_messages_go_to_the_next_consumer_with_the_same_durable(
     await eventually(lambda: all_settled(bus), what="every message acked")
     assert sorted(successor.handled) == [f"item-{n}" for n in range(5)]
     assert hung.handled == []
+
+
+async def test_what_a_handler_released_goes_back_at_once_in_stream_order_before_newer_messages(
+    bus: Bus, publisher: JetStreamPublisher, consumers: list[DurableConsumer[Any]]
+) -> None:
+    class Releases(Recorder):
+        async def outcome(self, items: list[str]) -> Sequence[Rejection]:
+            raise Released("another process does this work now")
+
+    # A long ack wait: the successor gets them because they were given back, not because
+    # JetStream gave up waiting.
+    first = await start_consumer(bus, consumers, Releases(), batch_max=3, ack_wait=60.0)
+    await publisher.publish([message(n) for n in range(10)])
+
+    async def all_delivered() -> bool:
+        info = await bus.js.consumer_info(OBSERVATIONS, DURABLE)
+        return info.num_ack_pending == 10 and info.num_pending == 0
+
+    await eventually(all_delivered, what="the first consumer to be delivered all ten")
+    await asyncio.wait_for(first.stop(grace=1.0, release=True), timeout=5.0)
+    consumers.remove(first)
+    await publisher.publish([message(n) for n in range(10, 15)])
+
+    successor = Recorder()
+    await start_consumer(bus, consumers, successor, ack_wait=60.0)
+
+    async def all_handled() -> bool:
+        return len(successor.handled) >= 15
+
+    await eventually(all_handled, timeout=15, what="the released messages and the newer ones")
+    # The batch the handler gave up (the first three) and the rest of what was delivered, in
+    # stream order, then what came after.
+    assert successor.handled == [f"item-{n}" for n in range(15)]
 
 
 async def test_stop_finishes_the_batch_in_hand_so_nothing_is_redelivered(

@@ -1,7 +1,7 @@
 """The feed's consumers run in one process at a time (`up --workers 2`, two replicas): the holder
 of the feed's PostgreSQL advisory lock. Another process stands by (ready) and takes over within
 seconds when the leader's session ends; each site's events reach FEED in the order of the
-incident changes while one leads, and none is lost or doubled across the handover."""
+incident changes, across the handover too, and none is lost or doubled."""
 
 from __future__ import annotations
 
@@ -17,11 +17,13 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from services.alarms.channel import ALARMS
 from services.common.auth.keys import create_key
 from services.common.bus.connection import connect_bus
-from services.feed.adapters.read import read_incident_message
+from services.common.contracts.ids import derived_id
 from services.feed.app import Feed
 from services.feed.channel import FEED_CHANNEL
 from services.feed.config import FeedConfig
-from services.feed.service import ALARMS_DURABLE, INCIDENTS_DURABLE, LOCK, FeedService
+from services.feed.leadership import LOCK
+from services.feed.order import Versioned, read_versioned
+from services.feed.service import ALARMS_DURABLE, INCIDENTS_DURABLE, FeedService
 from services.hub.bootstrap import Endpoints, Hub
 from services.incidents.channel import INCIDENT_CHANNEL, INCIDENTS
 from tests.conftest import REPO, RunningHub, eventually, hub_config
@@ -87,8 +89,8 @@ async def drained(js: JetStreamContext) -> None:
     await eventually(done, what="the feed consumed INCIDENTS and ALARMS")
 
 
-async def incident_changes(js: JetStreamContext) -> list[tuple[str, str]]:
-    """The site's incident changes on INCIDENTS, in stream order: (incident, change)."""
+async def incident_changes(js: JetStreamContext) -> list[Versioned]:
+    """The site's incident changes on INCIDENTS, in stream order."""
     sub = await js.subscribe(
         INCIDENT_CHANNEL.subject(TENANT, SITE, "*"),
         config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
@@ -101,8 +103,7 @@ async def incident_changes(js: JetStreamContext) -> list[tuple[str, str]]:
                 msg = await sub.next_msg(timeout=0.5)
             except TimeoutError:
                 return changes
-            facts = read_incident_message(msg)
-            changes.append((facts.incident_id, facts.change))
+            changes.append(read_versioned(msg))
     finally:
         await sub.unsubscribe()
 
@@ -165,10 +166,20 @@ async def test_one_process_consumes_and_another_takes_over_keeping_the_sites_ord
             events = await feed_messages(js, incidents)
         assert len(changes) >= 6
         assert len({e["id"] for e in events}) == len(events)
-        shared = [(e["data"]["id"], e["data"]["change"]) for e in events]
-        # Every change of the site once across the handover. (Their order is not asserted: the
-        # changes the old leader held when its session ended are nacked and come back after
-        # later ones; see the README's "Several workers".)
-        assert sorted(shared) == sorted(changes)
+        # Each FEED event is derived from one change (its id from the change's).
+        by_event = {feed_id(c): c for c in changes}
+        shared = [by_event[e["id"]] for e in events]
+        # Every change of the site once across the handover, and each incident's in the order of
+        # its versions.
+        assert sorted(c.facts.event_id for c in shared) == sorted(c.facts.event_id for c in changes)
+        for incident in {c.facts.incident_id for c in changes}:
+            versions = [c.version for c in shared if c.facts.incident_id == incident]
+            assert versions == sorted(versions), (incident, versions)
     finally:
         await nc.close()
+
+
+def feed_id(change: Versioned) -> str:
+    facts = change.facts
+    at_ms = int(facts.at.timestamp() * 1000)
+    return derived_id(at_ms, "feed", "incident", facts.tenant, facts.site, facts.event_id)

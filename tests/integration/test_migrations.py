@@ -84,6 +84,8 @@ async def test_a_fresh_database_gets_every_table_and_each_version_recorded_once(
         "feed_count_hours",
         "feed_ngsi_pending",
         "feed_ngsi_dead",
+        "feed_incident_versions",
+        "feed_handover",
     ):
         assert await pool.fetchval("SELECT to_regclass($1) IS NOT NULL", table), table
     async with pool.acquire() as conn:

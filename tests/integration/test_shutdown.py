@@ -21,7 +21,7 @@ from services.common.http.long_lived import LEAVE_GRACE_S, long_lived
 from services.common.lifecycle import SHUTDOWN_BOUNDS
 from services.escalation.climber import STOP_WAIT_S as CLIMBER_STOP_WAIT_S
 from services.escalation.engine import STOP_WAIT_S as DELIVERY_STOP_WAIT_S
-from services.feed.service import LEAD_GRACE_S as FEED_LEAD_GRACE_S
+from services.feed.leadership import LEAD_GRACE_S as FEED_LEAD_GRACE_S
 from services.feed.service import RELAY_GRACE_S as FEED_RELAY_GRACE_S
 from services.feed.service import TIMERS_GRACE_S as FEED_TIMERS_GRACE_S
 from services.hub.bootstrap import Endpoints, Hub

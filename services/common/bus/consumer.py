@@ -61,6 +61,14 @@ class Poison(SafetyhubError):
     """A message that can never be processed (undecodable, invalid). Raised by decoders."""
 
 
+class Released(UnavailableError):
+    """Raised by a handler that may no longer take the batch: another process does this work now
+    (it lost a leadership). The consumer takes no further batch; `stop(release=True)` gives this
+    one back with everything else it was delivered, at once and in stream order, so the process
+    taking over is delivered them before anything newer (JetStream redelivers nacked messages
+    first)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
     """An item the handler refused as invalid: index into the batch it was given, and why."""
@@ -112,6 +120,8 @@ class DurableConsumer(Generic[T]):
         self._buffered_bytes = 0
         self._arrived = asyncio.Event()
         self._stopping = False
+        # Set when the handler raised Released: the batches it gave back, held for `stop`.
+        self._released: list[Msg] | None = None
         self._sub: JetStreamContext.PushSubscription | None = None
         self._run_task: asyncio.Task[None] | None = None
         self._lag_task: asyncio.Task[None] | None = None
@@ -183,12 +193,21 @@ class DurableConsumer(Generic[T]):
         else:
             log.warning("consumer_update_failed", consumer=spec.durable, config="as asked", **error)
 
-    async def stop(self, grace: float = 10.0) -> None:
-        """Stop intake, finish what was delivered, then return. Unfinished work is redelivered."""
+    async def stop(self, grace: float = 10.0, *, release: bool = False) -> None:
+        """Stop intake, finish what was delivered, then return. Unfinished work is redelivered.
+
+        `release`: what is not finished goes back at once (nacked without delay, in stream order)
+        rather than after `ack_wait`; with a handler that raised Released nothing more is
+        handled, so a process taking over gets every message this one held first."""
         self._stopping = True
         if self._sub is not None:
             with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
+                if release:
+                    # Interest removed and a round trip made: every message the server sent
+                    # before is in the buffer, none arrives after the nacks.
+                    await asyncio.wait_for(self._sub.drain(), grace)  # type: ignore[no-untyped-call]
+                else:
+                    await self._sub.unsubscribe()
         self._arrived.set()
         if self._lag_task is not None:
             self._lag_task.cancel()
@@ -201,7 +220,18 @@ class DurableConsumer(Generic[T]):
         tasks = [t for t in (self._run_task, self._lag_task) if t is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
-        log.info("consumer_stopped", consumer=self._spec.durable, unprocessed=len(self._buffer))
+        released = await self._release() if release else 0
+        log.info(
+            "consumer_stopped", consumer=self._spec.durable, unprocessed=len(self._buffer), released=released
+        )
+
+    async def _release(self) -> int:
+        held = sorted([*(self._released or ()), *self._buffer], key=lambda m: m.metadata.sequence.stream)
+        self._released, self._buffer, self._buffered_bytes = [], [], 0
+        for msg in held:
+            with contextlib.suppress(Exception):  # one not nacked comes back after ack_wait
+                await msg.nak()
+        return len(held)
 
     async def _on_message(self, msg: Msg) -> None:
         self._buffer.append(msg)
@@ -230,6 +260,8 @@ class DurableConsumer(Generic[T]):
     async def _run(self) -> None:
         spec = self._spec
         while True:
+            if self._released is not None:
+                return  # the handler gave its work up: the rest waits for `stop` to release it
             if not self._buffer:
                 if self._stopping:
                     return
@@ -264,6 +296,10 @@ class DurableConsumer(Generic[T]):
     async def _handle_batch(self, items: list[T], msgs: list[Msg]) -> None:
         try:
             rejections = await self._handle(items, msgs)
+        except Released as err:
+            log.info("consumer_released", consumer=self._spec.durable, reason=str(err), size=len(msgs))
+            self._released = [*(self._released or ()), *msgs]
+            return
         except UnavailableError as err:
             await self._nak_all(msgs, err)
             return
