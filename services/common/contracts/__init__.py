@@ -57,6 +57,7 @@ def incident_change_type(change: str) -> str:
     """The CloudEvents type of an IncidentChange of kind `change` (opened, acknowledged, ...)."""
     return f"org.safetyhub.incident.{change}.v1"
 
+
 __all__ = [
     "ALARM_FLOOD_TYPE",
     "ALARM_TRANSITION_TYPE",
