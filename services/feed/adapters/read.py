@@ -60,6 +60,7 @@ def _member(m: IncidentMemberPb) -> Member:
         alarm_class=_name("ALARM_CLASS_", AlarmClassPb.Name(m.alarm_class)),
         priority=_name("ALARM_PRIORITY_", AlarmPriorityPb.Name(m.priority)),
         active=m.active,
+        snapshot=m.snapshot,
     )
 
 
@@ -123,7 +124,17 @@ def incident_facts(change: IncidentChange) -> IncidentFacts:
         what=entry.what,
         note=entry.note,
         actor=entry.actor,
+        snapshots=_snapshots(incident.members),
     )
+
+
+def _snapshots(members: Sequence[IncidentMemberPb]) -> tuple[str, ...]:
+    # Read apart from the members (a flood's hundreds are read only for `full`): one string each.
+    seen: dict[str, None] = {}
+    for m in members:
+        if m.snapshot:
+            seen.setdefault(m.snapshot)
+    return tuple(seen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +183,7 @@ class AlarmReader:
             position=Position(device.position.lat, device.position.lon) if device is not None else None,
             rationale=" / ".join(t for t in (rationale.cause.en, rationale.action.en) if t),
             actor=transition.action.person if transition.action is not None else "",
+            snapshot=alarm.snapshot,
         )
 
 

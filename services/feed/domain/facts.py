@@ -28,6 +28,7 @@ class Member:
     alarm_class: str
     priority: str
     active: bool
+    snapshot: str = ""  # the tenant's reference of the detection that raised it; empty when none
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,6 +63,8 @@ class IncidentFacts:
     what: str = ""
     note: str = ""
     actor: str = ""
+    # The members' snapshot references (the tenant's), in the order they joined, each once.
+    snapshots: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,6 +89,7 @@ class AlarmFacts:
     position: Position | None = None
     rationale: str = ""
     actor: str = ""  # who acted, for an operator's transition
+    snapshot: str = ""  # the tenant's reference of the detection that raised it; empty when none
 
 
 @dataclass(frozen=True, slots=True)
