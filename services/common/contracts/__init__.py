@@ -57,7 +57,6 @@ def incident_change_type(change: str) -> str:
     """The CloudEvents type of an IncidentChange of kind `change` (opened, acknowledged, ...)."""
     return f"org.safetyhub.incident.{change}.v1"
 
-
 __all__ = [
     "ALARM_FLOOD_TYPE",
     "ALARM_TRANSITION_TYPE",
