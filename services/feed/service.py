@@ -66,6 +66,7 @@ from services.feed.domain.projection import (
     release_at,
 )
 from services.feed.repository import CountedHour, ExportRow, Pending
+from services.feed.snapshot_copies import BlurredCopies
 from services.incidents.channel import INCIDENT_CHANNEL
 
 log = get_logger(__name__)
@@ -130,6 +131,7 @@ class FeedService:
         self._publisher = JetStreamPublisher(nc)
         self._relay = OutboxRelay(pool, self._publisher, SERVICE)
         self._alarms = AlarmReader(sites)
+        self._copies = BlurredCopies(js)
         self._specs = {
             durable: ConsumerSpec(
                 stream=channel.stream.name,
@@ -367,6 +369,8 @@ class FeedService:
             return
         alerts = []
         for message, export in fresh:
+            for copy in await self._copies.for_event(message):
+                uow.emit(copy)  # the picture first: the event naming it finds it there
             uow.emit(message)
             metrics.EXPORTS.labels(export.kind, export.level).inc()
             if self._config.ngsi is not None and export.kind == Kind.INCIDENT:
