@@ -178,6 +178,29 @@ async def ensure_durables(js: JetStreamContext, store: Path) -> list[str]:
     return created
 
 
+def regrant(store: Path) -> list[str]:
+    """Give every active city user the grants of this release (e.g. the blurred pictures of
+    FEED_SNAPSHOTS, added after the first credentials were issued) and reload a running server;
+    the names changed. The secret and the durable stay: the city changes nothing."""
+    with users_locked(store):
+        users = load_users(store)
+        changed: list[str] = []
+        updated = []
+        for user in users:
+            granted = user
+            if is_feed_user(user) and user.revoked_at is None:
+                granted = msgspec.structs.replace(
+                    user, publish=publish_allow(user.user), imports=imports(user.user)
+                )
+                if granted != user:
+                    changed.append(user.user)
+            updated.append(granted)
+        if changed:
+            save_users(store, updated)
+            reload_running(store)
+        return changed
+
+
 def is_feed_user(user: NatsUser) -> bool:
     return user.subscribe == subscribe_allow(user.user)
 

@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import json
 import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +43,7 @@ from tests.video_models import green_box_model, intrusion_clip
 pytestmark = pytest.mark.integration
 
 TENANT, SITE = "ulsan-refining", "ulsan-refinery"
+CONSUMER = [sys.executable, str(REPO / "scripts" / "city_consumer.py")]
 
 
 @dataclass
@@ -103,29 +106,73 @@ async def feed_events(nc: NATS) -> list[dict[str, Any]]:
     return events
 
 
-async def connect_city(city_hub: CityHub) -> tuple[NATS, list[str]]:
-    """A city system's connection with credentials issued now, and what the server refuses it."""
+async def only_named_pictures_copied(hub_nc: NATS) -> None:
+    """FEED_SNAPSHOTS holds the pictures FEED events named, not every blurred copy: the line
+    crossings of the same clip raise no alarm here, so theirs stay on SNAPSHOTS."""
+    js = hub_nc.jetstream()
+    named = {
+        ref
+        for event in await feed_events(hub_nc)
+        for ref in [event["data"].get("snapshot"), *(event["data"].get("snapshots") or ())]
+        if ref
+    }
+    copied = (await js.stream_info("FEED_SNAPSHOTS", subjects_filter=">")).state.subjects or {}
+    assert copied and set(copied) <= named
+
+    async def more_on_snapshots() -> int | None:
+        info = await js.stream_info("SNAPSHOTS")
+        return info.state.messages if info.state.messages > len(copied) else None
+
+    await eventually(more_on_snapshots, what="blurred copies on SNAPSHOTS that were not shared")
+
+
+@dataclass
+class City:
+    """A city system's connection, its URL, and what the server refused it."""
+
+    nc: NATS
+    url: str
+    errors: list[str]
+
+
+async def connect_city(city_hub: CityHub) -> City:
+    """Credentials issued now (with their durable on FEED, as the hub makes it) and a connection."""
     credential = await asyncio.to_thread(
         credentials.new_credential, "city-ulsan", now=datetime.now(UTC), by="test"
     )
     await asyncio.to_thread(credentials.add, city_hub.store, credential)
+    hub_nc = await nats.connect(city_hub.server.url)
+    try:
+        await credentials.ensure_durable(hub_nc.jetstream(), credential.name)
+    finally:
+        await hub_nc.close()
     errors: list[str] = []
 
     async def on_error(err: Exception) -> None:
         errors.append(str(err).lower())
 
-    address = city_hub.server.url.rsplit("@", 1)[1]
-    city = await nats.connect(
-        f"nats://{credential.name}:{credential.secret}@{address}",
-        inbox_prefix=credentials.inbox_prefix(credential.name),
-        error_cb=on_error,
-        allow_reconnect=False,
+    url = f"nats://{credential.name}:{credential.secret}@{city_hub.server.url.rsplit('@', 1)[1]}"
+    nc = await nats.connect(
+        url, inbox_prefix=credentials.inbox_prefix(credential.name), error_cb=on_error, allow_reconnect=False
     )
-    return city, errors
+    return City(nc, url, errors)
+
+
+def follow_with_pictures(url: str, pictures: Path) -> list[dict[str, Any]]:
+    """scripts/city_consumer.py as a city system runs it, saving the pictures events name."""
+    result = subprocess.run(
+        [*CONSUMER, "--url", url, "--idle-exit", "1", "--pictures", str(pictures)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
 
 
 async def test_the_city_gets_the_blurred_picture_of_a_shared_detection_and_never_the_original(
-    city_hub: CityHub,
+    city_hub: CityHub, tmp_path: Path
 ) -> None:
     hub_nc = await nats.connect(city_hub.server.url)
     try:
@@ -144,23 +191,7 @@ async def test_the_city_gets_the_blurred_picture_of_a_shared_detection_and_never
         incident, alarm = await eventually(
             pictured, timeout=60.0, what="a FEED intrusion incident and alarm naming a picture"
         )
-        # FEED_SNAPSHOTS holds the pictures FEED events named, not every blurred copy: the line
-        # crossings of the same clip raise no alarm here, so theirs stay on SNAPSHOTS.
-        js = hub_nc.jetstream()
-        named = {
-            ref
-            for event in await feed_events(hub_nc)
-            for ref in [event["data"].get("snapshot"), *(event["data"].get("snapshots") or ())]
-            if ref
-        }
-        copied = (await js.stream_info("FEED_SNAPSHOTS", subjects_filter=">")).state.subjects or {}
-        assert copied and set(copied) <= named
-
-        async def line_crossing_pictured() -> int | None:
-            info = await js.stream_info("SNAPSHOTS")
-            return info.state.messages if info.state.messages > len(copied) else None
-
-        await eventually(line_crossing_pictured, what="blurred copies on SNAPSHOTS that were not shared")
+        await only_named_pictures_copied(hub_nc)
     finally:
         await hub_nc.close()
 
@@ -180,9 +211,9 @@ async def test_the_city_gets_the_blurred_picture_of_a_shared_detection_and_never
     status, blurred = await city_hub.get(f"/v1/snapshots/{ref}/blurred")
     assert status == 200 and faces(blurred) == 0
 
-    city, errors = await connect_city(city_hub)
+    city = await connect_city(city_hub)
     try:
-        js = city.jetstream(prefix=credentials.API_PREFIX, timeout=2.0)
+        js = city.nc.jetstream(prefix=credentials.API_PREFIX, timeout=2.0)
         got = await js.get_last_msg("FEED_SNAPSHOTS", subject)
         assert got.data == blurred, "the city's copy is the tenant's blurred copy"
         image = cv2.imdecode(np.frombuffer(got.data, np.uint8), cv2.IMREAD_COLOR)
@@ -195,11 +226,17 @@ async def test_the_city_gets_the_blurred_picture_of_a_shared_detection_and_never
         with pytest.raises(nats.errors.TimeoutError):
             await js.get_last_msg("SNAPSHOTS", f"snapshot.{TENANT}.{SITE}.{ref}")
         with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
-            await city.request(
+            await city.nc.request(
                 "$JS.API.STREAM.MSG.GET.SNAPSHOTS",
                 json.dumps({"last_by_subj": "snapshot.>"}).encode(),
                 timeout=1,
             )
     finally:
-        await city.close()
-    assert any("permissions violation" in err and "snapshots" in err for err in errors), errors
+        await city.nc.close()
+    assert any("permissions violation" in err and "snapshots" in err for err in city.errors), city.errors
+
+    # The consumer script saves each picture an event names, as the city's system would.
+    lines = await asyncio.to_thread(follow_with_pictures, city.url, tmp_path / "pictures")
+    saved = {path for line in lines for path in line.get("pictures", [])}
+    assert str(tmp_path / "pictures" / f"{subject}.jpg") in saved
+    assert (tmp_path / "pictures" / f"{subject}.jpg").read_bytes() == blurred

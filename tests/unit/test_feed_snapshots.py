@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import msgspec
 import pytest
 from jsonschema import Draft7Validator
 
-from services.feed.credentials import imports, publish_allow
+from services.common.embedded.nats_auth import load_users, save_users
+from services.feed.credentials import imports, new_credential, publish_allow, regrant
 from services.feed.domain.facts import Member
 from services.feed.domain.ngsi import alert_entity, key_values
 from services.feed.domain.policy import SharingPolicy
@@ -146,3 +148,20 @@ def test_the_blurred_copy_on_the_bus_is_the_blurred_one_with_the_headers_asyncap
     assert (city_copy.subject, city_copy.payload) == (BLURRED, b"blur")
     schema = resolve("#/components/schemas/FeedSnapshotHeaders")
     assert not list(Draft7Validator(schema).iter_errors(city_copy.headers))
+
+
+def test_credentials_issued_before_pictures_are_granted_them_and_keep_their_secret(tmp_path: Path) -> None:
+    store = tmp_path / "nats"
+    credential = new_credential("city-ulsan", now=datetime(2026, 11, 1, tzinfo=UTC), by="admin")
+    issued = credential.user
+    earlier = msgspec.structs.replace(
+        issued,
+        imports=[imp for imp in issued.imports if "FEED_SNAPSHOTS" not in imp.subject],
+        publish=[subject for subject in issued.publish if "FEED_SNAPSHOTS" not in subject],
+    )
+    save_users(store, [earlier])
+
+    assert regrant(store) == ["city-ulsan"]
+    [user] = load_users(store)
+    assert user == issued  # the same secret (its hash), the grants of this release
+    assert regrant(store) == []
