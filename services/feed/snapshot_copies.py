@@ -43,6 +43,7 @@ FEED_SNAPSHOTS = StreamDef(
     default_limits=FEED_DEFAULT_LIMITS,
 )
 _MARK = f'"{BLURRED_SUBJECT_PREFIX}.'.encode()
+_PRESENT_MAX = 8_192
 
 
 def references(data: dict[str, Any]) -> list[BlurredRef]:
@@ -67,6 +68,11 @@ class BlurredCopies:
 
     def __init__(self, js: JetStreamContext) -> None:
         self._js = js
+        # Subjects seen on FEED_SNAPSHOTS: every later change of a camera's incident names its
+        # pictures again, and each look costs a round trip inside the unit of work. Only a copy
+        # the stream answered with is remembered (one emitted may still roll back); emptied when
+        # full. A copy outlives no event naming it: both streams keep 30 days by default.
+        self._present: set[str] = set()
 
     async def for_event(self, message: OutgoingMessage) -> list[OutgoingMessage]:
         """The copies to emit before `message` (a FEED event): those not on FEED_SNAPSHOTS yet."""
@@ -75,8 +81,11 @@ class BlurredCopies:
         event = FeedEvent.FromString(message.payload)
         out = []
         for ref in references(event.data):
-            if await self._get(FEED_SNAPSHOTS.name, ref.subject) is not None:
+            if ref.subject in self._present or await self._get(FEED_SNAPSHOTS.name, ref.subject) is not None:
                 metrics.SNAPSHOTS.labels("present").inc()
+                if len(self._present) >= _PRESENT_MAX:
+                    self._present.clear()
+                self._present.add(ref.subject)
                 continue
             jpeg = await self._get(SNAPSHOTS.name, blurred_subject(ref.tenant, ref.site, ref.ref))
             if jpeg is None:

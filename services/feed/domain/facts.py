@@ -63,8 +63,9 @@ class IncidentFacts:
     what: str = ""
     note: str = ""
     actor: str = ""
-    # The members' snapshot references (the tenant's), in the order they joined, each once.
-    snapshots: tuple[str, ...] = ()
+    # The carried members' snapshot references (the tenant's), in the order they joined, each
+    # once; read lazily from the message like the members (adapters/read.py).
+    snapshots: Sequence[str] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

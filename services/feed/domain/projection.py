@@ -9,7 +9,7 @@ cannot leak through a default or a nested value. Locations are GeoJSON points ([
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -126,7 +126,7 @@ def project_incident(facts: IncidentFacts, policy: SharingPolicy, places: SitePl
     )
 
 
-def shared_snapshots(tenant: str, site: str, snapshots: tuple[str, ...], *, full: bool) -> list[str]:
+def shared_snapshots(tenant: str, site: str, snapshots: Sequence[str], *, full: bool) -> list[str]:
     """The references that leave: `full` the tenant's own; below it the blurred copies' subjects
     only, of the detections the hub holds a blurred copy of. At most MEMBERS_CARRIED."""
     if full:
