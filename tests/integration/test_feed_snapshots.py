@@ -126,6 +126,18 @@ async def only_named_pictures_copied(hub_nc: NATS) -> None:
     await eventually(more_on_snapshots, what="blurred copies on SNAPSHOTS that were not shared")
 
 
+async def responders_see_the_picture(city_hub: CityHub, incident_id: str, ref: str) -> None:
+    """Within the tenant the alarm and the incident's member show the picture as its reference."""
+    status, body = await city_hub.get(f"/v1/incidents/{incident_id}")
+    assert status == 200, body
+    assert f"/v1/snapshots/{ref}" in [m["snapshot"] for m in json.loads(body)["members"]]
+    status, body = await city_hub.get(f"/v1/alarms/cam-tf-501--camera-intrusion?site={SITE}")
+    assert status == 200, body
+    shown = json.loads(body)["alarm"]["snapshot"]
+    assert shown.startswith("/v1/snapshots/")
+    assert (await city_hub.get(shown))[0] == 200
+
+
 @dataclass
 class City:
     """A city system's connection, its URL, and what the server refused it."""
@@ -206,6 +218,7 @@ async def test_the_city_gets_the_blurred_picture_of_a_shared_detection_and_never
     text = json.dumps(incident) + json.dumps(alarm)
     assert "/v1/snapshots" not in text and "cam-tf-501" not in text
 
+    await responders_see_the_picture(city_hub, data["id"], ref)
     status, original = await city_hub.get(f"/v1/snapshots/{ref}")
     assert status == 200 and faces(original) >= 1
     status, blurred = await city_hub.get(f"/v1/snapshots/{ref}/blurred")
