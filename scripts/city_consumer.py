@@ -5,6 +5,7 @@ each acknowledged after it was written.
     python scripts/city_consumer.py --url 'nats://city-ulsan:SECRET@hub.example:4222'
     python scripts/city_consumer.py --url ... --since 2026-12-01T08:00:00Z   # replay from a time
     python scripts/city_consumer.py --url ... --from-seq 1200                 # replay from a sequence
+    python scripts/city_consumer.py --url ... --pictures ./pictures           # save shared pictures
 
 Without --since / --from-seq it resumes where its durable consumer stopped (from the start of the
 stream the first time). The hub creates that consumer; the city cannot create or delete consumers.
@@ -12,17 +13,22 @@ A replay resets it to the new start (the server's consumer reset, to a stream se
 first turned into the sequence of FEED's first message at or after it): the credentials allow
 exactly that, on that one consumer. Output lines are JSON objects:
 `{"seq": <stream sequence>, "subject": ..., "time": <when FEED stored it>, "event": <CloudEvent>}`.
-Needs only `nats-py`.
+With --pictures DIR, each picture an event names (an alarm's `snapshot`, an incident's
+`snapshots`: subjects `feedsnap.<tenant>.<site>.<ref>` of copies with faces blurred) is fetched
+from the FEED_SNAPSHOTS stream by its subject and saved as DIR/<subject>.jpg, and the line gets
+`"pictures": [<paths>]`. Needs only `nats-py`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,6 +38,7 @@ import nats.js.errors
 from nats.aio.msg import Msg
 
 STREAM = "FEED"
+PICTURES = "FEED_SNAPSHOTS"
 # The hub's JetStream API as the city's account imports it (the city has no JetStream of its own).
 API_PREFIX = "HUB.API"
 
@@ -57,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, default=100, help="messages asked for at a time (default 100)")
     parser.add_argument("--count", type=int, help="stop after this many events (default: follow forever)")
     parser.add_argument("--idle-exit", type=float, help="stop after this many seconds without a new event")
+    parser.add_argument(
+        "--pictures", type=Path, help="save the blurred pictures events name in this directory"
+    )
     return parser
 
 
@@ -84,14 +94,51 @@ async def _api(nc: nats.NATS, subject: str, request: dict[str, object]) -> dict[
     return answer
 
 
-def line(msg: Msg) -> str:
+def line(msg: Msg, pictures: list[str] | None = None) -> str:
     meta = msg.metadata
+    event = _event(msg)
+    stored = meta.timestamp.astimezone(UTC).isoformat() if meta.timestamp else None
+    out: dict[str, object] = {
+        "seq": meta.sequence.stream,
+        "subject": msg.subject,
+        "time": stored,
+        "event": event,
+    }
+    if pictures is not None:
+        out["pictures"] = pictures
+    return json.dumps(out)
+
+
+def _event(msg: Msg) -> object:
     try:
         event: object = json.loads(msg.data)
     except ValueError:
         event = msg.data.decode(errors="replace")
-    stored = meta.timestamp.astimezone(UTC).isoformat() if meta.timestamp else None
-    return json.dumps({"seq": meta.sequence.stream, "subject": msg.subject, "time": stored, "event": event})
+    return event
+
+
+def named_pictures(event: object) -> list[str]:
+    """The blurred pictures' subjects an event names."""
+    data = event.get("data") if isinstance(event, dict) else None
+    if not isinstance(data, dict):
+        return []
+    named = [data.get("snapshot"), *(data.get("snapshots") or [])]
+    return [s for s in named if isinstance(s, str) and s.startswith("feedsnap.")]
+
+
+async def save_pictures(nc: nats.NATS, args: argparse.Namespace, event: object) -> list[str]:
+    """Fetch each picture the event names from FEED_SNAPSHOTS and save it; the paths saved."""
+    saved = []
+    for subject in named_pictures(event):
+        path = args.pictures / f"{subject}.jpg"
+        if not path.exists():
+            answer = await _api(nc, f"{args.api_prefix}.STREAM.MSG.GET.{PICTURES}", {"last_by_subj": subject})
+            if "message" not in answer:
+                print(f"city_consumer: no picture {subject} (past its retention)", file=sys.stderr)
+                continue
+            path.write_bytes(base64.b64decode(answer["message"]["data"]))
+        saved.append(str(path))
+    return saved
 
 
 async def follow(args: argparse.Namespace) -> int:
@@ -103,6 +150,8 @@ async def follow(args: argparse.Namespace) -> int:
         )
         return 2
     durable = args.durable or user
+    if args.pictures is not None:
+        args.pictures.mkdir(parents=True, exist_ok=True)
     nc = await nats.connect(args.url, inbox_prefix=args.inbox_prefix or f"_INBOX_{user}", connect_timeout=5)
     try:
         js = nc.jetstream(prefix=args.api_prefix)
@@ -133,7 +182,10 @@ async def follow(args: argparse.Namespace) -> int:
                 continue
             idle_since = asyncio.get_running_loop().time()
             for msg in messages:
-                print(line(msg), flush=True)
+                pictures = None
+                if args.pictures is not None:
+                    pictures = await save_pictures(nc, args, _event(msg))
+                print(line(msg, pictures), flush=True)
                 await msg.ack()  # after the line is out: a crash in between shows it again
                 seen += 1
         print(f"city_consumer: {seen} events", file=sys.stderr)

@@ -105,6 +105,7 @@ def alarm_json(point: PointId, record: PointRecord, handling: Handling) -> dict[
         "flags": flags,
         "changedAt": _time(state.changed_at),
         "due": _time(record.due),
+        "snapshot": state.snapshot or None,
         "rationale": {
             "cause": {"ko": rationale.cause.ko, "en": rationale.cause.en},
             "consequence": {"ko": rationale.consequence.ko, "en": rationale.consequence.en},

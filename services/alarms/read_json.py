@@ -58,6 +58,8 @@ def alarm_json(row: asyncpg.Record, rules: RuleSet) -> dict[str, Any]:
         "shelved_until": shelved_until.isoformat() if shelved_until is not None else None,
         "flags": sorted(row["flags"]),
         "changed_at": changed_at.isoformat() if changed_at is not None else None,
+        # The picture of the detection that last raised it (the tenant's reference); null when none.
+        "snapshot": row["snapshot"] or None,
         "rationale": rationale_json(rationale_of(rules, row["site"], row["device"], row["rule_id"])),
     }
 

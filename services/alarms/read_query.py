@@ -32,7 +32,7 @@ _NEVER = datetime.min.replace(tzinfo=UTC)
 
 _POINT_COLUMNS = (
     "tenant, site, alarm_id, device, rule_id, condition, priority, alarm_class, state, active, "
-    "latched, shelved_until, flags, changed_at"
+    "latched, shelved_until, flags, changed_at, snapshot"
 )
 _RANK = "array_position($1::text[], priority)"
 _CHANGED = "coalesce(changed_at, '-infinity'::timestamptz)"

@@ -73,17 +73,19 @@ LIMIT $2
 """
 _WRITE_POINTS = """
 INSERT INTO alarm_points (tenant, site, alarm_id, device, rule_id, condition, priority, alarm_class,
-                          state, active, latched, shelved_until, flags, changed_at, due, engine_state)
-SELECT t, s, a, d, r, c, p, k, st, ac, l, su, string_to_array(f, $17), ch, du, e
+                          state, active, latched, shelved_until, flags, changed_at, due, engine_state,
+                          snapshot)
+SELECT t, s, a, d, r, c, p, k, st, ac, l, su, string_to_array(f, $18), ch, du, e, sn
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
             $7::text[], $8::text[], $9::text[], $10::boolean[], $11::boolean[],
-            $12::timestamptz[], $13::text[], $14::timestamptz[], $15::timestamptz[], $16::bytea[])
-     AS x(t, s, a, d, r, c, p, k, st, ac, l, su, f, ch, du, e)
+            $12::timestamptz[], $13::text[], $14::timestamptz[], $15::timestamptz[], $16::bytea[],
+            $17::text[])
+     AS x(t, s, a, d, r, c, p, k, st, ac, l, su, f, ch, du, e, sn)
 ON CONFLICT (tenant, site, alarm_id) DO UPDATE SET
     priority = EXCLUDED.priority, alarm_class = EXCLUDED.alarm_class, condition = EXCLUDED.condition,
     state = EXCLUDED.state, active = EXCLUDED.active, latched = EXCLUDED.latched,
     shelved_until = EXCLUDED.shelved_until, flags = EXCLUDED.flags, changed_at = EXCLUDED.changed_at,
-    due = EXCLUDED.due, engine_state = EXCLUDED.engine_state
+    due = EXCLUDED.due, engine_state = EXCLUDED.engine_state, snapshot = EXCLUDED.snapshot
 """
 _WRITE_ENGINE_STATES = """
 UPDATE alarm_points p SET due = x.du, engine_state = x.e
@@ -204,7 +206,7 @@ async def write(conn: asyncpg.Connection, engine: Engine, work: Workset) -> list
 
 
 async def _write_points(conn: asyncpg.Connection, engine: Engine, work: Workset) -> None:
-    columns: list[list[object]] = [[] for _ in range(16)]
+    columns: list[list[object]] = [[] for _ in range(17)]
     quiet: list[list[object]] = [[] for _ in range(5)]
     for point in sorted(work.to_write(), key=lambda p: (p.tenant, p.site, p.alarm_id)):
         record = work.points[point]
@@ -230,7 +232,7 @@ async def _write_points(conn: asyncpg.Connection, engine: Engine, work: Workset)
             point.tenant, point.site, point.alarm_id, point.device, point.rule,
             handling.condition.value, handling.priority.value, handling.alarm_class.value,
             state.state.value, state.active, is_latched(state, handling), state.shelved_until,
-            _SEP.join(flags), state.changed_at, record.due, encode_record(record),
+            _SEP.join(flags), state.changed_at, record.due, encode_record(record), state.snapshot,
         )  # fmt: skip
         for column, value in zip(columns, values, strict=True):
             column.append(value)

@@ -22,7 +22,9 @@ from services.feed.domain.policy import SharingPolicy, tightens
 from services.feed.ngsi_export import NgsiExporter
 from services.feed.permissions import READ_EXPORTS, SET_SHARING
 from services.feed.service import FeedService
+from services.feed.snapshot_copies import FEED_SNAPSHOTS
 from services.incidents.channel import INCIDENTS as INCIDENTS_STREAM
+from services.video.channel import SNAPSHOTS
 
 log = get_logger(__name__)
 
@@ -117,8 +119,9 @@ FEED: Service[FeedConfig] = Service(
     description="JetStream INCIDENTS and ALARMS -> what each site's sharing policy allows, on FEED",
     config=FeedConfig,
     factory=Feed,
-    streams=(FEED_STREAM,),
-    consumes=(INCIDENTS_STREAM, ALARMS_STREAM),
+    streams=(FEED_STREAM, FEED_SNAPSHOTS),
+    # SNAPSHOTS: read by subject, the blurred copies of shared events' pictures (no consumer).
+    consumes=(INCIDENTS_STREAM, ALARMS_STREAM, SNAPSHOTS),
     migrations="services.feed",
     permissions=(SET_SHARING, READ_EXPORTS),
     panel=(PanelRow("City feed exports", metrics.EXPORTS, by="kind"),),

@@ -7,7 +7,10 @@ the hub's account, which exports to it exactly the services reading FEED needs:
   acknowledgements;
 - that consumer's info, and resetting it to a stream sequence (a replay);
 - FEED's stream info (first and last sequence) and its messages by sequence or time (to find the
-  sequence a replay from a time starts at).
+  sequence a replay from a time starts at);
+- a message of FEED_SNAPSHOTS by subject: the blurred picture a shared event names (its
+  `snapshot` or `snapshots`). The hub's SNAPSHOTS stream and the original pictures are not
+  imported, so they are out of the city's reach.
 
 The city cannot create, change or delete consumers: the hub creates its durable (`ensure_durable`),
 a pull consumer, so no consumer ever delivers to a subject the city chose. Whatever reply subject the
@@ -50,6 +53,9 @@ from services.common.embedded.nats_auth import (
 from services.common.errors import SafetyhubError
 
 STREAM = "FEED"
+# The blurred pictures shared events name (services/feed/snapshot_copies.py): a name here, not an
+# import, so the credentials module stays free of the bus.
+SNAPSHOT_STREAM = "FEED_SNAPSHOTS"
 # The JetStream API prefix a city client uses (nats-py: `nc.jetstream(prefix=API_PREFIX)`): the
 # hub's `$JS.API` services as imported into the city's account.
 API_PREFIX = "HUB.API"
@@ -91,6 +97,8 @@ def imports(name: str) -> list[ServiceImport]:
         api(f"CONSUMER.RESET.{consumer}"),
         api(f"STREAM.INFO.{STREAM}"),
         api(f"STREAM.MSG.GET.{STREAM}"),
+        # The blurred pictures of shared events, by the subject an event names (no consumer).
+        api(f"STREAM.MSG.GET.{SNAPSHOT_STREAM}"),
     ]
 
 
@@ -168,6 +176,29 @@ async def ensure_durables(js: JetStreamContext, store: Path) -> list[str]:
         if await ensure_durable(js, user.user):
             created.append(user.user)
     return created
+
+
+def regrant(store: Path) -> list[str]:
+    """Give every active city user the grants of this release (e.g. the blurred pictures of
+    FEED_SNAPSHOTS, added after the first credentials were issued) and reload a running server;
+    the names changed. The secret and the durable stay: the city changes nothing."""
+    with users_locked(store):
+        users = load_users(store)
+        changed: list[str] = []
+        updated = []
+        for user in users:
+            granted = user
+            if is_feed_user(user) and user.revoked_at is None:
+                granted = msgspec.structs.replace(
+                    user, publish=publish_allow(user.user), imports=imports(user.user)
+                )
+                if granted != user:
+                    changed.append(user.user)
+            updated.append(granted)
+        if changed:
+            save_users(store, updated)
+            reload_running(store)
+        return changed
 
 
 def is_feed_user(user: NatsUser) -> bool:

@@ -29,3 +29,9 @@ LEADER = Gauge(
     "safetyhub_feed_leader",
     "1 while this process runs the feed's consumers and timers (holds the lock), 0 while it stands by",
 )
+SNAPSHOTS = Counter(
+    "safetyhub_feed_snapshots",
+    "Blurred snapshot copies a shared event named: copied to FEED_SNAPSHOTS, already there, or missing"
+    " (no blurred copy on SNAPSHOTS)",
+    ["outcome"],
+)

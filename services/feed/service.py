@@ -65,6 +65,7 @@ from services.feed.domain.projection import (
 from services.feed.leadership import Handover, Leadership
 from services.feed.order import Versioned
 from services.feed.repository import ExportRow, Pending
+from services.feed.snapshot_copies import BlurredCopies
 from services.incidents.channel import INCIDENT_CHANNEL
 
 log = get_logger(__name__)
@@ -106,6 +107,7 @@ class FeedService:
         self._publisher = JetStreamPublisher(nc)
         self._relay = OutboxRelay(pool, self._publisher, SERVICE)
         self._alarms = AlarmReader(sites)
+        self._copies = BlurredCopies(js)
         self._specs = {
             durable: ConsumerSpec(
                 stream=channel.stream.name,
@@ -290,6 +292,8 @@ class FeedService:
             return
         alerts = []
         for message, export in fresh:
+            for copy in await self._copies.for_event(message):
+                uow.emit(copy)  # the picture first: the event naming it finds it there
             uow.emit(message)
             metrics.EXPORTS.labels(export.kind, export.level).inc()
             if self._config.ngsi is not None and export.kind == Kind.INCIDENT:

@@ -86,7 +86,8 @@ async def _serve_workers(
 
 
 async def _city_durables(config: HubConfig, data_dir: Path, endpoints: Endpoints) -> None:
-    """Create the FEED durable of every city user of the embedded server that has none.
+    """Bring every city user of the embedded server to this release's grants, and create the
+    FEED durable of each that has none.
 
     `feed credentials create` makes it at once when a hub runs; a user created while none ran
     gets it here, once the hub's streams (FEED among them) exist. A failure is logged, never fatal:
@@ -97,6 +98,12 @@ async def _city_durables(config: HubConfig, data_dir: Path, endpoints: Endpoints
         return
     if not await asyncio.to_thread(credentials.feed_users, store, include_revoked=False):
         return
+    try:
+        regranted = await asyncio.to_thread(credentials.regrant, store)
+        if regranted:
+            log.info("feed_city_grants_updated", users=regranted)
+    except EmbeddedServerError as err:
+        log.warning("feed_city_grants_failed", error=str(err))
     try:
         nc = await nats.connect(endpoints.nats_url, allow_reconnect=False)
     except (OSError, nats.errors.Error) as err:

@@ -99,6 +99,8 @@ def member_json(member: Member, rank: int) -> dict[str, Any]:
         "active": member.active,
         "returnedAt": rfc3339(member.returned_at),
         "confirmed": member.confirmed,
+        # The tenant's reference (GET it with a key of the tenant); null when none.
+        "snapshot": member.snapshot or None,
     }
 
 

@@ -11,6 +11,7 @@ from services.common.kernel import PanelRow, Service, ServiceContext, ServiceIns
 from services.ingest.channel import OBSERVATIONS
 from services.video import metrics
 from services.video.api import SnapshotApi
+from services.video.channel import SNAPSHOTS
 from services.video.config import VideoConfig
 from services.video.permissions import READ_SNAPSHOTS
 from services.video.service import VideoService
@@ -43,6 +44,8 @@ VIDEO: Service[VideoConfig] = Service(
     factory=Video,
     # Its detections are observations: `run video` ensures the stream ingest owns.
     publishes=(OBSERVATIONS,),
+    # The blurred copies of its snapshots, for the city feed (services/video/channel.py).
+    streams=(SNAPSHOTS,),
     migrations="services.video",
     permissions=(READ_SNAPSHOTS,),
     panel=(

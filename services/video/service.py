@@ -33,10 +33,11 @@ from services.common.errors import UnavailableError
 from services.common.kernel import ServiceContext
 from services.common.logging import get_logger
 from services.common.outbox import Outbox, OutboxRelay
+from services.common.outbox.unit_of_work import OutboxError, UnitOfWork
 from services.common.sites.registry import SiteRegistry
 from services.video import metrics
 from services.video.adapters import snapshots
-from services.video.adapters.messages import encode, firing_observation, health_observation
+from services.video.adapters.messages import blurred_message, encode, firing_observation, health_observation
 from services.video.config import CameraConfig, VideoConfig
 from services.video.reload import VideoConfigReloader
 from services.video.worker import AnyEvent, CameraHealth, CameraWorker, HealthEvent
@@ -318,6 +319,7 @@ class VideoService:
                 async with self._outbox.unit_of_work() as uow:
                     if snapshot is not None:
                         await snapshots.insert(uow.connection, snapshot)
+                        self._emit_blurred(uow, snapshot, bound)
                     uow.emit(message)
             except UnavailableError as err:
                 failures += 1
@@ -334,6 +336,17 @@ class VideoService:
                 bound.exception("video_detection_not_stored", observation_id=observation_id)
                 return False
             return True
+
+    @staticmethod
+    def _emit_blurred(uow: UnitOfWork, snapshot: snapshots.Snapshot, bound: Any) -> None:
+        """Queue the blurred copy for the feed, before the observation: on the bus it is there
+        before any alarm or incident naming it. One past the server's max_payload cannot travel:
+        the detection still goes, without a picture for the city (logged)."""
+        try:
+            uow.emit(blurred_message(snapshot))
+        except OutboxError as err:
+            metrics.PUBLISH_FAILURES.labels("blurred_too_large").inc()
+            bound.warning("video_blurred_not_shared", snapshot=snapshot.ref, error=str(err))
 
 
 def _not_a_camera(registry: SiteRegistry, camera: CameraConfig) -> str | None:

@@ -213,7 +213,8 @@ def test_a_service_run_alone_gets_the_streams_it_publishes_to_as_their_owner_con
     # The video service consumes nothing: it publishes its detections to ingest's stream.
     assert (service.consumes, [s.name for s in service.publishes]) == ((), ["OBSERVATIONS"])
     specs = {spec.name: spec for spec in REGISTRY.streams(config, video)}
-    assert set(specs) == {"OBSERVATIONS", "DEADLETTER"}
+    # SNAPSHOTS is its own: the blurred copies of its snapshots, for the city feed.
+    assert set(specs) == {"OBSERVATIONS", "SNAPSHOTS", "DEADLETTER"}
     assert specs["OBSERVATIONS"].limits.max_age_hours == 5.0
     everything = {spec.name: spec for spec in REGISTRY.streams(config)}
     assert specs["OBSERVATIONS"] == everything["OBSERVATIONS"]  # one declaration, its owner's

@@ -57,6 +57,7 @@ def test_full_carries_the_first_out_members_and_the_totals_in_counts() -> None:
         "alarm_class": "process",
         "priority": "low",
         "active": False,
+        "snapshot": None,
     }
     assert shared["counts"] == {"total": FLOOD, "class.process": FLOOD, "priority.low": FLOOD}
 

@@ -37,6 +37,7 @@ REDACTED_INCIDENT = {
     "resolved_at",
     "zones",
     "location",
+    "snapshots",
 }
 FULL_INCIDENT = REDACTED_INCIDENT | {
     "title",
@@ -99,6 +100,8 @@ def test_redacted_shares_exactly_type_severity_status_times_and_a_coarse_locatio
         "zones": ["fcc-2"],
         # The zone's centroid, not where the detector is.
         "location": {"type": "Point", "coordinates": [FCC2.lon, FCC2.lat]},
+        # A gas release seen by no camera: no picture.
+        "snapshots": [],
     }
     text = json.dumps(shared)
     assert not [secret for secret in SECRETS if secret in text]
@@ -118,6 +121,7 @@ def test_redacted_alarms_carry_no_device_rule_value_or_name_and_not_their_alarm_
         "active",
         "time",
         "location",
+        "snapshot",
     }
     # The alarm id is `<device>--<rule>`: the transition's own id stands in for it.
     assert shared["id"] == "01KAMR2R1FQ4T5D3Y6Z8W9X0CD"

@@ -36,6 +36,8 @@ LAT = st.floats(min_value=-80, max_value=80, allow_nan=False)
 LON = st.floats(min_value=-179, max_value=179, allow_nan=False)
 POSITIONS = st.builds(Position, LAT, LON)
 ULIDS = st.text(alphabet="0123456789ABCDEFGHJKMNPQRSTVWXYZ", min_size=26, max_size=26)
+# The tenant's own reference of a camera's picture (the original, faces unblurred).
+TENANT_SNAPSHOT = "/v1/snapshots/"
 ZONES = st.lists(st.sampled_from(["fcc-2", "cdu-1", "vrds", "tank-farm"]), max_size=3, unique=True)
 
 
@@ -44,6 +46,25 @@ def text_with(secrets: tuple[str, str, str]) -> st.SearchStrategy[str]:
     return st.builds(
         lambda pre, post: f"{pre}{device} {value} {name}{post}", st.text(max_size=20), st.text(max_size=20)
     )
+
+
+def snapshots_with(secrets: tuple[str, str, str]) -> st.SearchStrategy[str]:
+    """A detection's snapshot reference: the video service's, one a gateway posted (a URL that
+    names its camera), a planted text, or none."""
+    device = secrets[0]
+    return st.one_of(
+        st.just(""),
+        ULIDS.map(lambda ulid: f"{TENANT_SNAPSHOT}{ulid}"),
+        st.just(f"http://frigate.plant.example:5000/api/events/{device}/snapshot.jpg"),
+        text_with(secrets),
+    )
+
+
+def blurred_only(shared: dict[str, Any], tenant: str, site: str) -> bool:
+    """Every picture reference that left is a blurred copy's subject of this tenant and site."""
+    refs = [shared.get("snapshot"), *(shared.get("snapshots") or ())]
+    prefix = f"feedsnap.{tenant}.{site}."
+    return all(ref is None or (isinstance(ref, str) and ref.startswith(prefix)) for ref in refs)
 
 
 @st.composite
@@ -61,6 +82,7 @@ def incidents(draw: st.DrawFn) -> tuple[IncidentFacts, tuple[str, str, str]]:
         alarm_class="safety",
         priority="emergency",
         active=draw(st.booleans()),
+        snapshot=draw(snapshots_with(secrets)),
     )
     facts = IncidentFacts(
         event_id=draw(ULIDS),
@@ -88,6 +110,7 @@ def incidents(draw: st.DrawFn) -> tuple[IncidentFacts, tuple[str, str, str]]:
         what=draw(text),
         note=draw(text),
         actor=name,
+        snapshots=tuple(draw(st.lists(snapshots_with(secrets), max_size=3))),
     )
     return facts, secrets
 
@@ -115,6 +138,7 @@ def alarms(draw: st.DrawFn) -> tuple[AlarmFacts, tuple[str, str, str]]:
         position=draw(st.none() | POSITIONS),
         rationale=draw(text_with(secrets)),
         actor=name,
+        snapshot=draw(snapshots_with(secrets)),
     )
     return facts, secrets
 
@@ -172,8 +196,9 @@ def test_no_incident_field_outside_the_allow_list_leaves_on_feed_or_ngsi(
     assert "severity" not in entity or "severity" in allowed
     assert "validTo" not in entity or "resolved_at" in allowed
     if policy.level is not Level.FULL:
-        assert not leaked(event.body, secrets)
-        assert not leaked(entity, secrets)
+        assert not leaked(event.body, (*secrets, TENANT_SNAPSHOT))
+        assert not leaked(entity, (*secrets, TENANT_SNAPSHOT))
+        assert blurred_only(shared, facts.tenant, facts.site)
         if "location" in shared and facts.position is not None:
             assert shared["location"]["coordinates"] != [facts.position.lon, facts.position.lat] or (
                 policy.grid_m is not None
@@ -202,4 +227,5 @@ def test_no_alarm_field_outside_the_allow_list_leaves_on_feed(
         policy_version=1,
     )
     if policy.level is not Level.FULL:
-        assert not leaked(event.body, secrets)
+        assert not leaked(event.body, (*secrets, TENANT_SNAPSHOT))
+        assert blurred_only(shared, facts.tenant, facts.site)

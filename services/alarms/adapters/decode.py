@@ -89,6 +89,7 @@ def alarm_from_proto(message: Alarm, *, tenant: str, site: str) -> AlarmView:
         flags=frozenset(
             flag for flag, on in ((CHATTERING, message.chattering), (FLEETING, message.fleeting)) if on
         ),
+        snapshot=message.snapshot,
     )
 
 

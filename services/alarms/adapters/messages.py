@@ -80,6 +80,8 @@ class AlarmView:
     latched: bool = False
     shelved_until: datetime | None = None
     flags: frozenset[str] = frozenset()
+    # The snapshot reference of the detection that last raised it; empty when none.
+    snapshot: str = ""
 
     @classmethod
     def after(
@@ -272,6 +274,7 @@ def _fill_alarm(message: Alarm, alarm: AlarmView) -> None:
         set_timestamp(message.shelved_until, alarm.shelved_until)
     message.chattering = CHATTERING in alarm.flags
     message.fleeting = FLEETING in alarm.flags
+    message.snapshot = alarm.snapshot
     rationale = message.rationale
     _text(rationale.cause, alarm.rationale.cause)
     _text(rationale.consequence, alarm.rationale.consequence)

@@ -60,6 +60,7 @@ def observations_of(msg: Msg) -> list[Observation]:
                 value,
                 confidence,
                 obs.quality,
+                obs.snapshot,
             )
         )
     return out

@@ -43,6 +43,8 @@ class Activate:
     at: datetime
     observation_ids: tuple[str, ...] = ()
     timer: str | None = None  # on_delay or stale when a timer, not an observation, decided it
+    # The snapshot reference of the detection that decided it; empty when it carried none.
+    snapshot: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -221,7 +221,7 @@ class Engine:
                     else:
                         changed.add(point)
                 for change in changes:
-                    self._condition(work, point, rule, change)
+                    self._condition(work, point, rule, change, obs.snapshot)
 
     def _point_id(self, tenant: str, site: str, device: str, rule: str) -> PointId:
         # Memoised: building a frozen dataclass costs more than the tuple probe (bounded by the
@@ -308,15 +308,19 @@ class Engine:
 
     # ------------------------------------------------------------------ shared
 
-    def _condition(self, work: Workset, point: PointId, rule: Rule, change: Change) -> None:
+    def _condition(
+        self, work: Workset, point: PointId, rule: Rule, change: Change, snapshot: str = ""
+    ) -> None:
+        """Apply a change of the point's condition; `snapshot` is that of the observation that
+        decided it (empty when a timer did, or the observation carried none)."""
         event: Activate | Clear
         if change.active:
-            event = Activate(change.at, change.observation_ids, change.timer)
+            event = Activate(change.at, change.observation_ids, change.timer, snapshot)
         else:
             event = Clear(change.at, change.observation_ids, change.timer, latching=rule.latching)
         self._state_event(work, point, event)
         for group in self.rules.groups_with(point.site, point.device):
-            self._vote(work, point.tenant, group, change)
+            self._vote(work, point.tenant, group, change, snapshot)
 
     def _state_event(self, work: Workset, point: PointId, event: Event) -> None:
         record = work.points[point]
@@ -353,13 +357,14 @@ class Engine:
                     # As the contract has it: unset for a one-shot shelve (its end is the clear).
                     shelved_until=after.shelved_until if after.shelve is ShelveKind.TIMED else None,
                     flags=flagged.flags,
+                    snapshot=after.snapshot,
                 )
                 work.emitted.append(Emitted(flagged, fact, view))
             if fact.activation:
                 site_floods.note_activation(work, (point.tenant, point.site), flagged.at)
         work.put(point, record)
 
-    def _vote(self, work: Workset, tenant: str, group: VotingGroup, change: Change) -> None:
+    def _vote(self, work: Workset, tenant: str, group: VotingGroup, change: Change, snapshot: str) -> None:
         members: dict[str, Member] = {}
         for member in group.members:
             status = self._member(work, tenant, group, member)
@@ -375,7 +380,8 @@ class Engine:
             return
         event: Activate | Clear
         if verdict.confirmed:
-            event = Activate(change.at, change.observation_ids, change.timer)
+            # The group's alarm shows the picture of the member detection that confirmed it.
+            event = Activate(change.at, change.observation_ids, change.timer, snapshot)
         else:
             event = Clear(change.at, change.observation_ids, change.timer)
         self._state_event(work, point, event)

@@ -94,6 +94,9 @@ class PointState:
     # The observation ids of the last activation and the last clear, to ignore redeliveries.
     activated_by: tuple[str, ...] = ()
     cleared_by: tuple[str, ...] = ()
+    # The snapshot of the detection that last raised it (kept through ack and return, replaced by
+    # the next activation): what the alarm shows of the picture. Empty when that carried none.
+    snapshot: str = ""
 
     def suppressed_for(self, kind: SuppressionKind) -> Suppression | None:
         return next((s for s in self.suppressions if s.kind == kind), None)
@@ -124,8 +127,8 @@ def _condition(point: PointState, event: Activate | Clear) -> tuple[PointState, 
         return point, []  # this very edge again: a redelivery
     if point.active == active:
         return point, []
-    if active:
-        nxt = replace(point, active=True, activated_by=ids)
+    if isinstance(event, Activate):
+        nxt = replace(point, active=True, activated_by=ids, snapshot=event.snapshot)
     else:
         nxt = replace(point, active=False, cleared_by=ids)
     if not active and point.shelve is ShelveKind.ONE_SHOT:

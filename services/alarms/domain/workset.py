@@ -63,6 +63,8 @@ class Observation(msgspec.Struct, frozen=True, array_like=True):
     value: float | None = None
     confidence: float | None = None
     quality: int = evaluate.Quality.GOOD
+    # The detection's snapshot reference; empty for readings.
+    snapshot: str = ""
 
 
 class PointRecord(msgspec.Struct, frozen=True, array_like=True):

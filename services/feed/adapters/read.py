@@ -7,7 +7,7 @@ incidents service reads them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import overload
 
@@ -25,6 +25,7 @@ from services.common.contracts import IncidentType as IncidentTypePb
 from services.common.sites.model import Site
 from services.common.sites.registry import SiteRegistry
 from services.feed.domain.facts import AlarmFacts, IncidentFacts, Member, Position, SitePlaces
+from services.feed.domain.projection import MEMBERS_CARRIED
 from services.incidents.adapters.signals import AlarmMessage, read_alarm_message
 from services.incidents.channel import INCIDENT_CHANNEL
 
@@ -60,6 +61,7 @@ def _member(m: IncidentMemberPb) -> Member:
         alarm_class=_name("ALARM_CLASS_", AlarmClassPb.Name(m.alarm_class)),
         priority=_name("ALARM_PRIORITY_", AlarmPriorityPb.Name(m.priority)),
         active=m.active,
+        snapshot=m.snapshot,
     )
 
 
@@ -123,7 +125,44 @@ def incident_facts(change: IncidentChange) -> IncidentFacts:
         what=entry.what,
         note=entry.note,
         actor=entry.actor,
+        snapshots=WireSnapshots(incident.members),
     )
+
+
+class WireSnapshots(Sequence[str]):
+    """The pictures of an incident's carried members (its first MEMBERS_CARRIED, as `full`
+    carries them), each once, read from the message only when a policy shares them: scanning a
+    flood's 500 members for pictures cost more than the rest of reading its change."""
+
+    __slots__ = ("_found", "_wire")
+
+    def __init__(self, wire: Sequence[IncidentMemberPb]) -> None:
+        self._wire = wire
+        self._found: tuple[str, ...] | None = None
+
+    def _read(self) -> tuple[str, ...]:
+        if self._found is None:
+            seen: dict[str, None] = {}
+            for m in self._wire[:MEMBERS_CARRIED]:
+                if m.snapshot:
+                    seen.setdefault(m.snapshot)
+            self._found = tuple(seen)
+        return self._found
+
+    def __len__(self) -> int:
+        return len(self._read())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._read())
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        return self._read()[index]
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +211,7 @@ class AlarmReader:
             position=Position(device.position.lat, device.position.lon) if device is not None else None,
             rationale=" / ".join(t for t in (rationale.cause.en, rationale.action.en) if t),
             actor=transition.action.person if transition.action is not None else "",
+            snapshot=alarm.snapshot,
         )
 
 

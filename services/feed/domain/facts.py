@@ -28,6 +28,7 @@ class Member:
     alarm_class: str
     priority: str
     active: bool
+    snapshot: str = ""  # the tenant's reference of the detection that raised it; empty when none
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,6 +63,9 @@ class IncidentFacts:
     what: str = ""
     note: str = ""
     actor: str = ""
+    # The carried members' snapshot references (the tenant's), in the order they joined, each
+    # once; read lazily from the message like the members (adapters/read.py).
+    snapshots: Sequence[str] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,6 +90,7 @@ class AlarmFacts:
     position: Position | None = None
     rationale: str = ""
     actor: str = ""  # who acted, for an operator's transition
+    snapshot: str = ""  # the tenant's reference of the detection that raised it; empty when none
 
 
 @dataclass(frozen=True, slots=True)

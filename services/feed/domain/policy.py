@@ -8,8 +8,10 @@ level, and within the level an optional allow-list of fields per kind of event:
 - `redacted`: per incident its type, severity, status and times, its location coarsened to its
   zone's centroid (or to the centre of a grid cell of `grid_m` metres), no device ids, no process
   values, no names, no free text; per alarm its zone, class, priority and state, under an opaque
-  reference instead of its id (an alarm id names its device);
-- `full`: everything the hub knows of it, exact position included.
+  reference instead of its id (an alarm id names its device); detections' snapshots only as
+  references to their copies with faces blurred (domain/snapshots.py);
+- `full`: everything the hub knows of it, exact position included (snapshots as the tenant's
+  own references).
 
 `delay_s` holds each event back that long before it leaves (a plant may want to call the fire
 brigade itself before the city's screens show the fire).
@@ -66,6 +68,7 @@ IncidentField = Literal[
     "resolution_note",
     "counts",
     "note",
+    "snapshots",
 ]
 AlarmField = Literal[
     "id",
@@ -82,6 +85,7 @@ AlarmField = Literal[
     "kind",
     "rationale",
     "actor",
+    "snapshot",
 ]
 KpiField = Literal["zone", "hour", "incidents", "alarms"]
 
@@ -91,7 +95,8 @@ KPI_FIELDS: frozenset[str] = frozenset(get_args(KpiField))
 
 # What each level lets leave, per kind. `redacted` is the list of the issue: type, severity,
 # status, times, coarse location; urgency, certainty and zone ids are codes of a fixed set (no
-# name, no free text, no value), so they go with them. Everything else (device ids, rules, titles
+# name, no free text, no value), so they go with them. Snapshots leave as references to their
+# copies with faces blurred only (domain/snapshots.py). Everything else (device ids, rules, titles
 # and actions that name equipment, assignees, notes, exact positions) is `full` only.
 _REDACTED: Mapping[Kind, frozenset[str]] = {
     Kind.INCIDENT: frozenset(
@@ -109,10 +114,22 @@ _REDACTED: Mapping[Kind, frozenset[str]] = {
             "resolved_at",
             "zones",
             "location",
+            "snapshots",
         }
     ),
     Kind.ALARM: frozenset(
-        {"id", "zone", "condition", "alarm_class", "priority", "state", "active", "time", "location"}
+        {
+            "id",
+            "zone",
+            "condition",
+            "alarm_class",
+            "priority",
+            "state",
+            "active",
+            "time",
+            "location",
+            "snapshot",
+        }
     ),
     Kind.KPI: KPI_FIELDS,
 }

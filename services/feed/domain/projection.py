@@ -9,12 +9,13 @@ cannot leak through a default or a nested value. Locations are GeoJSON points ([
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.feed.domain.facts import AlarmFacts, IncidentFacts, Position, SitePlaces
 from services.feed.domain.policy import Kind, Level, SharingPolicy
+from services.feed.domain.snapshots import blurred
 
 # A shared record: field name -> JSON value; its keys are always a subset of the policy's allowed.
 Shared = dict[str, Any]
@@ -110,6 +111,7 @@ def project_incident(facts: IncidentFacts, policy: SharingPolicy, places: SitePl
                     "alarm_class": m.alarm_class,
                     "priority": m.priority,
                     "active": m.active,
+                    "snapshot": m.snapshot or None,
                 }
                 for m in facts.members[:MEMBERS_CARRIED]
             ],
@@ -119,8 +121,32 @@ def project_incident(facts: IncidentFacts, policy: SharingPolicy, places: SitePl
             "resolution_note": lambda: facts.resolution_note,
             "counts": lambda: dict(facts.counts),
             "note": lambda: {"what": facts.what, "text": facts.note, "by": facts.actor},
+            "snapshots": lambda: shared_snapshots(facts.tenant, facts.site, facts.snapshots, full=full),
         },
     )
+
+
+def shared_snapshots(tenant: str, site: str, snapshots: Sequence[str], *, full: bool) -> list[str]:
+    """The references that leave: `full` the tenant's own; below it the blurred copies' subjects
+    only, of the detections the hub holds a blurred copy of. At most MEMBERS_CARRIED."""
+    if full:
+        return list(snapshots[:MEMBERS_CARRIED])
+    out: list[str] = []
+    for snapshot in snapshots:
+        copy = blurred(tenant, site, snapshot)
+        if copy is not None and copy.subject not in out:
+            out.append(copy.subject)
+            if len(out) == MEMBERS_CARRIED:
+                break
+    return out
+
+
+def shared_snapshot(tenant: str, site: str, snapshot: str, *, full: bool) -> str | None:
+    """One alarm's reference as it leaves (see shared_snapshots); None when none does."""
+    if full:
+        return snapshot or None
+    copy = blurred(tenant, site, snapshot)
+    return None if copy is None else copy.subject
 
 
 def project_alarm(facts: AlarmFacts, policy: SharingPolicy, places: SitePlaces) -> Shared | None:
@@ -156,6 +182,7 @@ def project_alarm(facts: AlarmFacts, policy: SharingPolicy, places: SitePlaces) 
             "kind": lambda: facts.kind,
             "rationale": lambda: facts.rationale,
             "actor": lambda: facts.actor,
+            "snapshot": lambda: shared_snapshot(facts.tenant, facts.site, facts.snapshot, full=full),
         },
     )
 

@@ -109,6 +109,7 @@ def fill_incident(out: IncidentPb, incident: Incident, entry: Entry) -> None:
         m.priority = PRIORITY[member.priority]
         set_timestamp(m.joined_at, member.at)
         m.active, m.confirmed = member.active, member.confirmed
+        m.snapshot = member.snapshot
         if member.returned_at is not None:
             set_timestamp(m.returned_at, member.returned_at)
     for action in incident.actions:

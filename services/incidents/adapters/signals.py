@@ -114,6 +114,7 @@ class SignalReader:
             confirmed=confirmed and now,
             action=Text(ko=action.ko, en=action.en) if action.en or action.ko else None,
             correlation_id=message.correlation_id,
+            snapshot=alarm.snapshot,
         )
 
     def _kind(self, site: str, rule_id: str) -> str | None:

@@ -166,6 +166,8 @@ class Fusion:
         else:
             member.signal_id, member.active, member.returned_at = signal.id, True, None
             member.priority = max(member.priority, signal.priority, key=_priority_rank)
+            # Raised again by a new detection: its picture is the one to see now.
+            member.snapshot = signal.snapshot or member.snapshot
             what = f"alarm {signal.alarm_id} active again"
         incident.last_at = max(incident.last_at, signal.at)
         incident.opened_at = min(incident.opened_at, signal.at)

@@ -38,6 +38,9 @@ class Member(msgspec.Struct, kw_only=True):
     active: bool = True
     confirmed: bool = False
     returned_at: datetime | None = None
+    # The snapshot reference of the detection that last raised its alarm; empty when none. Stored
+    # in the incident's JSON body: a body written before it reads back as empty.
+    snapshot: str = ""
 
     @classmethod
     def of(cls, signal: Signal) -> Member:
@@ -53,6 +56,7 @@ class Member(msgspec.Struct, kw_only=True):
             priority=signal.priority,
             at=signal.at,
             confirmed=signal.confirmed,
+            snapshot=signal.snapshot,
         )
 
 

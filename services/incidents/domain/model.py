@@ -125,6 +125,8 @@ class Signal(msgspec.Struct, frozen=True, kw_only=True):
     confirmed: bool = False  # a voting group's alarm: M of N members agree
     action: Text | None = None  # the rule's operator action (master alarm database)
     correlation_id: str = ""
+    # The alarm's snapshot reference (the detection that raised it); empty when none.
+    snapshot: str = ""
 
     @property
     def source(self) -> str:

@@ -10,8 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from services.common.bus.publisher import OutgoingMessage
+from services.common.contracts.cloudevents import ce_headers
 from services.ingest.domain.contract import BoxIn, ObservationIn
 from services.ingest.encode import observation_id, to_message
+from services.video.adapters.snapshots import Snapshot
+from services.video.channel import BLURRED_TYPE, blurred_subject
 from services.video.domain.health import Condition
 from services.video.domain.rules import Firing, RuleKind
 
@@ -69,4 +72,21 @@ def encode(item: ObservationIn, *, tenant: str, received: datetime) -> tuple[str
     return (
         observation_id(item, tenant=tenant, received=received),
         to_message(item, tenant=tenant, source=source_of(item.site, item.device), received=received),
+    )
+
+
+def blurred_message(snapshot: Snapshot) -> OutgoingMessage:
+    """The snapshot's copy with faces blurred on SNAPSHOTS, its id the snapshot's ULID (a retried
+    unit of work emits it again under that id, and JetStream keeps one). Only `blurred` goes on
+    the bus: the original stays in the video service's table."""
+    headers = ce_headers(
+        id=snapshot.ref,
+        type=BLURRED_TYPE,
+        source=source_of(snapshot.site, snapshot.device),
+        time=snapshot.taken.isoformat(),
+    )
+    return OutgoingMessage(
+        blurred_subject(snapshot.tenant, snapshot.site, snapshot.ref),
+        snapshot.blurred,
+        {**headers, "Content-Type": "image/jpeg"},
     )

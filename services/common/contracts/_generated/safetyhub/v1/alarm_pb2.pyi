@@ -240,6 +240,7 @@ class Alarm(_message.Message):
     CHATTERING_FIELD_NUMBER: _builtins.int
     FLEETING_FIELD_NUMBER: _builtins.int
     RATIONALE_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
     alarm_id: _builtins.str
     """"<device>--<rule>": a NATS subject token (no dots, no spaces)."""
     device: _builtins.str
@@ -257,6 +258,11 @@ class Alarm(_message.Message):
     """More than 5 transitions in 5 minutes."""
     fleeting: _builtins.bool
     """UNACK to RTNUN in under 10 seconds."""
+    snapshot: _builtins.str
+    """The snapshot reference (as in Observation.snapshot, e.g. "/v1/snapshots/<ULID>" of the video
+    service) of the detection that last raised the alarm; empty when its activation carried none
+    (a reading, a timer, a person's action on an alarm never raised by a detection).
+    """
     @_builtins.property
     def envelope(self) -> _envelope_pb2.Envelope:
         """type "org.safetyhub.alarm.v1"; inside an AlarmTransition: id and time of that transition."""
@@ -284,10 +290,11 @@ class Alarm(_message.Message):
         chattering: _builtins.bool = ...,
         fleeting: _builtins.bool = ...,
         rationale: Global___AlarmRationale | None = ...,
+        snapshot: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "rationale", b"rationale", "shelved_until", b"shelved_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "alarm_class", b"alarm_class", "alarm_id", b"alarm_id", "chattering", b"chattering", "condition", b"condition", "device", b"device", "envelope", b"envelope", "fleeting", b"fleeting", "latched", b"latched", "priority", b"priority", "rationale", b"rationale", "rule", b"rule", "shelved_until", b"shelved_until", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "alarm_class", b"alarm_class", "alarm_id", b"alarm_id", "chattering", b"chattering", "condition", b"condition", "device", b"device", "envelope", b"envelope", "fleeting", b"fleeting", "latched", b"latched", "priority", b"priority", "rationale", b"rationale", "rule", b"rule", "shelved_until", b"shelved_until", "snapshot", b"snapshot", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

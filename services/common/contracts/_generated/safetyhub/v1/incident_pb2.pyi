@@ -170,6 +170,7 @@ class IncidentMember(_message.Message):
     ACTIVE_FIELD_NUMBER: _builtins.int
     RETURNED_AT_FIELD_NUMBER: _builtins.int
     CONFIRMED_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
     alarm_id: _builtins.str
     """"<device>--<rule>", as on the ALARMS stream."""
     device: _builtins.str
@@ -182,6 +183,10 @@ class IncidentMember(_message.Message):
     active: _builtins.bool
     confirmed: _builtins.bool
     """A voting group's alarm (M of N members agree)."""
+    snapshot: _builtins.str
+    """The alarm's snapshot reference (Alarm.snapshot) as it last came: the picture a responder sees.
+    Empty when none; only the blurred copy ever leaves the tenant (the city feed).
+    """
     @_builtins.property
     def joined_at(self) -> _timestamp_pb2.Timestamp:
         """When it joined: its activation's time."""
@@ -204,10 +209,11 @@ class IncidentMember(_message.Message):
         active: _builtins.bool = ...,
         returned_at: _timestamp_pb2.Timestamp | None = ...,
         confirmed: _builtins.bool = ...,
+        snapshot: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["joined_at", b"joined_at", "returned_at", b"returned_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "alarm_class", b"alarm_class", "alarm_id", b"alarm_id", "confirmed", b"confirmed", "device", b"device", "joined_at", b"joined_at", "kind", b"kind", "priority", b"priority", "returned_at", b"returned_at", "rule", b"rule", "zone", b"zone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "alarm_class", b"alarm_class", "alarm_id", b"alarm_id", "confirmed", b"confirmed", "device", b"device", "joined_at", b"joined_at", "kind", b"kind", "priority", b"priority", "returned_at", b"returned_at", "rule", b"rule", "snapshot", b"snapshot", "zone", b"zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
