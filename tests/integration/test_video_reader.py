@@ -150,6 +150,26 @@ async def test_an_mjpeg_stream_is_read_as_jpeg_packets_and_decoded_at_the_analys
         source.close()
 
 
+async def test_a_camera_that_turns_to_smaller_pictures_is_still_analysed_at_its_width(
+    mjpeg: MjpegServer,
+) -> None:
+    source = FrameSource(mjpeg.url, is_stream=True, timeout_s=5.0, width=640)
+    await asyncio.to_thread(source.open)
+    try:
+        # Reconfigured to 640 x 360: decoded whole from now on, not at half scale.
+        mjpeg.jpegs = [cv2.imencode(".jpg", np.full((360, 640, 3), 90, np.uint8))[1].tobytes()]
+
+        async def smaller() -> tuple[int, ...] | None:
+            await asyncio.to_thread(source.grab)
+            frame = await asyncio.to_thread(source.retrieve)
+            assert frame is not None
+            return frame.shape if frame.shape[1] != 640 or frame[0, 0, 0] == 90 else None
+
+        assert await eventually(smaller, timeout=20.0, what="the smaller pictures read") == (360, 640, 3)
+    finally:
+        source.close()
+
+
 async def test_a_25_fps_camera_analysed_at_2_decodes_about_2_frames_a_second(mjpeg: MjpegServer) -> None:
     config = camera(mjpeg.url, "cam-sampled", analysis_fps=2.0)
     running = Running(config, VideoConfig(stall_timeout_s=5.0))

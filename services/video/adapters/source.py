@@ -104,15 +104,18 @@ class FrameSource:
         first = self._packet(capture)
         picture = None if first is None else cv2.imdecode(first, cv2.IMREAD_COLOR)
         if picture is not None:
-            width = int(picture.shape[1])
-            if self._width > 0:
-                self._flag = next((f for n, f in _REDUCED if width // n >= self._width), cv2.IMREAD_COLOR)
+            self._scale_for(int(picture.shape[1]))
             if not self._is_stream:
                 capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
             return
         capture.release()
         self.raw = False
         self._capture = self._opened()
+
+    def _scale_for(self, width: int) -> None:
+        """Decode pictures `width` wide at the smallest scale still at least the analysis width."""
+        if self._width > 0:
+            self._flag = next((f for n, f in _REDUCED if width // n >= self._width), cv2.IMREAD_COLOR)
 
     def grab(self) -> None:
         """Move on to the next frame (decoding it only when the source is not MJPEG). A file
@@ -144,6 +147,11 @@ class FrameSource:
             if self._decoded is not None:
                 self._decoded.inc()
             frame = cv2.imdecode(packet, self._flag)
+            if frame is not None and self._flag != cv2.IMREAD_COLOR and frame.shape[1] < self._width:
+                # The camera now sends smaller pictures: whole, and the scale set for the next.
+                frame = cv2.imdecode(packet, cv2.IMREAD_COLOR)
+                if frame is not None:
+                    self._scale_for(int(frame.shape[1]))
         else:
             ok, frame = capture.retrieve()
             if not ok:
