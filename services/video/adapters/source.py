@@ -146,12 +146,15 @@ class FrameSource:
                 return None
             if self._decoded is not None:
                 self._decoded.inc()
-            frame = cv2.imdecode(packet, self._flag)
-            if frame is not None and self._flag != cv2.IMREAD_COLOR and frame.shape[1] < self._width:
-                # The camera now sends smaller pictures: whole, and the scale set for the next.
-                frame = cv2.imdecode(packet, cv2.IMREAD_COLOR)
-                if frame is not None:
-                    self._scale_for(int(frame.shape[1]))
+            try:
+                frame = cv2.imdecode(packet, self._flag)
+                if frame is not None and self._flag != cv2.IMREAD_COLOR and frame.shape[1] < self._width:
+                    # The camera now sends smaller pictures: whole, and the scale set for the next.
+                    frame = cv2.imdecode(packet, cv2.IMREAD_COLOR)
+                    if frame is not None:
+                        self._scale_for(int(frame.shape[1]))
+            except cv2.error:  # a broken JPEG is a corrupt frame, not a camera to reconnect
+                return None
         else:
             ok, frame = capture.retrieve()
             if not ok:
