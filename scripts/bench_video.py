@@ -3,13 +3,15 @@
 
 Makes a 720p clip of a mostly static scene (a yard with sensor noise; a figure walks through it
 for a fifth of the time), 25 frames/s, MJPEG, in a temporary directory. Then, on one thread (OpenCV
-and ONNX Runtime limited to one thread each, so the figures are per core), timed in CPU seconds of
-this process (getrusage: the machine may be shared, and wall time counts the others' work) and, for
-comparison, in wall time:
+and ONNX Runtime limited to one thread each), timed in CPU seconds of this process, all its threads
+(getrusage: FFmpeg's decoder may use threads of its own; the machine may be shared, and wall time
+counts the others' work), so figures are per core; wall time beside them for comparison:
 
 - reading: per frame, a full decode (the way before: every frame decoded), a grab of the JPEG
   packet alone, and the decode of an analysed frame at the scale the analysis needs (1/2 for 640
-  wide);
+  wide); the same clip's JPEGs read from an HTTP multipart MJPEG stream (served by another
+  process) decoding each, and as packets; an MPEG-4 clip (the kind of codec that must decode
+  every frame) read the way before and now;
 - per detector (OpenCV's HOG people detector, the classical fire and smoke detector alone, and a
   YOLOv8-format ONNX model when one is given,
   e.g. the fall model `safetyhub models install fall` puts in the data dir): the service's own
@@ -30,9 +32,11 @@ not run it. Usage: scripts/bench_video.py [--video-seconds 60] [--model PATH] [-
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import io
 import json
+import multiprocessing
 import os
 import pstats
 import resource
@@ -48,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 import cv2
 import numpy as np
 import onnxruntime as ort
+from aiohttp import web
 
 from services.video.adapters.detectors import Detector, HogDetector, OnnxDetector, build_detector
 from services.video.adapters.source import Frame, FrameSource
@@ -140,6 +145,65 @@ def decode_all(path: Path, frames: int) -> tuple[list[Frame], dict[str, float]]:
         cv2.imdecode(jpeg, cv2.IMREAD_REDUCED_GRAYSCALE_8)
     costs["grey_eighth_cpu"] = (cpu_s() - cpu) * 1000 / len(jpegs)
     return kept, costs
+
+
+def _serve_mjpeg(jpegs: list[bytes], frames: int, ports: multiprocessing.Queue[int]) -> None:
+    """An IP camera's multipart MJPEG endpoint, as fast as it is read, in a process of its own."""
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "multipart/x-mixed-replace; boundary=frame"})
+        await response.prepare(request)
+        try:
+            for i in range(frames + 100):  # enough for the probe at open and the frames read
+                jpeg = jpegs[i % len(jpegs)]
+                head = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
+                await response.write(head + jpeg + b"\r\n")
+        except ConnectionError:
+            pass
+        return response
+
+    async def serve() -> None:
+        app = web.Application()
+        app.router.add_get("/mjpeg", stream)
+        runner = web.AppRunner(app, shutdown_timeout=0.5)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        ports.put(runner.addresses[0][1])
+        await asyncio.Event().wait()  # until terminated
+
+    asyncio.run(serve())
+
+
+def http_reading(clip: Path, frames: int) -> dict[str, float]:
+    """Reading the clip's JPEGs from an HTTP multipart MJPEG stream, as from an IP camera (served
+    by aiohttp in another process, so its work is not counted), per frame in ms of this process's
+    CPU: every frame decoded (before), JPEG packets only (now)."""
+    capture = cv2.VideoCapture(str(clip))
+    capture.set(cv2.CAP_PROP_FORMAT, -1)
+    jpegs = [capture.read()[1].tobytes() for _ in range(min(frames, 250))]
+    capture.release()
+    ports: multiprocessing.Queue[int] = multiprocessing.Queue()
+    server = multiprocessing.Process(target=_serve_mjpeg, args=(jpegs, frames, ports), daemon=True)
+    server.start()
+    costs: dict[str, float] = {}
+    try:
+        url = f"http://127.0.0.1:{ports.get(timeout=30)}/mjpeg"
+        for label, packets in (("before", False), ("after", True)):
+            source = FrameSource(url, is_stream=True, timeout_s=10.0, width=640, packets=packets)
+            source.open()
+            assert source.raw is packets
+            cpu = cpu_s()
+            for _ in range(frames):
+                if packets:
+                    source.grab()
+                else:
+                    source.read()
+            costs[label] = (cpu_s() - cpu) * 1000 / frames
+            source.close()
+    finally:
+        server.terminate()
+        server.join(10)
+    return costs
 
 
 def inter_coded(path: Path, seconds: int) -> dict[str, float]:
@@ -346,6 +410,13 @@ def main() -> int:
         clip = make_clip(Path(tmp) / "yard.avi", args.video_seconds)
         frames, costs = decode_all(clip, args.video_seconds * FPS)
         reading_figures(result, costs, len(frames))
+        http = http_reading(clip, min(args.video_seconds, 10) * FPS)
+        result["http_read_cpu_ms_per_frame_before"] = round(http["before"], 3)
+        result["http_read_cpu_ms_per_frame_after"] = round(http["after"], 3)
+        print(
+            f"HTTP MJPEG stream, read here: {http['before']:.2f} ms CPU per frame decoding each, "
+            f"{http['after']:.3f} ms as JPEG packets"
+        )
         inter = inter_coded(Path(tmp) / "yard.mp4", min(args.video_seconds, 10))
         result["inter_coded_read_cpu_ms_per_frame_before"] = round(inter["before"], 3)
         result["inter_coded_read_cpu_ms_per_frame_after"] = round(inter["after"], 3)
