@@ -7,8 +7,14 @@ from prometheus_client import Counter, Gauge, Histogram
 FRAMES = Counter(
     "safetyhub_video_frames",
     "Frames read from cameras, by outcome: analysed, still (no motion: detection skipped), "
-    "skipped (over the analysis rate), corrupt",
+    "skipped (over the analysis rate: an MJPEG frame is then not even decoded), corrupt (a frame to be "
+    "analysed that could not be decoded)",
     ["camera", "outcome"],
+)
+DECODED = Counter(
+    "safetyhub_video_decoded_frames",
+    "Frames decoded into pictures: those analysed of an MJPEG camera, every frame of an H.264 one",
+    ["camera"],
 )
 ANALYSIS_FPS = Gauge(
     "safetyhub_video_analysis_fps",

@@ -8,7 +8,7 @@ frames are dropped, never a detection). Frames themselves never leave the thread
 A camera that cannot be opened, whose detector cannot be built, or that drops out is reported
 (`CameraHealth`, metrics, a log line) and tried again after 1 s, doubling up to `retry_max_s`. A
 frame that cannot be decoded or analysed is counted and skipped; nothing stops the worker but
-`stop()`.
+`stop()`. Frames let go by the sampler are never decoded when the camera sends MJPEG.
 """
 
 from __future__ import annotations
@@ -223,6 +223,8 @@ class CameraWorker:
                 self._camera.source,
                 is_stream=self._camera.is_stream,
                 timeout_s=self._settings.stall_timeout_s,
+                width=self._camera.width,
+                decoded=metrics.DECODED.labels(self._camera.name),
             )
             try:
                 if detector is None:
@@ -233,7 +235,7 @@ class CameraWorker:
                 # Opened: a drop-out after hours of frames starts the back-off from 1 s again.
                 failures = 0
                 self.health.up()
-                self._log.info("camera_open", fps=source.fps, detector=detector.name)
+                self._log.info("camera_open", fps=source.fps, detector=detector.name, packets=source.raw)
                 self._read(source, FrameAnalysis(self._camera, detector, self._timezone))
             except (SourceError, DetectorError) as err:
                 failures += 1
@@ -264,15 +266,18 @@ class CameraWorker:
                 wait = started + count / source.fps - time.monotonic()
                 if wait > 0 and self._stop.wait(wait):
                     return
-            frame = source.read()
+            source.grab()
             count += 1
             now = time.monotonic()
+            # Only a frame to be analysed is decoded (an MJPEG frame let go costs a copy).
+            if not analysis.sampler.pending(now):
+                analysis.skipped.inc()
+                continue
+            frame = source.retrieve()
             if frame is None:
                 analysis.corrupt.inc()
                 continue
-            if not analysis.sampler.due(now):
-                analysis.skipped.inc()
-                continue
+            analysis.sampler.due(now)
             try:
                 analysed, firings = analysis.frame(frame, now)
             except cv2.error:

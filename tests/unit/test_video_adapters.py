@@ -116,6 +116,62 @@ def test_a_video_file_is_played_in_a_loop(tmp_path: Path) -> None:
     assert np.array_equal(frames[5], frames[0])
 
 
+class Counted:
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1) -> None:
+        self.value += amount
+
+
+def test_an_mjpeg_file_is_read_as_packets_and_only_what_is_retrieved_is_decoded(tmp_path: Path) -> None:
+    clip = intrusion_clip(tmp_path / "clip.avi", frames=10, width=640, height=480)
+    decoded = Counted()
+    source = FrameSource(str(clip), is_stream=False, timeout_s=1.0, width=320, decoded=decoded)
+    source.open()
+    try:
+        assert source.raw
+        for _ in range(25):  # past the end: the file starts again
+            source.grab()
+        frame = source.retrieve()
+    finally:
+        source.close()
+    assert decoded.value == 1
+    # 640 wide, analysed at 320: decoded at half scale.
+    assert frame is not None and frame.shape == (240, 320, 3)
+    # The same frame (the 5th, after two loops) decoded the way before, at full size, then halved.
+    full = FrameSource(str(clip), is_stream=False, timeout_s=1.0, packets=False)
+    full.open()
+    try:
+        expected = [full.read() for _ in range(5)][-1]
+    finally:
+        full.close()
+    assert expected is not None
+    halved = cv2.resize(expected, (320, 240), interpolation=cv2.INTER_AREA)
+    assert np.abs(halved.astype(int) - frame.astype(int)).mean() < 4
+
+
+def test_a_source_of_another_codec_is_decoded_frame_by_frame(tmp_path: Path) -> None:
+    # MPEG-4 frames are coded against each other: each must be decoded, analysed or not.
+    path = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 20, (320, 240))
+    for i in range(5):
+        writer.write(np.full((240, 320, 3), 40 * i, np.uint8))
+    writer.release()
+    decoded = Counted()
+    source = FrameSource(str(path), is_stream=False, timeout_s=1.0, width=160, decoded=decoded)
+    source.open()
+    try:
+        assert not source.raw
+        for _ in range(4):
+            source.grab()
+        frame = source.retrieve()
+    finally:
+        source.close()
+    assert decoded.value == 4
+    assert frame is not None and frame.shape == (240, 320, 3)  # scaled by the analysis, as before
+
+
 def test_a_missing_file_or_a_dead_stream_does_not_open(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="no video file"):
         FrameSource(str(tmp_path / "absent.avi"), is_stream=False, timeout_s=1.0).open()

@@ -15,6 +15,16 @@ def test_a_25_fps_camera_is_analysed_at_2_fps() -> None:
     assert analysed[:3] == pytest.approx([0.0, 0.52, 1.0])
 
 
+def test_a_frame_that_cannot_be_decoded_leaves_its_turn_to_the_next() -> None:
+    # The worker asks first (nothing taken), decodes, and takes the turn only with a picture.
+    sampler = FrameSampler(2.0)
+    assert sampler.pending(0.0) and sampler.due(0.0)
+    assert not sampler.pending(0.2)
+    assert sampler.pending(0.52)  # due, but this one is corrupt: the turn is not taken
+    assert sampler.pending(0.56) and sampler.due(0.56)
+    assert not sampler.pending(0.6)
+
+
 def test_an_overloaded_worker_drops_frames_instead_of_catching_up() -> None:
     sampler = FrameSampler(4.0)
     meter = RateMeter(window=10.0)

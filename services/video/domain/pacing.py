@@ -18,6 +18,11 @@ class FrameSampler:
         self._interval = 1.0 / fps
         self._next: float | None = None
 
+    def pending(self, now: float) -> bool:
+        """Whether a frame at `now` would be analysed, without taking its turn: the worker decodes
+        a frame only then, and a frame that cannot be decoded leaves the turn to the next one."""
+        return self._next is None or now >= self._next
+
     def due(self, now: float) -> bool:
         """Whether the frame at `now` is to be analysed (and if so, the next one is `1/fps` later)."""
         if self._next is not None and now < self._next:
