@@ -13,8 +13,6 @@ is recorded as held (muting.py), and the climb's timer moves on all the same.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
@@ -22,8 +20,6 @@ import asyncpg
 
 from services.common.contracts import IncidentChange
 from services.common.contracts.ids import derived_id
-from services.common.db.pool import TRANSIENT_DB_ERRORS
-from services.common.errors import UnavailableError
 from services.common.logging import get_logger
 from services.escalation.adapters import deliveries_db, endpoints_db, policies_db
 from services.escalation.adapters.deliveries_db import Queued
@@ -34,11 +30,9 @@ from services.escalation.domain import policy as climbing
 from services.escalation.domain.muting import Subject
 from services.escalation.muting import mute, subject_of
 from services.escalation.render import Renderer
+from services.escalation.timer_loop import BATCH, TimerLoop
 
 log = get_logger(__name__)
-# How long `stop` lets the loop finish its pass before cancelling it: a pass cut short rolls back
-# and its rows stay due for the next start, and a frozen database must not hold the shutdown.
-STOP_WAIT_S = 0.5
 ESCALATED = "escalated"
 # Changes after which nobody need be paged any more.
 STOPS = {
@@ -47,8 +41,6 @@ STOPS = {
     "resolved": "resolved",
     "closed": "resolved",
 }
-_BATCH = 200
-_UNAVAILABLE: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, UnavailableError)
 
 
 def webhook_id(change_id: str, endpoint_id: str, at: datetime) -> str:
@@ -88,7 +80,7 @@ def queued(
     )
 
 
-class Climber:
+class Climber(TimerLoop):
     def __init__(
         self,
         pool: asyncpg.Pool,
@@ -97,24 +89,10 @@ class Climber:
         poll_interval_s: float,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        super().__init__(name="climbs", poll_interval_s=poll_interval_s)
         self._pool = pool
         self._renderer = renderer
-        self._poll = poll_interval_s
         self._clock = clock
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self.running = False
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="escalation-climbs")
-        self.running = True
-
-    async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            await asyncio.wait([self._task], timeout=STOP_WAIT_S)
-            self._task.cancel()
-        self.running = False
 
     # ------------------------------------------------------------------ the consumer's part
 
@@ -182,24 +160,14 @@ class Climber:
 
     # ------------------------------------------------------------------ the timer's part
 
-    async def _run(self) -> None:
-        while not self._stopping.is_set():
-            moved = 0
-            try:
-                moved = await self.advance_due()
-            except _UNAVAILABLE as err:
-                log.warning("climbs_unavailable", error=str(err))
-            except Exception:  # never let the timer die: the next pass tries again
-                log.exception("climbs_failed")
-            if moved < _BATCH:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self._poll)
+    async def run_pass(self) -> int:
+        return await self.advance_due()
 
     async def advance_due(self) -> int:
         """One pass: every due climb advanced and its notification queued; how many moved."""
         now = self._clock()
         async with self._pool.acquire() as conn, conn.transaction():
-            due = await policies_db.due_climbs(conn, now, _BATCH)
+            due = await policies_db.due_climbs(conn, now, BATCH)
             if not due:
                 return 0
             policies = await policies_db.policies_by_id(conn, {(r.tenant, r.climb.policy_id) for r in due})

@@ -16,16 +16,12 @@ workers, each row handled once), as the climb timer does.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
 from services.common.contracts.ids import derived_id
-from services.common.db.pool import TRANSIENT_DB_ERRORS
-from services.common.errors import UnavailableError
 from services.common.logging import get_logger
 from services.escalation import metrics
 from services.escalation.adapters import deliveries_db, endpoints_db, maintenance_db
@@ -42,11 +38,9 @@ from services.escalation.domain.maintenance import (
     next_reminder,
     reminders_due,
 )
+from services.escalation.timer_loop import BATCH, TimerLoop
 
 log = get_logger(__name__)
-STOP_WAIT_S = 0.5
-_BATCH = 200
-_UNAVAILABLE: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, UnavailableError)
 
 
 def reminder_id(window_id: str, expires: datetime, endpoint_id: str) -> str:
@@ -70,7 +64,7 @@ def takes_reminders(endpoint: EndpointRow, site: str) -> bool:
     )
 
 
-class MaintenanceTimer:
+class MaintenanceTimer(TimerLoop):
     def __init__(
         self,
         pool: asyncpg.Pool,
@@ -78,36 +72,12 @@ class MaintenanceTimer:
         poll_interval_s: float,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        super().__init__(name="maintenance", poll_interval_s=poll_interval_s)
         self._pool = pool
-        self._poll = poll_interval_s
         self._clock = clock
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self.running = False
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="escalation-maintenance")
-        self.running = True
-
-    async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            await asyncio.wait([self._task], timeout=STOP_WAIT_S)
-            self._task.cancel()
-        self.running = False
-
-    async def _run(self) -> None:
-        while not self._stopping.is_set():
-            moved = 0
-            try:
-                moved = await self.run_due()
-            except _UNAVAILABLE as err:
-                log.warning("maintenance_timer_unavailable", error=str(err))
-            except Exception:  # never let the timer die: the next pass tries again
-                log.exception("maintenance_timer_failed")
-            if moved < _BATCH:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self._poll)
+    async def run_pass(self) -> int:
+        return await self.run_due()
 
     async def run_due(self) -> int:
         """One pass: due reminders queued, due held incidents looked at; how many rows moved."""
@@ -118,7 +88,7 @@ class MaintenanceTimer:
         return moved
 
     async def _remind(self, conn: asyncpg.Connection, now: datetime) -> int:
-        due = await maintenance_db.due_reminders(conn, now, _BATCH)
+        due = await maintenance_db.due_reminders(conn, now, BATCH)
         if not due:
             return 0
         endpoints = await endpoints_db.of_tenants(conn, sorted({r.tenant for r in due}))
@@ -170,7 +140,7 @@ class MaintenanceTimer:
         return out
 
     async def _look_again(self, conn: asyncpg.Connection, now: datetime) -> int:
-        due = await maintenance_db.due_held(conn, now, _BATCH)
+        due = await maintenance_db.due_held(conn, now, BATCH)
         if not due:
             return 0
         windows = await maintenance_db.windows_of_tenants(conn, sorted({h.tenant for h in due}))

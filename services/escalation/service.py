@@ -12,6 +12,7 @@ consumer is acked only after the commit.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -89,9 +90,8 @@ class EscalationService:
     async def stop(self) -> None:
         await self._consumer.stop()
         self.consuming = False
-        await self.maintenance.stop()
-        await self.climber.stop()
-        await self.engine.stop()
+        # Side by side: each waits at most its own short grace on a database that may be frozen.
+        await asyncio.gather(self.maintenance.stop(), self.climber.stop(), self.engine.stop())
 
     async def _queue(self, changes: list[ChangeMessage], uow: UnitOfWork) -> Sequence[Rejection]:
         conn = uow.connection

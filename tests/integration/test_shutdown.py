@@ -19,8 +19,8 @@ from services.alarms.service import RELAY_GRACE_S as ALARMS_RELAY_GRACE_S
 from services.common.auth.keys import create_key
 from services.common.http.long_lived import LEAVE_GRACE_S, long_lived
 from services.common.lifecycle import SHUTDOWN_BOUNDS
-from services.escalation.climber import STOP_WAIT_S as CLIMBER_STOP_WAIT_S
 from services.escalation.engine import STOP_WAIT_S as DELIVERY_STOP_WAIT_S
+from services.escalation.timer_loop import STOP_WAIT_S as TIMERS_STOP_WAIT_S
 from services.feed.leadership import LEAD_GRACE_S as FEED_LEAD_GRACE_S
 from services.feed.service import RELAY_GRACE_S as FEED_RELAY_GRACE_S
 from services.feed.service import TIMERS_GRACE_S as FEED_TIMERS_GRACE_S
@@ -108,7 +108,8 @@ async def test_a_frozen_postgresql_holds_the_shutdown_no_longer_than_the_databas
     # with an outbox adds its own.
     frozen_waits = 2 * (ALARMS_RELAY_GRACE_S + INCIDENTS_RELAY_GRACE_S + FEED_RELAY_GRACE_S) + 1.0
     frozen_waits += 2 * FEED_TIMERS_GRACE_S + 2 * FEED_LEAD_GRACE_S
-    frozen_waits += CLIMBER_STOP_WAIT_S + DELIVERY_STOP_WAIT_S  # escalation's timer and delivery loops
+    # Escalation's two timers and its delivery loop stop side by side, each within its grace.
+    frozen_waits += max(TIMERS_STOP_WAIT_S, DELIVERY_STOP_WAIT_S)
     (complete,) = [e for e in logs if e["event"] == "shutdown_complete"]
     assert complete["stages"]["database"] < SHUTDOWN_BOUNDS.database + SLACK_S, complete
     assert complete["stages"]["consumers"] < frozen_waits + SLACK_S, complete
