@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from services.common.http.problem import Problem
+from services.escalation.admin_requests import invalid
 
 MAX_OVERLAP_S = 7 * 24 * 3600
 DEFAULT_OVERLAP_S = 24 * 3600
@@ -65,29 +66,4 @@ class Rotation(msgspec.Struct, forbid_unknown_fields=True, frozen=True, rename="
 
 
 def invalid_field(field: str, detail: str) -> Problem:
-    return Problem(
-        422,
-        "Invalid endpoint",
-        f"{field}: {detail}",
-        slug="invalid-endpoint",
-        errors=[{"field": field, "detail": detail}],
-    )
-
-
-def field_of(message: str) -> str:
-    """The field a msgspec validation message names (`$.minSeverity` -> minSeverity)."""
-    for marker in ("`$.", "field `"):
-        if marker in message:
-            return message.split(marker, 1)[1].split("`", 1)[0].split("[", 1)[0]
-    return "body"
-
-
-def decode_body(data: bytes, kind: type[Any]) -> Any:
-    if not data.strip():
-        data = b"{}"
-    try:
-        return msgspec.json.decode(data, type=kind)
-    except msgspec.ValidationError as err:
-        raise invalid_field(field_of(str(err)), str(err)) from None
-    except msgspec.DecodeError as err:
-        raise Problem(400, "Invalid body", f"not a JSON object: {err}", slug="invalid-body") from None
+    return invalid("endpoint", field, detail)

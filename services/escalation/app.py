@@ -9,9 +9,10 @@ from aiohttp import web
 from services.common.http.ops import ReadinessCheck
 from services.common.kernel import PanelRow, Service, ServiceContext, ServiceInstance
 from services.escalation import metrics
+from services.escalation.admin_requests import MAX_BODY_BYTES
 from services.escalation.config import EscalationConfig
 from services.escalation.deliveries_api import DeliveriesApi
-from services.escalation.endpoints_api import MAX_BODY_BYTES, EndpointsApi
+from services.escalation.endpoints_api import EndpointsApi
 from services.escalation.maintenance_api import MaintenanceApi
 from services.escalation.permissions import (
     MANAGE_DELIVERIES,

@@ -28,18 +28,16 @@ from services.common.auth.principal import Principal
 from services.common.contracts.ids import new_id
 from services.common.db.pool import TRANSIENT_DB_ERRORS
 from services.common.errors import UnavailableError
-from services.common.http.body import read_body
-from services.common.http.middleware import principal_of
-from services.common.http.problem import Problem, invalid_query
+from services.common.http.problem import Problem
 from services.common.sites.registry import SiteRegistry
 from services.escalation.adapters import endpoints_db
 from services.escalation.adapters.endpoints_db import EndpointRow
 from services.escalation.adapters.secrets import new_secret, secret_problem
+from services.escalation.admin_requests import body_of, permitted
 from services.escalation.api_bodies import (
     EndpointChange,
     NewEndpoint,
     Rotation,
-    decode_body,
     invalid_field,
 )
 from services.escalation.domain.endpoint import (
@@ -51,7 +49,6 @@ from services.escalation.domain.endpoint import (
 from services.escalation.permissions import MANAGE_ENDPOINTS
 from services.incidents.read_json import rfc3339
 
-MAX_BODY_BYTES = 64 * 1024
 # The formats rendered (render.py): a CloudEvent in JSON, or a CAP 1.2 alert.
 SUPPORTED_FORMATS = ("json", "cap")
 ENDPOINT_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}\Z")
@@ -126,12 +123,7 @@ class EndpointsApi:
     # ------------------------------------------------------------------ helpers
 
     def _principal(self, request: web.Request) -> Principal:
-        principal = principal_of(request)
-        if not principal.may(MANAGE_ENDPOINTS):
-            raise Problem(403, "Forbidden", f"role '{principal.role}' may not manage endpoints")
-        if request.query:
-            raise invalid_query(sorted(request.query)[0], "unknown parameter; this route takes none")
-        return principal
+        return permitted(request, MANAGE_ENDPOINTS, "manage endpoints")
 
     def _check_sites(self, principal: Principal, sites: list[str] | None) -> list[str] | None:
         if sites is None:
@@ -181,9 +173,7 @@ class EndpointsApi:
 
     async def create(self, request: web.Request) -> web.Response:
         principal = self._principal(request)
-        body: NewEndpoint = decode_body(
-            await read_body(request, limit=MAX_BODY_BYTES, time_limit_s=30.0), NewEndpoint
-        )
+        body: NewEndpoint = await body_of(request, NewEndpoint, "endpoint")
         headers = self._check(request, body.url, body.headers)
         self._check_format(body.format)
         sites = self._check_sites(principal, body.sites)
@@ -251,8 +241,7 @@ class EndpointsApi:
 
     async def change(self, request: web.Request) -> web.Response:
         principal = self._principal(request)
-        data = await read_body(request, limit=MAX_BODY_BYTES, time_limit_s=30.0)
-        body: EndpointChange = decode_body(data, EndpointChange)
+        body: EndpointChange = await body_of(request, EndpointChange, "endpoint")
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 e = await self._endpoint(conn, principal, request.match_info["id"])
@@ -318,8 +307,7 @@ class EndpointsApi:
 
     async def rotate(self, request: web.Request) -> web.Response:
         principal = self._principal(request)
-        data = await read_body(request, limit=MAX_BODY_BYTES, time_limit_s=30.0)
-        body: Rotation = decode_body(data, Rotation)
+        body: Rotation = await body_of(request, Rotation, "endpoint")
         secret = body.secret if body.secret is not None else new_secret()
         problem = secret_problem(secret)
         if problem is not None:

@@ -28,13 +28,13 @@ from services.common.auth.principal import Principal
 from services.common.contracts.ids import new_id
 from services.common.db.pool import TRANSIENT_DB_ERRORS
 from services.common.errors import UnavailableError
-from services.common.http.body import read_body
-from services.common.http.middleware import principal_of
 from services.common.http.problem import Problem, invalid_query
 from services.common.sites.registry import SiteRegistry
 from services.escalation.adapters import maintenance_db
 from services.escalation.adapters.maintenance_db import WindowRow
-from services.escalation.api_bodies import SiteId, field_of
+from services.escalation.admin_requests import body_of, permitted
+from services.escalation.admin_requests import invalid as invalid_of
+from services.escalation.api_bodies import SiteId
 from services.escalation.domain.maintenance import InvalidWindow, MaintenanceWindow, decode_window
 from services.escalation.domain.maintenance_windows import current
 from services.escalation.endpoints_api import ENDPOINT_ID
@@ -60,13 +60,7 @@ class WindowBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True, rename
 
 
 def invalid(field: str, detail: str) -> Problem:
-    return Problem(
-        422,
-        "Invalid maintenance window",
-        f"{field}: {detail}",
-        slug="invalid-maintenance-window",
-        errors=[{"field": field, "detail": detail}],
-    )
+    return invalid_of("maintenance window", field, detail)
 
 
 def window_json(row: WindowRow, now: datetime) -> dict[str, Any]:
@@ -114,14 +108,7 @@ class MaintenanceApi:
 
     @staticmethod
     def _principal(request: web.Request, params: Collection[str] = ()) -> Principal:
-        principal = principal_of(request)
-        if not principal.may(MANAGE_MAINTENANCE):
-            raise Problem(403, "Forbidden", f"role '{principal.role}' may not manage maintenance windows")
-        unknown = sorted(set(request.query) - set(params))
-        if unknown:
-            known = f"known are {', '.join(sorted(params))}" if params else "this route takes none"
-            raise invalid_query(unknown[0], f"unknown parameter; {known}")
-        return principal
+        return permitted(request, MANAGE_MAINTENANCE, "manage maintenance windows", params)
 
     def _zones_of(self, principal: Principal) -> Callable[[str], Collection[str] | None]:
         """The zones of a site the key may manage; None for any other site."""
@@ -138,13 +125,7 @@ class MaintenanceApi:
     async def _window(
         self, request: web.Request, principal: Principal, window_id: str
     ) -> tuple[WindowBody, MaintenanceWindow]:
-        data = await read_body(request, limit=MAX_BODY_BYTES, time_limit_s=30.0)
-        try:
-            body: WindowBody = msgspec.json.decode(data or b"{}", type=WindowBody)
-        except msgspec.ValidationError as err:
-            raise invalid(field_of(str(err)), str(err)) from None
-        except msgspec.DecodeError as err:
-            raise Problem(400, "Invalid body", f"not a JSON object: {err}", slug="invalid-body") from None
+        body: WindowBody = await body_of(request, WindowBody, "maintenance window", limit=MAX_BODY_BYTES)
         site = self._sites().site(body.site)
         timezone = body.timezone or (site.timezone if site is not None else "UTC")
         raw = msgspec.json.encode(
@@ -231,8 +212,11 @@ class MaintenanceApi:
             raise invalid_query("active", "expected true or false")
         sites: list[str] | None = sorted(principal.sites) if principal.sites is not None else None
         if "site" in query:
+            # A site of another tenant, or none at all, has no windows to show: an empty list,
+            # and nothing the caller typed goes to the database unchecked.
             wanted = query["site"]
-            sites = [wanted] if sites is None or wanted in sites else []
+            own = {s.id for s in self._sites().sites_of(principal.tenant)}
+            sites = [wanted] if wanted in own and (sites is None or wanted in sites) else []
         try:
             rows = await maintenance_db.of_tenant(self._pool, principal.tenant, sites)
         except TRANSIENT_DB_ERRORS as err:

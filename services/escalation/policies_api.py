@@ -25,19 +25,17 @@ from services.common.auth.principal import Principal
 from services.common.contracts.ids import new_id
 from services.common.db.pool import TRANSIENT_DB_ERRORS
 from services.common.errors import UnavailableError
-from services.common.http.body import read_body
-from services.common.http.middleware import principal_of
-from services.common.http.problem import Problem, invalid_query
+from services.common.http.problem import Problem
 from services.common.sites.registry import SiteRegistry
 from services.escalation.adapters import endpoints_db, policies_db
 from services.escalation.adapters.policies_db import PolicyRow, StepJson, steps_json, steps_of
-from services.escalation.api_bodies import IncidentTypeName, Name, Severity, SiteId, field_of
+from services.escalation.admin_requests import body_of, permitted
+from services.escalation.admin_requests import invalid as invalid_of
+from services.escalation.api_bodies import IncidentTypeName, Name, Severity, SiteId
 from services.escalation.domain.policy import InvalidPolicy, Policy, check_steps
 from services.escalation.endpoints_api import ENDPOINT_ID
 from services.escalation.permissions import MANAGE_POLICIES
 from services.incidents.read_json import rfc3339
-
-MAX_BODY_BYTES = 64 * 1024
 
 
 class PolicyBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True, rename="camel"):
@@ -53,13 +51,7 @@ class PolicyBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True, rename
 
 
 def invalid(field: str, detail: str) -> Problem:
-    return Problem(
-        422,
-        "Invalid policy",
-        f"{field}: {detail}",
-        slug="invalid-policy",
-        errors=[{"field": field, "detail": detail}],
-    )
+    return invalid_of("policy", field, detail)
 
 
 def policy_json(row: PolicyRow) -> dict[str, Any]:
@@ -98,23 +90,13 @@ class PoliciesApi:
         app.router.add_delete("/v1/policies/{id}", self.delete)
 
     def _principal(self, request: web.Request) -> Principal:
-        principal = principal_of(request)
-        if not principal.may(MANAGE_POLICIES):
-            raise Problem(403, "Forbidden", f"role '{principal.role}' may not manage escalation policies")
+        principal = permitted(request, MANAGE_POLICIES, "manage escalation policies")
         if principal.sites is not None:
             raise Problem(403, "Forbidden", "a key limited to sites may not manage the tenant's policies")
-        if request.query:
-            raise invalid_query(sorted(request.query)[0], "unknown parameter; this route takes none")
         return principal
 
     async def _body(self, request: web.Request) -> PolicyBody:
-        data = await read_body(request, limit=MAX_BODY_BYTES, time_limit_s=30.0)
-        try:
-            body: PolicyBody = msgspec.json.decode(data or b"{}", type=PolicyBody)
-        except msgspec.ValidationError as err:
-            raise invalid(field_of(str(err)), str(err)) from None
-        except msgspec.DecodeError as err:
-            raise Problem(400, "Invalid body", f"not a JSON object: {err}", slug="invalid-body") from None
+        body: PolicyBody = await body_of(request, PolicyBody, "policy")
         return body
 
     async def _policy(
