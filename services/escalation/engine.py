@@ -72,9 +72,13 @@ class DeliveryEngine:
         self._outcome_ready = asyncio.Event()
         self._recorder: asyncio.Task[None] | None = None
         self._recording = True
+        # Bound once logging is configured (at start): a line per delivery must cost nothing
+        # when its level is off, which the module's lazy logger, rebuilt on every call, does not.
+        self._log: Any = log
         self.running = False
 
     async def start(self) -> None:
+        self._log = log.bind()
         await self._sender.start()
         self._runner = asyncio.create_task(self._run(), name="escalation-deliveries")
         self._recorder = asyncio.create_task(self._record(), name="escalation-outcomes")
@@ -235,7 +239,7 @@ class DeliveryEngine:
                 error=step.error,
                 answered=False,
             )
-        metrics.ATTEMPTS.labels(str(step.verdict) if outcome.status != "dead" else "dead").inc()
+        metrics.attempt(str(step.verdict) if outcome.status != "dead" else "dead")
         self._outcomes.append((delivery, outcome))
         self._outcome_ready.set()
 
@@ -263,12 +267,25 @@ class DeliveryEngine:
             except Exception:  # never let the recorder die
                 log.exception("delivery_outcomes_failed", count=len(done))
                 continue
+            delivered = 0
             for delivery, outcome in done:
-                self._log_outcome(delivery, outcome, delivery.id in recorded)
+                if outcome.status == "delivered" and delivery.id in recorded:
+                    delivered += 1
+                    self._log.debug(
+                        "delivery_delivered",
+                        delivery=delivery.id,
+                        endpoint=delivery.endpoint_id,
+                        incident_id=delivery.incident_id,
+                        site=delivery.site,
+                        attempts=delivery.attempts + 1,
+                        http_status=outcome.http_status,
+                    )
+                else:
+                    self._log_outcome(delivery, outcome, delivery.id in recorded)
+            metrics.DELIVERED.inc(delivered)
 
-    @staticmethod
-    def _log_outcome(delivery: Claimed, outcome: Outcome, recorded: bool) -> None:
-        log_ = log.bind(
+    def _log_outcome(self, delivery: Claimed, outcome: Outcome, recorded: bool) -> None:
+        log_ = self._log.bind(
             delivery=delivery.id,
             endpoint=delivery.endpoint_id,
             incident_id=delivery.incident_id,
@@ -277,9 +294,6 @@ class DeliveryEngine:
         attempts = delivery.attempts + 1
         if not recorded:
             log_.warning("delivery_claim_lost", outcome=outcome.status)
-        elif outcome.status == "delivered":
-            metrics.DELIVERED.inc()
-            log_.debug("delivery_delivered", attempts=attempts, http_status=outcome.http_status)
         elif outcome.status == "dead":
             metrics.DEAD.inc()
             log_.warning("delivery_dead", attempts=attempts, error=outcome.error)
