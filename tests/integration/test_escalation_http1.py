@@ -1,17 +1,24 @@
 """The webhook sender's HTTP/1.1 client against real sockets: one kept connection for requests in
 a row, a connection the receiver closed while idle not used again, answers framed otherwise
 (chunked, read to the close) taken from their head on a connection then closed, informational
-answers skipped, Retry-After kept, and a receiver that hangs, refuses or answers garbage an
-attempt's error."""
+answers skipped, Retry-After kept, https verified and kept alive too, and a receiver that hangs,
+refuses, answers garbage or shows a certificate nobody vouches for an attempt's error."""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from services.escalation.adapters.deliveries_db import Claimed
 from services.escalation.adapters.http1 import Client
@@ -183,3 +190,62 @@ async def test_hanging_closing_garbage_and_refusing_receivers_are_attempt_errors
             assert answer.status == 410
     finally:
         await sender.close()
+
+
+HOST = "127.0.0.1"
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_https_is_verified_and_kept_alive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cert, key = self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = Server(status(202))
+    listening = await asyncio.get_running_loop().create_server(
+        lambda: RawReceiver(server), "127.0.0.1", 0, ssl=context
+    )
+    url = f"https://127.0.0.1:{listening.sockets[0].getsockname()[1]}/hook"
+    try:
+        # Not signed by an authority the system trusts: refused, an attempt's error.
+        untrusting = Sender(connect_timeout_s=2.0, total_timeout_s=5.0)
+        await untrusting.start()
+        answer = await untrusting.send(delivery(url))
+        await untrusting.close()
+        assert answer.status is None and "CERTIFICATE_VERIFY_FAILED" in answer.error
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        trusting = Client(connect_timeout_s=2.0)
+        try:
+            for _ in range(3):
+                assert (await trusting.post(url, b"{}", {})).status == 202
+        finally:
+            await trusting.close()
+        assert len(server.requests) == 3 and len(server.connections) == 1
+    finally:
+        listening.close()
