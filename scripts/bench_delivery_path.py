@@ -32,7 +32,7 @@ import uvloop
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench_hub import cpu_seconds
+from scripts.bench_hub import cpu_spent, tree_cpu
 from services.common.contracts.ids import new_id
 from services.common.db import migrations
 from services.common.embedded import EmbeddedPostgres
@@ -169,7 +169,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
         queued_at: dict[str, float] = {}
         pg_pid = server.pid
         assert pg_pid is not None
-        pg0, own0 = cpu_seconds(pg_pid), time.process_time()
+        pg0, own0 = tree_cpu(pg_pid), time.process_time()
         started = time.monotonic()
         await offer(pool, receivers, endpoints, queued_at, total=total, rate=args.rate)
         try:
@@ -178,7 +178,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
             print(f"only {receivers.received} of {receivers.expected} received", file=sys.stderr)
             raise
         elapsed = time.monotonic() - started
-        pg_cpu = sum(cpu_seconds(pg_pid).values()) - sum(pg0.values())
+        pg_cpu = sum(cpu_spent(pg0, tree_cpu(pg_pid)).values())
         own_cpu = time.process_time() - own0
         await engine.stop()
         statements = await pool.fetch(

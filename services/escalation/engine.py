@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+from prometheus_client import Counter as Counter_
 
 from services.common.db.pool import TRANSIENT_DB_ERRORS
 from services.common.errors import UnavailableError
@@ -43,6 +44,17 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, Unavailab
 LEASE_MARGIN_S = 10.0
 STOP_GRACE_S = 1.0
 CLAIM_GATHER_S = 0.005
+
+
+# Each outcome's counter child, looked up once rather than on every attempt.
+_ATTEMPTS_BY_OUTCOME: dict[str, Counter_] = {}
+
+
+def _attempted(outcome: str) -> None:
+    child = _ATTEMPTS_BY_OUTCOME.get(outcome)
+    if child is None:
+        child = _ATTEMPTS_BY_OUTCOME[outcome] = metrics.ATTEMPTS.labels(outcome)
+    child.inc()
 
 
 class DeliveryEngine:
@@ -239,7 +251,7 @@ class DeliveryEngine:
                 error=step.error,
                 answered=False,
             )
-        metrics.attempt(str(step.verdict) if outcome.status != "dead" else "dead")
+        _attempted(str(step.verdict) if outcome.status != "dead" else "dead")
         self._outcomes.append((delivery, outcome))
         self._outcome_ready.set()
 

@@ -18,13 +18,3 @@ ATTEMPT_SECONDS = Histogram(
     "Time of one attempt, request sent to answer read",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0),
 )
-
-# Each outcome's child, looked up once rather than on every attempt.
-_ATTEMPTS_BY_OUTCOME: dict[str, Counter] = {}
-
-
-def attempt(outcome: str) -> None:
-    child = _ATTEMPTS_BY_OUTCOME.get(outcome)
-    if child is None:
-        child = _ATTEMPTS_BY_OUTCOME[outcome] = ATTEMPTS.labels(outcome)
-    child.inc()
