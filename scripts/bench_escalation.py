@@ -10,9 +10,15 @@ publishes them (the path from a reading to that message is bench_incidents.py's)
 - latency: from an opening published to the first signed webhook of that incident received
   (p50, p99, max), as escalation adds it to the incident's own;
 - deliveries/s: every delivery received (incidents x endpoints) over the time from the first
-  publish to the last delivery.
+  publish to the last delivery;
+- CPU per delivery: what the hub's processes (hub, nats-server, PostgreSQL) used from the first
+  publish to the last delivery, less what they use idle (measured for 5 s before, per second,
+  times the run's length), over the deliveries received; the receivers' own CPU (this process)
+  apart. Unlike the rates, this hardly moves when other programs share the machine, whose
+  load average is printed with the figures.
 Prints the figures, then one JSON line. Not a test.
 Usage: scripts/bench_escalation.py [--seconds 10] [--rate 100] [--endpoints 20] [--concurrency 8]
+       [--profile FILE]
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import signal
 import statistics
@@ -38,7 +45,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench_hub import create_key, start_hub
+from scripts.bench_hub import cpu_spent, create_key, start_hub, tree_cpu
 from services.alarms.domain.model import AlarmClass, Priority
 from services.common.contracts.ids import new_id
 from services.incidents.adapters.messages import change_message
@@ -48,6 +55,7 @@ from services.incidents.domain.timeline import Entry
 
 TENANT = "ulsan-refining"
 SITE = "ulsan-refinery"
+IDLE_S = 5.0
 
 
 class Receivers:
@@ -145,27 +153,45 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+async def make_endpoints(workdir: Path, http_url: str, receivers: Receivers, count: int) -> None:
+    admin = await asyncio.to_thread(create_key, workdir, TENANT, "admin")
+    await receivers.start(count)
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {admin}"}) as session:
+        for index, url in enumerate(receivers.urls):
+            async with session.post(http_url + "/v1/endpoints", json={"url": url}) as resp:
+                created = await resp.json()
+                assert resp.status == 201, created
+            receivers.secrets[index] = Webhook(created["secret"])
+
+
 async def run(args: argparse.Namespace, workdir: Path) -> dict[str, float | int]:
     config = workdir / "hub.yaml"
     sites = [str(ROOT / "sites" / "ulsan-demo.yaml")]
     config.write_text(
-        json.dumps({"sites": sites, "log_level": "warning", "escalation": {"poll_interval_s": 0.5}})
+        json.dumps(
+            {
+                "sites": sites,
+                "log_level": "warning",
+                "escalation": {"poll_interval_s": 0.5, "endpoint_concurrency": args.concurrency},
+            }
+        )
     )
-    proc, info = await start_hub(workdir, config=config)
+    proc, info = await start_hub(workdir, config=config, profile=args.profile)
     receivers = Receivers()
     try:
-        admin = await asyncio.to_thread(create_key, workdir, TENANT, "admin")
-        await receivers.start(args.endpoints)
-        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {admin}"}) as session:
-            for index, url in enumerate(receivers.urls):
-                async with session.post(info["http_url"] + "/v1/endpoints", json={"url": url}) as resp:
-                    created = await resp.json()
-                    assert resp.status == 201, created
-                receivers.secrets[index] = Webhook(created["secret"])
+        await make_endpoints(workdir, info["http_url"], receivers, args.endpoints)
         nc = await nats.connect(info["nats_url"])
         js = nc.jetstream()
         published: dict[str, float] = {}
         total = int(args.seconds * args.rate)
+        # What the hub spends doing nothing (every service's timers and relays polling), per second:
+        # taken off the run's CPU for the per-delivery figures, since the run's length varies.
+        idle_before = tree_cpu(proc.pid)
+        await asyncio.sleep(IDLE_S)
+        idle = cpu_spent(idle_before, tree_cpu(proc.pid))
+        load_before = os.getloadavg()[0]
+        cpu_before = tree_cpu(proc.pid)
+        own_before = time.process_time()
         started = time.monotonic()
         for n in range(total):
             due = started + n / args.rate
@@ -182,11 +208,22 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, float | int]
             receivers.all_in.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(receivers.all_in.wait(), 120)
+        cpu = cpu_spent(cpu_before, tree_cpu(proc.pid))
+        run_s = time.monotonic() - started
+        own_cpu = time.process_time() - own_before
+        load_after = os.getloadavg()[0]
         await nc.close()
     finally:
         await receivers.stop()
         proc.send_signal(signal.SIGTERM)
         await asyncio.to_thread(proc.wait, 60)
+
+    def per_delivery(spent: float, idle_spent: float) -> int:
+        """CPU microseconds per delivery received, what the hub spends idle taken off."""
+        if not receivers.received:
+            return -1
+        return round(max(0.0, spent - idle_spent / IDLE_S * run_s) / receivers.received * 1e6)
+
     latencies = [(receivers.first[i] - t) * 1000 for i, t in published.items() if i in receivers.first]
     elapsed = receivers.last - started
     figures: dict[str, float | int] = {
@@ -200,6 +237,17 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, float | int]
         "first_webhook_p50_ms": round(statistics.median(latencies), 1) if latencies else -1,
         "first_webhook_p99_ms": round(pct(latencies, 0.99), 1) if latencies else -1,
         "first_webhook_max_ms": round(max(latencies), 1) if latencies else -1,
+        "hub_cpu_s": round(cpu["hub"], 2),
+        "postgres_cpu_s": round(cpu["postgres"], 2),
+        "nats_cpu_s": round(cpu["nats"], 2),
+        "receivers_cpu_s": round(own_cpu, 2),
+        "idle_hub_cpu_s_per_s": round(idle["hub"] / IDLE_S, 3),
+        "idle_all_cpu_s_per_s": round(sum(idle.values()) / IDLE_S, 3),
+        "hub_cpu_us_per_delivery": per_delivery(cpu["hub"], idle["hub"]),
+        "postgres_cpu_us_per_delivery": per_delivery(cpu["postgres"], idle["postgres"]),
+        "all_cpu_us_per_delivery": per_delivery(sum(cpu.values()), sum(idle.values())),
+        "load_average_1m_before": round(load_before, 2),
+        "load_average_1m_after": round(load_after, 2),
     }
     return figures
 
@@ -210,7 +258,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="incidents opened per second")
     parser.add_argument("--endpoints", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=8, help="escalation.endpoint_concurrency")
+    parser.add_argument(
+        "--profile", type=Path, help="run the hub under cProfile and write its profile to this file"
+    )
     args = parser.parse_args()
+    if args.profile is not None:
+        args.profile = args.profile.resolve()
     workdir = Path(tempfile.mkdtemp(prefix="bench-escalation-"))
     workdir.chmod(0o755)
     try:
@@ -227,6 +280,15 @@ def main() -> None:
     print(
         f"opened -> first signed webhook: p50 {figures['first_webhook_p50_ms']} ms,"
         f" p99 {figures['first_webhook_p99_ms']} ms, max {figures['first_webhook_max_ms']} ms"
+    )
+    print(
+        f"CPU: hub {figures['hub_cpu_s']} s, PostgreSQL {figures['postgres_cpu_s']} s,"
+        f" NATS {figures['nats_cpu_s']} s; per delivery, less the idle hub's"
+        f" {figures['idle_all_cpu_s_per_s']} CPU s/s: hub {figures['hub_cpu_us_per_delivery']} us,"
+        f" PostgreSQL {figures['postgres_cpu_us_per_delivery']} us, all"
+        f" {figures['all_cpu_us_per_delivery']} us; receivers"
+        f" {figures['receivers_cpu_s']} s; load average {figures['load_average_1m_before']}"
+        f" -> {figures['load_average_1m_after']}"
     )
     print(json.dumps(figures))
 

@@ -19,11 +19,16 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _spawn(workdir: Path, config: Path | None, workers: int | None) -> subprocess.Popen[bytes]:
+def _spawn(
+    workdir: Path, config: Path | None, workers: int | None, profile: Path | None = None
+) -> subprocess.Popen[bytes]:
     data_dir = workdir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
+    # Under cProfile, the hub writes its profile to `profile` when it stops.
+    profiler = ["-m", "cProfile", "-o", str(profile)] if profile is not None else []
     command = [
         sys.executable,
+        *profiler,
         "-m",
         "services.hub.cli",
         "up",
@@ -41,10 +46,16 @@ def _spawn(workdir: Path, config: Path | None, workers: int | None) -> subproces
 
 
 async def start_hub(
-    workdir: Path, *, config: Path | None = None, workers: int | None = None, timeout_s: float = 90.0
+    workdir: Path,
+    *,
+    config: Path | None = None,
+    workers: int | None = None,
+    timeout_s: float = 90.0,
+    profile: Path | None = None,
 ) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
-    """Start the hub; returns its process and its runtime info (nats_url, database_url, http_url)."""
-    proc = await asyncio.to_thread(_spawn, workdir, config, workers)
+    """Start the hub; returns its process and its runtime info (nats_url, database_url, http_url).
+    With `profile`, the hub runs under cProfile and writes its profile there when it stops."""
+    proc = await asyncio.to_thread(_spawn, workdir, config, workers, profile)
     runtime = workdir / "data" / "runtime.json"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

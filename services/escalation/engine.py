@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+from prometheus_client import Counter as Counter_
 
 from services.common.db.pool import TRANSIENT_DB_ERRORS
 from services.common.errors import UnavailableError
@@ -43,6 +44,17 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, Unavailab
 LEASE_MARGIN_S = 10.0
 STOP_GRACE_S = 1.0
 CLAIM_GATHER_S = 0.005
+
+
+# Each outcome's counter child, looked up once rather than on every attempt.
+_ATTEMPTS_BY_OUTCOME: dict[str, Counter_] = {}
+
+
+def _attempted(outcome: str) -> None:
+    child = _ATTEMPTS_BY_OUTCOME.get(outcome)
+    if child is None:
+        child = _ATTEMPTS_BY_OUTCOME[outcome] = metrics.ATTEMPTS.labels(outcome)
+    child.inc()
 
 
 class DeliveryEngine:
@@ -72,9 +84,13 @@ class DeliveryEngine:
         self._outcome_ready = asyncio.Event()
         self._recorder: asyncio.Task[None] | None = None
         self._recording = True
+        # Bound once logging is configured (at start): a line per delivery must cost nothing
+        # when its level is off, which the module's lazy logger, rebuilt on every call, does not.
+        self._log: Any = log
         self.running = False
 
     async def start(self) -> None:
+        self._log = log.bind()
         await self._sender.start()
         self._runner = asyncio.create_task(self._run(), name="escalation-deliveries")
         self._recorder = asyncio.create_task(self._record(), name="escalation-outcomes")
@@ -235,7 +251,7 @@ class DeliveryEngine:
                 error=step.error,
                 answered=False,
             )
-        metrics.ATTEMPTS.labels(str(step.verdict) if outcome.status != "dead" else "dead").inc()
+        _attempted(str(step.verdict) if outcome.status != "dead" else "dead")
         self._outcomes.append((delivery, outcome))
         self._outcome_ready.set()
 
@@ -263,12 +279,25 @@ class DeliveryEngine:
             except Exception:  # never let the recorder die
                 log.exception("delivery_outcomes_failed", count=len(done))
                 continue
+            delivered = 0
             for delivery, outcome in done:
-                self._log_outcome(delivery, outcome, delivery.id in recorded)
+                if outcome.status == "delivered" and delivery.id in recorded:
+                    delivered += 1
+                    self._log.debug(
+                        "delivery_delivered",
+                        delivery=delivery.id,
+                        endpoint=delivery.endpoint_id,
+                        incident_id=delivery.incident_id,
+                        site=delivery.site,
+                        attempts=delivery.attempts + 1,
+                        http_status=outcome.http_status,
+                    )
+                else:
+                    self._log_outcome(delivery, outcome, delivery.id in recorded)
+            metrics.DELIVERED.inc(delivered)
 
-    @staticmethod
-    def _log_outcome(delivery: Claimed, outcome: Outcome, recorded: bool) -> None:
-        log_ = log.bind(
+    def _log_outcome(self, delivery: Claimed, outcome: Outcome, recorded: bool) -> None:
+        log_ = self._log.bind(
             delivery=delivery.id,
             endpoint=delivery.endpoint_id,
             incident_id=delivery.incident_id,
@@ -277,9 +306,6 @@ class DeliveryEngine:
         attempts = delivery.attempts + 1
         if not recorded:
             log_.warning("delivery_claim_lost", outcome=outcome.status)
-        elif outcome.status == "delivered":
-            metrics.DELIVERED.inc()
-            log_.debug("delivery_delivered", attempts=attempts, http_status=outcome.http_status)
         elif outcome.status == "dead":
             metrics.DEAD.inc()
             log_.warning("delivery_dead", attempts=attempts, error=outcome.error)

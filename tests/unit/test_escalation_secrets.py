@@ -80,3 +80,13 @@ def test_during_the_overlap_both_secrets_sign_and_after_it_only_the_new() -> Non
     assert Webhook(new).verify(delivery.body, headers) == {"specversion": "1.0"}
     with pytest.raises(WebhookVerificationError, match="No matching signature"):
         Webhook(old).verify(delivery.body, headers)
+
+
+def test_signatures_are_the_library_s_for_any_secret_and_body() -> None:
+    at = datetime.now(UTC)
+    body = '{"title": "황화수소 누출", "n": 1}'.encode()
+    for secret in [new_secret() for _ in range(5)] + [VECTOR_SECRET, VECTOR_SECRET.rstrip("=")]:
+        assert signature([secret], "msg_2", at, body) == Webhook(secret).sign("msg_2", at, body.decode())
+    old, new = new_secret(), new_secret()
+    both = signature([new, old], "msg_3", at, body)
+    assert both == " ".join(Webhook(s).sign("msg_3", at, body.decode()) for s in (new, old))

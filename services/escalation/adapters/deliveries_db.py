@@ -232,32 +232,38 @@ class Outcome:
     disable_reason: str | None = None
 
 
+# One statement, so one round trip: the attempts' rows (those still claimed by $7, the ids
+# returned), and per endpoint what the batch did to it: `reset` when one answered (then `failures`
+# are those after the last answer), the failures to add, the breaker's time if they reach $13, and
+# a 410's reason to disable it. An outcome lost in a crash leaves the row claimed: it is attempted
+# again when its lease ends, with the same webhook-id, which the receiver drops; so the commit
+# need not wait for the WAL flush (`cfg`, local to this statement's transaction).
 _FINISH_MANY = """
-UPDATE escalation_deliveries d
-SET status = o.status, attempts = d.attempts + 1, due_at = coalesce(o.due, d.due_at), claim = NULL,
-    delivered_at = o.delivered_at, last_status = o.http_status, last_error = o.error
-FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::int[], $6::text[])
-     AS o(id, status, due, delivered_at, http_status, error)
-WHERE d.id = o.id AND d.claim = $7 AND d.status = 'sending'
-RETURNING d.id
-"""
-
-# Per endpoint, what a batch of outcomes did to it: `reset` when one answered (then `failures` are
-# those after the last answer), the failures to add, the breaker's time if they reach $6, and a
-# 410's reason to disable it.
-_ENDPOINTS_AFTER = """
-UPDATE escalation_endpoints e
-SET failures = CASE WHEN o.reset THEN o.failures ELSE e.failures + o.failures END,
-    breaker_until = CASE
-        WHEN o.disable IS NOT NULL THEN NULL
-        WHEN (CASE WHEN o.reset THEN o.failures ELSE e.failures + o.failures END) >= $6 THEN $7
-        WHEN o.reset THEN NULL
-        ELSE e.breaker_until END,
-    enabled = e.enabled AND o.disable IS NULL,
-    disabled_reason = coalesce(o.disable, e.disabled_reason)
-FROM unnest($1::text[], $2::text[], $3::bool[], $4::int[], $5::text[])
-     AS o(tenant, id, reset, failures, disable)
-WHERE e.tenant = o.tenant AND e.id = o.id
+WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true) AS off),
+done AS (
+    UPDATE escalation_deliveries d
+    SET status = o.status, attempts = d.attempts + 1, due_at = coalesce(o.due, d.due_at), claim = NULL,
+        delivered_at = o.delivered_at, last_status = o.http_status, last_error = o.error
+    FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::int[], $6::text[])
+         AS o(id, status, due, delivered_at, http_status, error)
+    WHERE d.id = o.id AND d.claim = $7 AND d.status = 'sending'
+    RETURNING d.id
+),
+endpoints AS (
+    UPDATE escalation_endpoints e
+    SET failures = CASE WHEN o.reset THEN o.failures ELSE e.failures + o.failures END,
+        breaker_until = CASE
+            WHEN o.disable IS NOT NULL THEN NULL
+            WHEN (CASE WHEN o.reset THEN o.failures ELSE e.failures + o.failures END) >= $13 THEN $14
+            WHEN o.reset THEN NULL
+            ELSE e.breaker_until END,
+        enabled = e.enabled AND o.disable IS NULL,
+        disabled_reason = coalesce(o.disable, e.disabled_reason)
+    FROM unnest($8::text[], $9::text[], $10::bool[], $11::int[], $12::text[])
+         AS o(tenant, id, reset, failures, disable)
+    WHERE e.tenant = o.tenant AND e.id = o.id
+)
+SELECT done.id FROM done, cfg
 """
 
 
@@ -269,7 +275,7 @@ async def finish_many(
     breaker_after: int,
     breaker_until: datetime,
 ) -> set[str]:
-    """Record a batch of attempts and their endpoints' breakers in one transaction; the ids
+    """Record a batch of attempts and their endpoints' breakers in one statement; the ids
     recorded (one whose claim was lost meanwhile is not)."""
     if not done:
         return set()
@@ -282,30 +288,23 @@ async def finish_many(
         after = outcomes[answered[-1] + 1 :] if answered else outcomes
         gone = next((o.disable_reason for o in outcomes if o.disable_reason is not None), None)
         endpoints.append((tenant, endpoint_id, bool(answered), len(after), gone))
-    async with pool.acquire() as conn, conn.transaction():
-        # An outcome lost in a crash leaves the row claimed: it is attempted again when its lease
-        # ends, with the same webhook-id, which the receiver drops. So no need to wait for the WAL.
-        await conn.execute("SET LOCAL synchronous_commit TO off")
-        rows = await conn.fetch(
-            _FINISH_MANY,
-            [d.id for d, _ in done],
-            [o.status for _, o in done],
-            [o.due for _, o in done],
-            [o.delivered_at for _, o in done],
-            [o.http_status for _, o in done],
-            [o.error[:2000] for _, o in done],
-            token,
-        )
-        await conn.execute(
-            _ENDPOINTS_AFTER,
-            [e[0] for e in endpoints],
-            [e[1] for e in endpoints],
-            [e[2] for e in endpoints],
-            [e[3] for e in endpoints],
-            [e[4] for e in endpoints],
-            breaker_after,
-            breaker_until,
-        )
+    rows = await pool.fetch(
+        _FINISH_MANY,
+        [d.id for d, _ in done],
+        [o.status for _, o in done],
+        [o.due for _, o in done],
+        [o.delivered_at for _, o in done],
+        [o.http_status for _, o in done],
+        [o.error[:2000] for _, o in done],
+        token,
+        [e[0] for e in endpoints],
+        [e[1] for e in endpoints],
+        [e[2] for e in endpoints],
+        [e[3] for e in endpoints],
+        [e[4] for e in endpoints],
+        breaker_after,
+        breaker_until,
+    )
     return {r["id"] for r in rows}
 
 

@@ -7,7 +7,7 @@ each notification shows the incident as that change left it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -43,9 +43,14 @@ class ChangeMessage:
     severity: str
     correlation_id: str
     message: IncidentChange
+    # The incident's JSON per language, made once for the endpoints that each get it.
+    _json: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def incident_json(self, lang: str) -> dict[str, Any]:
-        return incident_json(self.message, lang)
+        made = self._json.get(lang)
+        if made is None:
+            made = self._json[lang] = incident_json(self.message, lang)
+        return dict(made)  # a copy of its own: a caller may add to it
 
 
 def _back(table: dict[int, str], number: int, field: str) -> str:
