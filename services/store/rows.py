@@ -30,6 +30,7 @@ COLUMNS = (
 )
 Row = tuple[object, ...]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NUL = "a text field holds U+0000, which PostgreSQL cannot store"
 OBSERVATIONS_IN = ChannelSubscriber(OBSERVATION_CHANNEL)
 
 
@@ -40,7 +41,8 @@ def _moment(seconds: int, nanos: int) -> datetime:
     return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
 
 
-def _detail(obs: Observation) -> str | None:
+def _detail(obs: Observation, quality_reason: str) -> str | None:
+    """The rarely set fields, as one JSON text; None when there are none (most readings)."""
     detail: dict[str, object] = {}
     if obs.HasField("box"):
         b = obs.box
@@ -51,57 +53,92 @@ def _detail(obs: Observation) -> str | None:
         if p.HasField("altitude"):
             position["altitude"] = p.altitude
         detail["position"] = position
-    if obs.attributes:
-        detail["attributes"] = dict(obs.attributes)
-    if obs.quality_reason:
+    attributes = obs.attributes
+    if attributes:
+        if any("\x00" in k or "\x00" in v for k, v in attributes.items()):
+            raise _Nul
+        detail["attributes"] = dict(attributes)
+    if quality_reason:
         # Named as GET /v1/observations returns it, which spreads `detail` into the item.
-        detail["qualityReason"] = obs.quality_reason
+        detail["qualityReason"] = quality_reason
     return msgspec.json.encode(detail).decode() if detail else None
 
 
-def _row(obs: Observation) -> Row:
-    env = obs.envelope
-    return (
-        env.id,
-        _moment(env.time.seconds, env.time.nanos),
-        env.tenant,
-        env.site,
-        obs.device,
-        obs.kind,
-        obs.value if obs.HasField("value") else None,
-        obs.unit,
-        int(obs.quality),
-        obs.confidence if obs.HasField("confidence") else None,
-        obs.snapshot or None,
-        _detail(obs),
-        _moment(obs.received.seconds, obs.received.nanos),
-    )
-
-
-def _has_nul(obs: Observation) -> bool:
-    return (
-        "\x00" in obs.unit
-        or "\x00" in obs.snapshot
-        or (bool(obs.attributes) and any("\x00" in k + v for k, v in obs.attributes.items()))
-    )
+class _Nul(Exception):
+    """A text field holds U+0000 (raised inside `_detail`, reported with the observation's index)."""
 
 
 def observation_rows(msg: Msg) -> list[Row]:
-    """The rows of one OBSERVATIONS message (an ObservationBatch of one device)."""
+    """The rows of one OBSERVATIONS message (an ObservationBatch of one device).
+
+    Run for every observation the hub takes in, so each field is read once (every read of a
+    protobuf field is a call into upb that builds a new Python object), `HasField` is asked only
+    of a value or confidence that reads as zero, the columns every row of the batch shares are
+    the batch's own objects, and a time equal to the previous row's is that row's datetime.
+    """
     batch = OBSERVATIONS_IN.decode(msg)
-    if not batch.observations:
+    observations = batch.observations
+    if not observations:
         raise Poison("the batch holds no observation")
     tenant, site = batch.envelope.tenant, batch.envelope.site
-    device = batch.observations[0].device
+    device = observations[0].device
     OBSERVATIONS_IN.check_subject(msg, tenant, site, device)
-    rows = []
-    for index, obs in enumerate(batch.observations):
+    rows: list[Row] = []
+    append = rows.append
+    moment = _moment
+    # The last times seen, as (seconds, nanos) and datetime: the readings of a post mostly share
+    # their time and always their receive time.
+    last_when: tuple[int, int] | None = None
+    last_time = _EPOCH
+    last_got: tuple[int, int] | None = None
+    last_received = _EPOCH
+    for index, obs in enumerate(observations):
         env = obs.envelope
-        if not env.id or not obs.kind:
+        obs_id, kind = env.id, obs.kind
+        if not obs_id or not kind:
             raise Poison(f"observation {index} lacks an id or a kind")
         if env.tenant != tenant or env.site != site or obs.device != device:
             raise Poison(f"observation {index} is not of {tenant}/{site}/{device} like its batch")
-        if _has_nul(obs):
-            raise Poison(f"observation {index}: a text field holds U+0000, which PostgreSQL cannot store")
-        rows.append(_row(obs))
+        unit, snapshot, quality_reason = obs.unit, obs.snapshot, obs.quality_reason
+        if "\x00" in unit or "\x00" in snapshot:
+            raise Poison(f"observation {index}: {_NUL}")
+        # An unset value reads as 0.0: only a zero needs HasField to tell a reading of zero from none.
+        value: float | None = obs.value
+        if not value and not obs.HasField("value"):
+            value = None
+        confidence: float | None = obs.confidence
+        if not confidence and not obs.HasField("confidence"):
+            confidence = None
+        stamp = env.time
+        when = (stamp.seconds, stamp.nanos)
+        if when != last_when:
+            last_when, last_time = when, moment(*when)
+        stamp = obs.received
+        got = (stamp.seconds, stamp.nanos)
+        if got != last_got:
+            last_got, last_received = got, moment(*got)
+        detail = None
+        # Set on detections and refused ranges only: most readings skip the call.
+        if quality_reason or obs.HasField("box") or obs.HasField("position") or obs.attributes:
+            try:
+                detail = _detail(obs, quality_reason)
+            except _Nul:
+                raise Poison(f"observation {index}: {_NUL}") from None
+        append(
+            (
+                obs_id,
+                last_time,
+                tenant,
+                site,
+                device,
+                kind,
+                value,
+                unit,
+                obs.quality,
+                confidence,
+                snapshot or None,
+                detail,
+                last_received,
+            )
+        )
     return rows

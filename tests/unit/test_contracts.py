@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from ulid import ULID
 
 from services.common.contracts.cloudevents import ce_attributes, ce_headers
-from services.common.contracts.ids import derived_id, new_id
+from services.common.contracts.ids import derived_id, new_id, ulid_text
 from services.common.http.problem import Problem
 
 # ---------------------------------------------------------------- ids
@@ -44,6 +46,16 @@ def test_a_time_outside_the_ulid_range_still_gives_a_valid_id() -> None:
     for time_ms in (-1, 1 << 50):
         value = derived_id(time_ms, "x")
         assert str(ULID.from_str(value)) == value
+
+
+@given(st.binary(min_size=16, max_size=16))
+def test_a_ulid_is_written_as_python_ulid_writes_it(value: bytes) -> None:
+    assert ulid_text(value) == str(ULID.from_bytes(value))
+
+
+def test_the_extreme_ulids_are_written_as_python_ulid_writes_them() -> None:
+    for value in (bytes(16), b"\xff" * 16, bytes(15) + b"\x01", b"\x80" + bytes(15), b"\x03" + b"\xff" * 15):
+        assert ulid_text(value) == str(ULID.from_bytes(value))
 
 
 # ---------------------------------------------------------------- CloudEvents

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import nats
+from typing import Any
+
 from nats.aio.client import Client as NATS
 from nats.errors import NoServersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
+from services.common.bus.client import BusClient
 from services.common.errors import UnavailableError
 from services.common.logging import get_logger
 from services.common.redact import redact
@@ -31,13 +33,15 @@ async def connect_bus(url: str, *, name: str, connect_timeout: float = 5.0) -> N
     async def on_error(err: Exception) -> None:
         log.warning("nats_error", error=str(err))
 
+    # nats-py annotates these two as int but takes seconds as floats (as nats.connect passes them).
+    timing: dict[str, Any] = {"connect_timeout": connect_timeout, "reconnect_time_wait": 0.5}
+    nc = BusClient()
     try:
-        nc = await nats.connect(
+        await nc.connect(
             url,
             name=name,
-            connect_timeout=connect_timeout,
             max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
+            **timing,
             # While disconnected, publishes fail at once instead of piling up in a buffer that a
             # crash would lose: the HTTP layer turns that into 503 and the client retries.
             pending_size=0,
