@@ -80,7 +80,11 @@ def write_runtime_file(data_dir: Path, *, http_url: str, endpoints: Endpoints) -
         "nats_url": endpoints.nats_url,
         "database_url": endpoints.database_url,
     }
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # Written beside and renamed into place: a reader (a command, a script waiting for the hub)
+    # sees the old file or the whole new one, never an empty or half-written one.
+    partial = path.with_name(f".{RUNTIME_FILE}.{os.getpid()}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         json.dump(content, out, indent=2)
+    os.replace(partial, path)
     return path
