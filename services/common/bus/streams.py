@@ -7,13 +7,14 @@ owner declares. The kernel owns DEADLETTER, where every consumer moves what it c
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType
 from nats.js.api import StreamConfig as JsStreamConfig
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError, ServerError
 
 from services.common.logging import get_logger
 from services.common.settings import BusConfig, StreamConfig
@@ -88,6 +89,24 @@ def _js_config(spec: StreamSpec) -> JsStreamConfig:
     )
 
 
+# JetStream's "error creating store for stream": a stream of that name deleted a moment ago
+# whose files the server is still removing. Brief, so it is tried again a few times.
+_STORE_NOT_READY = 10049
+_CREATE_TRIES = 5
+
+
+async def _create(js: JetStreamContext, wanted: JsStreamConfig) -> None:
+    for attempt in range(1, _CREATE_TRIES + 1):
+        try:
+            await js.add_stream(wanted)
+            return
+        except ServerError as err:
+            if err.err_code != _STORE_NOT_READY or attempt == _CREATE_TRIES:
+                raise
+            log.warning("stream_store_not_ready", stream=wanted.name, attempt=attempt)
+            await asyncio.sleep(0.1 * attempt)
+
+
 async def ensure_streams(js: JetStreamContext, specs: Sequence[StreamSpec]) -> None:
     """Create each stream, or bring an existing one to the configured limits."""
     for spec in specs:
@@ -96,7 +115,7 @@ async def ensure_streams(js: JetStreamContext, specs: Sequence[StreamSpec]) -> N
             await js.stream_info(spec.name)
         except NotFoundError:
             try:
-                await js.add_stream(wanted)
+                await _create(js, wanted)
                 log.info("stream_created", stream=spec.name, subjects=spec.subjects)
                 continue
             except BadRequestError:  # another worker created it a moment ago: update instead
