@@ -4,9 +4,11 @@ strictly, every refusal a problem naming the resource and the field."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import msgspec
 from aiohttp import web
 
@@ -14,6 +16,7 @@ from services.common.auth.principal import Permission, Principal
 from services.common.http.body import read_body
 from services.common.http.middleware import principal_of
 from services.common.http.problem import Problem, invalid_query
+from services.common.sites.registry import SiteRegistry
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -69,3 +72,18 @@ async def body_of(
 ) -> Any:
     """The request's JSON body as `kind` (at most `limit` bytes, read within 30 s)."""
     return decode(await read_body(request, limit=limit, time_limit_s=30.0), kind, resource)
+
+
+class AdminApi:
+    """What the escalation admin APIs hold: the pool, the site registry in use, the clock."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        sites: Callable[[], SiteRegistry],
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._pool = pool
+        self._sites = sites
+        self._clock = clock

@@ -15,8 +15,7 @@ change is audited in the transaction that makes it. A field that cannot be is 42
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -29,11 +28,10 @@ from services.common.contracts.ids import new_id
 from services.common.db.pool import TRANSIENT_DB_ERRORS
 from services.common.errors import UnavailableError
 from services.common.http.problem import Problem
-from services.common.sites.registry import SiteRegistry
 from services.escalation.adapters import endpoints_db
 from services.escalation.adapters.endpoints_db import EndpointRow
 from services.escalation.adapters.secrets import new_secret, secret_problem
-from services.escalation.admin_requests import body_of, permitted
+from services.escalation.admin_requests import AdminApi, body_of, permitted
 from services.escalation.api_bodies import (
     EndpointChange,
     NewEndpoint,
@@ -100,18 +98,7 @@ def visible(principal: Principal, e: EndpointRow) -> bool:
     return e.sites is not None and set(e.sites) <= principal.sites
 
 
-class EndpointsApi:
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        sites: Callable[[], SiteRegistry],
-        *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self._pool = pool
-        self._sites = sites
-        self._clock = clock
-
+class EndpointsApi(AdminApi):
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/endpoints", self.create)
         app.router.add_get("/v1/endpoints", self.list_endpoints)

@@ -16,7 +16,7 @@ of a site the key is not limited to, is 404. Audited.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
@@ -29,10 +29,9 @@ from services.common.contracts.ids import new_id
 from services.common.db.pool import TRANSIENT_DB_ERRORS
 from services.common.errors import UnavailableError
 from services.common.http.problem import Problem, invalid_query
-from services.common.sites.registry import SiteRegistry
 from services.escalation.adapters import maintenance_db
 from services.escalation.adapters.maintenance_db import WindowRow
-from services.escalation.admin_requests import body_of, permitted
+from services.escalation.admin_requests import AdminApi, body_of, permitted
 from services.escalation.admin_requests import invalid as invalid_of
 from services.escalation.api_bodies import SiteId
 from services.escalation.domain.maintenance import InvalidWindow, MaintenanceWindow, decode_window
@@ -85,18 +84,7 @@ def window_json(row: WindowRow, now: datetime) -> dict[str, Any]:
     }
 
 
-class MaintenanceApi:
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        sites: Callable[[], SiteRegistry],
-        *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self._pool = pool
-        self._sites = sites
-        self._clock = clock
-
+class MaintenanceApi(AdminApi):
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/maintenance-windows", self.create)
         app.router.add_get("/v1/maintenance-windows", self.list_windows)

@@ -12,8 +12,6 @@ that is not the tenant's), or a negative wait is 422 naming the field. Audited.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import asyncpg
@@ -26,10 +24,9 @@ from services.common.contracts.ids import new_id
 from services.common.db.pool import TRANSIENT_DB_ERRORS
 from services.common.errors import UnavailableError
 from services.common.http.problem import Problem
-from services.common.sites.registry import SiteRegistry
 from services.escalation.adapters import endpoints_db, policies_db
 from services.escalation.adapters.policies_db import PolicyRow, StepJson, steps_json, steps_of
-from services.escalation.admin_requests import body_of, permitted
+from services.escalation.admin_requests import AdminApi, body_of, permitted
 from services.escalation.admin_requests import invalid as invalid_of
 from services.escalation.api_bodies import IncidentTypeName, Name, Severity, SiteId
 from services.escalation.domain.policy import InvalidPolicy, Policy, check_steps
@@ -70,18 +67,7 @@ def policy_json(row: PolicyRow) -> dict[str, Any]:
     }
 
 
-class PoliciesApi:
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        sites: Callable[[], SiteRegistry],
-        *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self._pool = pool
-        self._sites = sites
-        self._clock = clock
-
+class PoliciesApi(AdminApi):
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/policies", self.create)
         app.router.add_get("/v1/policies", self.list_policies)
